@@ -1,0 +1,167 @@
+#pragma once
+/// @file config.hpp
+/// Typed, read-only view of one table of a sweep file. No TOML library types are visible here:
+/// the host converts the parsed file into `Value` trees that remember where each value came from.
+
+#include <modlab/export.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace modlab {
+
+/// Where a value was written: file, 1-based line and column (0 when it did not come from a file,
+/// e.g. a `--set` override, in which case `file` says so).
+struct MODLAB_API SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  /// "file:line:column", or just "file" when line is 0.
+  std::string str() const;
+};
+
+/// The type of a config value, also used by plugins to declare their keys.
+enum class ValueType { Null, Bool, Int, Float, String, Array, Table };
+
+/// Human-readable name of a ValueType ("integer", "float", "table", ...).
+MODLAB_API const char* type_name(ValueType t);
+
+/// One node of a parsed config tree: a scalar, an array or a table. Immutable once built.
+class MODLAB_API Value {
+ public:
+  using Array = std::vector<Value>;
+  using Table = std::map<std::string, Value>;  // sorted: iteration order is canonical
+
+  Value();  ///< Null
+  static Value boolean(bool v, SourceLocation loc = {});
+  static Value integer(std::int64_t v, SourceLocation loc = {});
+  static Value floating(double v, SourceLocation loc = {});
+  static Value string(std::string v, SourceLocation loc = {});
+  static Value array(Array v, SourceLocation loc = {});
+  static Value table(Table v, SourceLocation loc = {});
+
+  ValueType type() const { return type_; }
+  const SourceLocation& where() const { return loc_; }
+  bool as_bool() const;
+  std::int64_t as_int() const;
+  double as_float() const;  ///< also accepts an integer
+  const std::string& as_string() const;
+  const Array& as_array() const;
+  const Table& as_table() const;
+  Table& mutable_table();  ///< for builders only (sweep expansion); throws unless a table
+
+  /// Canonical TOML-like text: tables sorted by key, floats with round-trip precision.
+  /// Used for run ids, so it must not depend on source order or locations.
+  std::string canonical() const;
+  /// Inline TOML literal of this value (scalars and arrays), e.g. `[1, 2]` or `"abc"`.
+  std::string literal() const;
+
+  /// Structural equality (locations ignored).
+  bool operator==(const Value& o) const;
+  bool operator!=(const Value& o) const { return !(*this == o); }
+
+ private:
+  ValueType type_ = ValueType::Null;
+  bool b_ = false;
+  std::int64_t i_ = 0;
+  double d_ = 0.0;
+  std::string s_;
+  std::shared_ptr<Array> a_;
+  std::shared_ptr<Table> t_;
+  SourceLocation loc_;
+};
+
+/// Records which dotted keys were read, so keys nobody read can be reported.
+class MODLAB_API AccessLog {
+ public:
+  void mark(const std::string& dotted_key) { read_.insert(dotted_key); }
+  bool was_read(const std::string& dotted_key) const;  ///< true also if a parent or child was read
+  const std::set<std::string>& keys() const { return read_; }
+
+ private:
+  std::set<std::string> read_;
+};
+
+/// Read-only view of one table, e.g. the `[model]` table of one run.
+///
+/// `get<T>(key)` accepts dotted keys ("optimizer.lr"). Supported T: bool, int, std::int64_t,
+/// double, float, std::string, std::vector<std::int64_t>, std::vector<int>, std::vector<double>,
+/// std::vector<std::string>, std::vector<std::vector<std::int64_t>>, Config (a sub-table).
+/// Errors are ConfigError naming the dotted key, expected and found type, and file:line.
+class MODLAB_API Config {
+ public:
+  Config();  ///< an empty table with no origin
+  Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<AccessLog> log = nullptr);
+
+  template <class T>
+  T get(const std::string& key) const;
+
+  template <class T>
+  T get_or(const std::string& key, const T& fallback) const {
+    return has(key) ? get<T>(key) : fallback;
+  }
+
+  bool has(const std::string& key) const;
+  /// The raw value or nullptr; marks the key as read.
+  const Value* find(const std::string& key) const;
+  /// Direct child keys of this table, sorted.
+  std::vector<std::string> keys() const;
+  /// Sub-table view ("model.gate" → Config with prefix "model.gate"). Missing key → empty table.
+  Config sub(const std::string& key) const;
+  /// Dotted path of this table inside the run config ("model"), "" for the root.
+  const std::string& prefix() const { return prefix_; }
+  /// Full dotted key of a child ("model.num_experts").
+  std::string dotted(const std::string& key) const;
+  /// Where this table was written.
+  SourceLocation where() const;
+  /// The underlying tree (never null).
+  const Value& value() const { return *table_; }
+  std::shared_ptr<const Value> shared_value() const { return table_; }
+
+  /// Throws a ConfigError about `key` with the given message, adding the dotted key and location.
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+ private:
+  const Value* lookup(const std::string& key) const;
+  std::shared_ptr<const Value> table_;
+  std::string prefix_;
+  std::shared_ptr<AccessLog> log_;
+};
+
+/// A config key a plugin understands, shown by `modlab plugins` and used to validate sweep files
+/// before any run starts. `type` Array means a list; `element` says of what.
+struct MODLAB_API KeySpec {
+  std::string name;            ///< dotted, relative to the plugin's table ("num_experts", "gate.hidden")
+  ValueType type = ValueType::Null;
+  ValueType element = ValueType::Null;  ///< element type for arrays (Null = any)
+  std::string default_value;   ///< TOML literal of the default, "" = required
+  std::string doc;             ///< one line
+};
+
+/// Checks every key of `table` against `keys`: unknown keys (with the closest known key suggested)
+/// and type mismatches throw ConfigError. Sub-tables are checked against dotted key names; a key
+/// declared with type Table accepts any content. `reserved` names are skipped (e.g. "plugin").
+MODLAB_API void validate_keys(const Config& table, const std::vector<KeySpec>& keys,
+                   const std::vector<std::string>& reserved = {});
+
+template <> MODLAB_API bool Config::get<bool>(const std::string&) const;
+template <> MODLAB_API int Config::get<int>(const std::string&) const;
+template <> MODLAB_API std::int64_t Config::get<std::int64_t>(const std::string&) const;
+template <> MODLAB_API double Config::get<double>(const std::string&) const;
+template <> MODLAB_API float Config::get<float>(const std::string&) const;
+template <> MODLAB_API std::string Config::get<std::string>(const std::string&) const;
+template <> MODLAB_API std::vector<std::int64_t> Config::get<std::vector<std::int64_t>>(const std::string&) const;
+template <> MODLAB_API std::vector<int> Config::get<std::vector<int>>(const std::string&) const;
+template <> MODLAB_API std::vector<double> Config::get<std::vector<double>>(const std::string&) const;
+template <> MODLAB_API std::vector<std::string> Config::get<std::vector<std::string>>(const std::string&) const;
+template <> MODLAB_API std::vector<std::vector<std::int64_t>> Config::get<std::vector<std::vector<std::int64_t>>>(
+    const std::string&) const;
+template <> MODLAB_API Config Config::get<Config>(const std::string&) const;
+
+/// Levenshtein-closest candidate to `word`, or "" when nothing is reasonably close.
+MODLAB_API std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace modlab

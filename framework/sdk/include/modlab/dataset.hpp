@@ -1,0 +1,97 @@
+#pragma once
+/// @file dataset.hpp
+/// What a dataset plugin implements: a description (`DatasetSpec`) and named splits that hand
+/// out batches by index.
+
+#include <modlab/export.hpp>
+#include <modlab/batch.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace modlab {
+
+/// What the targets are and so which default loss / accuracy applies.
+enum class TaskKind {
+  Classification,  ///< targets [B] int64 in [0, num_classes)
+  MultiLabel,      ///< targets [B, num_outputs] float in {0,1} (independent bits, BCE)
+  Regression,      ///< targets [B, num_outputs] float
+  Sequence         ///< inputs [B, L] token ids with lengths; targets [B, Lt] token ids with target_lengths
+};
+
+MODLAB_API const char* task_kind_name(TaskKind k);
+
+/// Everything a model needs to know to shape itself for a dataset.
+struct MODLAB_API DatasetSpec {
+  std::string name;                       ///< plugin name and variant, e.g. "toy/multi_class"
+  std::vector<std::int64_t> input_shape;  ///< per example, e.g. {2} or {1, 28, 28}; {max_len} for sequences
+  TaskKind task = TaskKind::Classification;
+  std::int64_t num_classes = 0;           ///< Classification
+  std::int64_t num_outputs = 0;           ///< MultiLabel / Regression
+  std::vector<std::string> class_names;   ///< optional, one per class
+  std::string group_kind;                 ///< what `Batch::groups` means ("rotation", "task", "attribute_group"), "" if none
+  std::vector<std::string> group_names;   ///< name of each group id
+  std::vector<std::string> vocabulary;    ///< Sequence: token id → string; empty otherwise
+  std::int64_t pad_token = 0;             ///< Sequence: id used for padding
+  std::vector<std::string> splits;        ///< split names; the first is the training split
+  std::map<std::string, std::string> info;  ///< free-form facts worth recording (source files, sizes)
+
+  /// Number of input features per example (product of input_shape).
+  std::int64_t input_numel() const;
+};
+
+/// One split (train / val / test ...) as random-access batches.
+class MODLAB_API Split {
+ public:
+  virtual ~Split();
+  /// Number of examples.
+  virtual std::int64_t size() const = 0;
+  /// The examples at `indices` (int64 [B], values in [0, size())). `training` is true when the
+  /// batch feeds an optimizer step, so a split may apply training-only augmentation or noise.
+  virtual Batch get(const torch::Tensor& indices, bool training = false) const = 0;
+  /// Every example in order (`get(arange(size()))`).
+  virtual Batch all() const;
+};
+
+/// A split backed by whole tensors: `get` is index_select on each defined tensor of `data`.
+/// Optional additive Gaussian noise on training inputs (for datasets that train on noisy inputs).
+class MODLAB_API TensorSplit : public Split {
+ public:
+  explicit TensorSplit(Batch data, double train_noise_std = 0.0);
+  ~TensorSplit() override;
+  std::int64_t size() const override;
+  Batch get(const torch::Tensor& indices, bool training = false) const override;
+  Batch all() const override;
+  const Batch& data() const { return data_; }
+
+ private:
+  Batch data_;
+  double train_noise_std_;
+};
+
+/// A dataset: a spec plus named splits. Built once per run by a factory, then read-only.
+class MODLAB_API Dataset {
+ public:
+  virtual ~Dataset();
+  virtual DatasetSpec spec() const = 0;
+  /// The split called `name`; throws DataError naming the known splits when there is none.
+  virtual std::shared_ptr<const Split> split(const std::string& name) const = 0;
+};
+
+/// A Dataset that holds a fixed map of TensorSplits; enough for most plugins.
+class MODLAB_API TensorDataset : public Dataset {
+ public:
+  TensorDataset(DatasetSpec spec, std::map<std::string, std::shared_ptr<const Split>> splits);
+  ~TensorDataset() override;
+  DatasetSpec spec() const override { return spec_; }
+  std::shared_ptr<const Split> split(const std::string& name) const override;
+
+ private:
+  DatasetSpec spec_;
+  std::map<std::string, std::shared_ptr<const Split>> splits_;
+};
+
+}  // namespace modlab

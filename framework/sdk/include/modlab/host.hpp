@@ -1,0 +1,47 @@
+#pragma once
+/// @file host.hpp
+/// What the host offers a plugin while a run is being built and trained.
+
+#include <modlab/export.hpp>
+#include <modlab/config.hpp>
+#include <modlab/dataset.hpp>
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace modlab {
+
+class Model;
+
+/// Services of the running host. Passed to factories; valid for the whole run.
+class MODLAB_API Host {
+ public:
+  virtual ~Host();
+  /// Builds another registered model (e.g. an analyzer wrapping a model): `plugin` is a model name.
+  virtual std::shared_ptr<Model> create_model(const std::string& plugin, const Config& config,
+                                              const DatasetSpec& spec) = 0;
+  /// Builds another registered dataset.
+  virtual std::shared_ptr<Dataset> create_dataset(const std::string& plugin, const Config& config) = 0;
+  /// Device the run trains on.
+  virtual torch::Device device() const = 0;
+  /// The run's seed; the host has already seeded LibTorch's global generator with it.
+  virtual std::uint64_t seed() const = 0;
+  /// Number of intra-op threads this run may use.
+  virtual int num_threads() const = 0;
+  /// Folder for the run's side files (checkpoints, caches); exists.
+  virtual std::string run_dir() const = 0;
+  /// Resolves a path written in a sweep file: absolute stays, relative is taken from the sweep
+  /// file's folder.
+  virtual std::string resolve_path(const std::string& path) const = 0;
+  /// Path of the final model weights of an earlier run, referenced as "<results dir>/<run_id>"
+  /// (relative to the sweep file) or "<run_id>" (same output folder). Throws ConfigError when the
+  /// run did not complete.
+  virtual std::string model_weights_of(const std::string& run_ref) const = 0;
+  /// One log line (goes to the run's log, and the terminal at verbose level).
+  virtual void log(const std::string& message) = 0;
+};
+
+}  // namespace modlab

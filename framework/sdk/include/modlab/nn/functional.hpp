@@ -1,0 +1,35 @@
+#pragma once
+/// @file nn/functional.hpp
+/// Stochastic relaxations and estimators shared by modular models.
+
+#include <modlab/export.hpp>
+
+#include <torch/types.h>
+
+#include <cstdint>
+
+namespace modlab::nn {
+
+/// Standard Gumbel noise −log(−log U) of the given shape (uses the global generator).
+MODLAB_API torch::Tensor sample_gumbel(at::IntArrayRef shape, const torch::TensorOptions& options);
+
+/// `hard` in the forward pass, the gradient of `soft` in the backward pass: hard − sg(soft) + soft.
+MODLAB_API torch::Tensor straight_through(const torch::Tensor& hard, const torch::Tensor& soft);
+
+/// Gumbel-softmax over `dim`: softmax((logits + G)/tau). With `hard`, the one-hot of the argmax with
+/// straight-through gradients. With `noise` false, no Gumbel noise is added.
+MODLAB_API torch::Tensor gumbel_softmax(const torch::Tensor& logits, double tau, bool hard, std::int64_t dim = -1,
+                                        bool noise = true);
+
+/// Gumbel-sigmoid (binary concrete): sigmoid((logits + G1 − G2)/tau); with `hard`, the 0/1 threshold
+/// at 0.5 with straight-through gradients.
+MODLAB_API torch::Tensor gumbel_sigmoid(const torch::Tensor& logits, double tau, bool hard, bool noise = true);
+
+/// Straight-through top-k selectors: for scores [..., I], k one-hot vectors [k, ..., I] that pick
+/// the k largest entries in descending order; gradients flow to `scores` through each one-hot.
+MODLAB_API torch::Tensor topk_selectors(const torch::Tensor& scores, std::int64_t k);
+
+/// Entropy in bits of probability vectors along `dim` (0·log 0 = 0).
+MODLAB_API torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim = -1);
+
+}  // namespace modlab::nn

@@ -1,0 +1,499 @@
+#include <modlab/config.hpp>
+#include <modlab/errors.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+
+namespace modlab {
+
+std::string SourceLocation::str() const {
+  if (file.empty()) return "<unknown>";
+  if (line <= 0) return file;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+const char* type_name(ValueType t) {
+  switch (t) {
+    case ValueType::Null: return "nothing";
+    case ValueType::Bool: return "boolean";
+    case ValueType::Int: return "integer";
+    case ValueType::Float: return "float";
+    case ValueType::String: return "string";
+    case ValueType::Array: return "array";
+    case ValueType::Table: return "table";
+  }
+  return "?";
+}
+
+Value::Value() = default;
+
+Value Value::boolean(bool v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::Bool;
+  x.b_ = v;
+  x.loc_ = std::move(loc);
+  return x;
+}
+Value Value::integer(std::int64_t v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::Int;
+  x.i_ = v;
+  x.loc_ = std::move(loc);
+  return x;
+}
+Value Value::floating(double v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::Float;
+  x.d_ = v;
+  x.loc_ = std::move(loc);
+  return x;
+}
+Value Value::string(std::string v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::String;
+  x.s_ = std::move(v);
+  x.loc_ = std::move(loc);
+  return x;
+}
+Value Value::array(Array v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::Array;
+  x.a_ = std::make_shared<Array>(std::move(v));
+  x.loc_ = std::move(loc);
+  return x;
+}
+Value Value::table(Table v, SourceLocation loc) {
+  Value x;
+  x.type_ = ValueType::Table;
+  x.t_ = std::make_shared<Table>(std::move(v));
+  x.loc_ = std::move(loc);
+  return x;
+}
+
+namespace {
+[[noreturn]] void wrong_type(const Value& v, ValueType want) {
+  throw ConfigError(v.where().str() + ": expected " + type_name(want) + ", found " + type_name(v.type()));
+}
+}  // namespace
+
+bool Value::as_bool() const {
+  if (type_ != ValueType::Bool) wrong_type(*this, ValueType::Bool);
+  return b_;
+}
+std::int64_t Value::as_int() const {
+  if (type_ != ValueType::Int) wrong_type(*this, ValueType::Int);
+  return i_;
+}
+double Value::as_float() const {
+  if (type_ == ValueType::Int) return static_cast<double>(i_);
+  if (type_ != ValueType::Float) wrong_type(*this, ValueType::Float);
+  return d_;
+}
+const std::string& Value::as_string() const {
+  if (type_ != ValueType::String) wrong_type(*this, ValueType::String);
+  return s_;
+}
+const Value::Array& Value::as_array() const {
+  if (type_ != ValueType::Array) wrong_type(*this, ValueType::Array);
+  return *a_;
+}
+const Value::Table& Value::as_table() const {
+  if (type_ != ValueType::Table) wrong_type(*this, ValueType::Table);
+  return *t_;
+}
+Value::Table& Value::mutable_table() {
+  if (type_ != ValueType::Table) wrong_type(*this, ValueType::Table);
+  if (t_.use_count() > 1) t_ = std::make_shared<Table>(*t_);  // copy on write
+  return *t_;
+}
+
+namespace {
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+bool bare_key(const std::string& k) {
+  if (k.empty()) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+std::string key_text(const std::string& k) { return bare_key(k) ? k : quote(k); }
+
+std::string float_text(double d) {
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  // shortest representation that round-trips
+  for (int prec = 1; prec <= 17; ++prec) {
+    char b2[64];
+    std::snprintf(b2, sizeof b2, "%.*g", prec, d);
+    if (std::strtod(b2, nullptr) == d) {
+      std::snprintf(buf, sizeof buf, "%s", b2);
+      break;
+    }
+  }
+  std::string s = buf;
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+void emit_table(const Value::Table& t, const std::string& path, std::ostringstream& os) {
+  // scalars and arrays first, then sub-tables, as TOML requires
+  for (const auto& [k, v] : t)
+    if (v.type() != ValueType::Table) os << key_text(k) << " = " << v.literal() << "\n";
+  for (const auto& [k, v] : t) {
+    if (v.type() != ValueType::Table) continue;
+    std::string sub = path.empty() ? key_text(k) : path + "." + key_text(k);
+    os << "\n[" << sub << "]\n";
+    emit_table(v.as_table(), sub, os);
+  }
+}
+}  // namespace
+
+std::string Value::literal() const {
+  switch (type_) {
+    case ValueType::Null: return "\"\"";
+    case ValueType::Bool: return b_ ? "true" : "false";
+    case ValueType::Int: return std::to_string(i_);
+    case ValueType::Float: return float_text(d_);
+    case ValueType::String: return quote(s_);
+    case ValueType::Array: {
+      std::string out = "[";
+      for (std::size_t i = 0; i < a_->size(); ++i) {
+        if (i) out += ", ";
+        out += (*a_)[i].literal();
+      }
+      return out + "]";
+    }
+    case ValueType::Table: {
+      std::string out = "{";
+      bool first = true;
+      for (const auto& [k, v] : *t_) {
+        if (!first) out += ", ";
+        first = false;
+        out += key_text(k) + " = " + v.literal();
+      }
+      return out + "}";
+    }
+  }
+  return "";
+}
+
+std::string Value::canonical() const {
+  if (type_ != ValueType::Table) return literal();
+  std::ostringstream os;
+  emit_table(*t_, "", os);
+  return os.str();
+}
+
+bool Value::operator==(const Value& o) const {
+  if (type_ != o.type_) return false;
+  switch (type_) {
+    case ValueType::Null: return true;
+    case ValueType::Bool: return b_ == o.b_;
+    case ValueType::Int: return i_ == o.i_;
+    case ValueType::Float: return d_ == o.d_ || (std::isnan(d_) && std::isnan(o.d_));
+    case ValueType::String: return s_ == o.s_;
+    case ValueType::Array: return *a_ == *o.a_;
+    case ValueType::Table: return *t_ == *o.t_;
+  }
+  return false;
+}
+
+bool AccessLog::was_read(const std::string& key) const {
+  if (read_.count(key)) return true;
+  // a parent table read as a whole, or any child read, counts
+  for (std::string k = key; !k.empty();) {
+    auto dot = k.rfind('.');
+    if (dot == std::string::npos) break;
+    k = k.substr(0, dot);
+    if (read_.count(k)) return true;
+  }
+  auto it = read_.lower_bound(key + ".");
+  return it != read_.end() && it->compare(0, key.size() + 1, key + ".") == 0;
+}
+
+Config::Config() : table_(std::make_shared<Value>(Value::table({}))) {}
+
+Config::Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<AccessLog> log)
+    : table_(std::move(table)), prefix_(std::move(prefix)), log_(std::move(log)) {
+  if (!table_) table_ = std::make_shared<Value>(Value::table({}));
+  if (table_->type() != ValueType::Table)
+    throw ConfigError(table_->where().str() + ": '" + prefix_ + "' must be a table, found " +
+                      type_name(table_->type()));
+}
+
+std::string Config::dotted(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+
+SourceLocation Config::where() const { return table_->where(); }
+
+const Value* Config::lookup(const std::string& key) const {
+  const Value* cur = table_.get();
+  std::size_t start = 0;
+  while (true) {
+    auto dot = key.find('.', start);
+    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (cur->type() != ValueType::Table) return nullptr;
+    const auto& t = cur->as_table();
+    auto it = t.find(part);
+    if (it == t.end()) return nullptr;
+    cur = &it->second;
+    if (dot == std::string::npos) return cur;
+    start = dot + 1;
+  }
+}
+
+bool Config::has(const std::string& key) const { return lookup(key) != nullptr; }
+
+const Value* Config::find(const std::string& key) const {
+  const Value* v = lookup(key);
+  if (v && log_) log_->mark(dotted(key));
+  return v;
+}
+
+std::vector<std::string> Config::keys() const {
+  std::vector<std::string> out;
+  for (const auto& kv : table_->as_table()) out.push_back(kv.first);
+  return out;
+}
+
+Config Config::sub(const std::string& key) const {
+  const Value* v = find(key);
+  if (!v) return Config(std::make_shared<Value>(Value::table({}, table_->where())), dotted(key), log_);
+  if (v->type() != ValueType::Table) fail(key, std::string("expected a table, found ") + type_name(v->type()));
+  // aliasing shared_ptr: the view keeps the whole tree alive
+  return Config(std::shared_ptr<const Value>(table_, v), dotted(key), log_);
+}
+
+void Config::fail(const std::string& key, const std::string& message) const {
+  const Value* v = lookup(key);
+  SourceLocation loc = v ? v->where() : table_->where();
+  throw ConfigError(loc.str() + ": " + dotted(key) + ": " + message);
+}
+
+namespace {
+const Value& require(const Config& c, const std::string& key) {
+  const Value* v = c.find(key);
+  if (!v) c.fail(key, "required key is missing");
+  return *v;
+}
+void expect(const Config& c, const std::string& key, const Value& v, ValueType want, const char* want_text = nullptr) {
+  bool ok = v.type() == want || (want == ValueType::Float && v.type() == ValueType::Int);
+  if (!ok)
+    c.fail(key, std::string("expected ") + (want_text ? want_text : type_name(want)) + ", found " +
+                    type_name(v.type()) + " " + v.literal());
+}
+template <class T, class F>
+std::vector<T> list_of(const Config& c, const std::string& key, ValueType elem, const char* what, F conv) {
+  const Value& v = require(c, key);
+  expect(c, key, v, ValueType::Array, what);
+  std::vector<T> out;
+  std::size_t i = 0;
+  for (const auto& e : v.as_array()) {
+    bool ok = e.type() == elem || (elem == ValueType::Float && e.type() == ValueType::Int);
+    if (!ok)
+      c.fail(key, std::string("expected ") + what + ", element " + std::to_string(i) + " is " +
+                      type_name(e.type()) + " " + e.literal());
+    out.push_back(conv(e));
+    ++i;
+  }
+  return out;
+}
+}  // namespace
+
+template <>
+bool Config::get<bool>(const std::string& key) const {
+  const Value& v = require(*this, key);
+  expect(*this, key, v, ValueType::Bool);
+  return v.as_bool();
+}
+template <>
+std::int64_t Config::get<std::int64_t>(const std::string& key) const {
+  const Value& v = require(*this, key);
+  expect(*this, key, v, ValueType::Int);
+  return v.as_int();
+}
+template <>
+int Config::get<int>(const std::string& key) const {
+  std::int64_t x = get<std::int64_t>(key);
+  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
+    fail(key, "integer " + std::to_string(x) + " is out of range");
+  return static_cast<int>(x);
+}
+template <>
+double Config::get<double>(const std::string& key) const {
+  const Value& v = require(*this, key);
+  expect(*this, key, v, ValueType::Float);
+  return v.as_float();
+}
+template <>
+float Config::get<float>(const std::string& key) const {
+  return static_cast<float>(get<double>(key));
+}
+template <>
+std::string Config::get<std::string>(const std::string& key) const {
+  const Value& v = require(*this, key);
+  expect(*this, key, v, ValueType::String);
+  return v.as_string();
+}
+template <>
+std::vector<std::int64_t> Config::get<std::vector<std::int64_t>>(const std::string& key) const {
+  return list_of<std::int64_t>(*this, key, ValueType::Int, "an array of integers",
+                               [](const Value& e) { return e.as_int(); });
+}
+template <>
+std::vector<int> Config::get<std::vector<int>>(const std::string& key) const {
+  return list_of<int>(*this, key, ValueType::Int, "an array of integers",
+                      [](const Value& e) { return static_cast<int>(e.as_int()); });
+}
+template <>
+std::vector<double> Config::get<std::vector<double>>(const std::string& key) const {
+  return list_of<double>(*this, key, ValueType::Float, "an array of numbers",
+                         [](const Value& e) { return e.as_float(); });
+}
+template <>
+std::vector<std::string> Config::get<std::vector<std::string>>(const std::string& key) const {
+  return list_of<std::string>(*this, key, ValueType::String, "an array of strings",
+                              [](const Value& e) { return e.as_string(); });
+}
+template <>
+std::vector<std::vector<std::int64_t>> Config::get<std::vector<std::vector<std::int64_t>>>(
+    const std::string& key) const {
+  const Value& v = require(*this, key);
+  expect(*this, key, v, ValueType::Array, "an array of integer arrays");
+  std::vector<std::vector<std::int64_t>> out;
+  std::size_t i = 0;
+  for (const auto& row : v.as_array()) {
+    if (row.type() != ValueType::Array)
+      fail(key, "expected an array of integer arrays, element " + std::to_string(i) + " is " + type_name(row.type()));
+    std::vector<std::int64_t> r;
+    for (const auto& e : row.as_array()) {
+      if (e.type() != ValueType::Int)
+        fail(key, "expected an array of integer arrays, element " + std::to_string(i) + " holds " +
+                      type_name(e.type()) + " " + e.literal());
+      r.push_back(e.as_int());
+    }
+    out.push_back(std::move(r));
+    ++i;
+  }
+  return out;
+}
+template <>
+Config Config::get<Config>(const std::string& key) const {
+  require(*this, key);
+  return sub(key);
+}
+
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  auto dist = [](const std::string& a, const std::string& b) {
+    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        std::size_t sub = prev[j - 1] + (std::tolower(a[i - 1]) == std::tolower(b[j - 1]) ? 0 : 1);
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+      }
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  };
+  std::string best;
+  std::size_t best_d = std::numeric_limits<std::size_t>::max();
+  for (const auto& c : candidates) {
+    std::size_t d = dist(word, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  // close enough: at most a third of the word (at least 2 edits) away
+  std::size_t limit = std::max<std::size_t>(2, word.size() / 3);
+  return best_d <= limit ? best : std::string();
+}
+
+namespace {
+bool type_ok(const Value& v, const KeySpec& k) {
+  if (k.type == ValueType::Null) return true;
+  if (k.type == ValueType::Float && v.type() == ValueType::Int) return true;
+  if (v.type() != k.type) return false;
+  if (k.type == ValueType::Array && k.element != ValueType::Null) {
+    for (const auto& e : v.as_array()) {
+      bool ok = e.type() == k.element || (k.element == ValueType::Float && e.type() == ValueType::Int);
+      if (!ok) return false;
+    }
+  }
+  return true;
+}
+
+std::string type_text(const KeySpec& k) {
+  if (k.type == ValueType::Array && k.element != ValueType::Null)
+    return std::string("array of ") + type_name(k.element) + "s";
+  return type_name(k.type);
+}
+
+void check_table(const Config& root, const Value& table, const std::string& rel,
+                 const std::vector<KeySpec>& keys, const std::vector<std::string>& reserved,
+                 const std::vector<std::string>& names) {
+  for (const auto& [k, v] : table.as_table()) {
+    std::string key = rel.empty() ? k : rel + "." + k;
+    if (rel.empty() && std::find(reserved.begin(), reserved.end(), k) != reserved.end()) continue;
+    auto spec = std::find_if(keys.begin(), keys.end(), [&](const KeySpec& s) { return s.name == key; });
+    if (spec != keys.end()) {
+      if (!type_ok(v, *spec))
+        throw ConfigError(v.where().str() + ": " + root.dotted(key) + ": expected " + type_text(*spec) +
+                          ", found " + type_name(v.type()) + " " + v.literal());
+      continue;
+    }
+    if (v.type() == ValueType::Table) {
+      // a table is fine if some declared key lives below it
+      bool parent = std::any_of(keys.begin(), keys.end(),
+                                [&](const KeySpec& s) { return s.name.rfind(key + ".", 0) == 0; });
+      if (parent) {
+        check_table(root, v, key, keys, reserved, names);
+        continue;
+      }
+    }
+    std::string msg = v.where().str() + ": unknown key '" + root.dotted(key) + "'";
+    std::string near = closest_match(key, names);
+    if (!near.empty()) msg += " (did you mean '" + root.dotted(near) + "'?)";
+    else {
+      msg += "; known keys: ";
+      for (std::size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : "") + names[i];
+    }
+    throw ConfigError(msg);
+  }
+}
+}  // namespace
+
+void validate_keys(const Config& table, const std::vector<KeySpec>& keys, const std::vector<std::string>& reserved) {
+  std::vector<std::string> names;
+  for (const auto& k : keys) names.push_back(k.name);
+  check_table(table, table.value(), "", keys, reserved, names);
+}
+
+}  // namespace modlab

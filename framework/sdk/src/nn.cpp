@@ -1,0 +1,189 @@
+#include <modlab/nn/functional.hpp>
+#include <modlab/nn/layers.hpp>
+
+#include <torch/nn/init.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace modlab::nn {
+
+// ---------------------------------------------------------------- functional
+
+torch::Tensor sample_gumbel(at::IntArrayRef shape, const torch::TensorOptions& options) {
+  // −log(Exp(1)) is Gumbel(0, 1); exponential_ avoids log(0)
+  return -torch::empty(shape, options).exponential_().log();
+}
+
+torch::Tensor straight_through(const torch::Tensor& hard, const torch::Tensor& soft) {
+  return hard - soft.detach() + soft;
+}
+
+torch::Tensor gumbel_softmax(const torch::Tensor& logits, double tau, bool hard, std::int64_t dim, bool noise) {
+  auto z = noise ? logits + sample_gumbel(logits.sizes(), logits.options()) : logits;
+  auto soft = torch::softmax(z / tau, dim);
+  if (!hard) return soft;
+  auto idx = soft.argmax(dim, /*keepdim=*/true);
+  auto onehot = torch::zeros_like(soft).scatter_(dim, idx, 1.0);
+  return straight_through(onehot, soft);
+}
+
+torch::Tensor gumbel_sigmoid(const torch::Tensor& logits, double tau, bool hard, bool noise) {
+  auto z = logits;
+  if (noise) z = z + sample_gumbel(logits.sizes(), logits.options()) - sample_gumbel(logits.sizes(), logits.options());
+  auto soft = torch::sigmoid(z / tau);
+  if (!hard) return soft;
+  return straight_through((soft > 0.5).to(soft.scalar_type()), soft);
+}
+
+torch::Tensor topk_selectors(const torch::Tensor& scores, std::int64_t k) {
+  auto idx = std::get<1>(scores.topk(k, -1, /*largest=*/true, /*sorted=*/true));  // [..., k]
+  std::vector<torch::Tensor> sels;
+  sels.reserve(k);
+  for (std::int64_t j = 0; j < k; ++j) {
+    auto one = torch::zeros_like(scores).scatter_(-1, idx.narrow(-1, j, 1), 1.0);
+    sels.push_back(straight_through(one, scores));
+  }
+  return torch::stack(sels, 0);
+}
+
+torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim) {
+  auto logp = torch::log2(probs.clamp_min(1e-30));
+  return -(probs * logp).where(probs > 0, torch::zeros_like(probs)).sum(dim);
+}
+
+// ---------------------------------------------------------------- MAC counting
+
+namespace {
+thread_local std::int64_t g_macs = 0;
+thread_local int g_counters = 0;
+}  // namespace
+
+MacCounter::MacCounter() : start_(g_macs) { ++g_counters; }
+MacCounter::~MacCounter() { --g_counters; }
+std::int64_t MacCounter::total() const { return g_macs - start_; }
+void MacCounter::add(std::int64_t macs) {
+  if (g_counters > 0) g_macs += macs;
+}
+
+// ---------------------------------------------------------------- overrides
+
+Overridable::~Overridable() = default;
+
+void Overridable::set_override(const std::string& name, torch::Tensor value) { overrides_[name] = std::move(value); }
+void Overridable::clear_overrides() { overrides_.clear(); }
+
+torch::Tensor Overridable::effective(const std::string& name, const torch::Tensor& param) const {
+  auto it = overrides_.find(name);
+  return it == overrides_.end() ? param : it->second;
+}
+
+void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name) {
+  auto modules = root.named_modules("", /*include_self=*/true);
+  for (const auto& [full, value] : by_name) {
+    auto dot = full.rfind('.');
+    std::string mod = dot == std::string::npos ? "" : full.substr(0, dot);
+    std::string param = dot == std::string::npos ? full : full.substr(dot + 1);
+    auto* m = modules.find(mod);
+    auto* o = m ? dynamic_cast<Overridable*>(m->get()) : nullptr;
+    if (!o || !(*m)->named_parameters(false).contains(param))
+      throw std::invalid_argument("no overridable parameter '" + full + "'");
+    o->set_override(param, value);
+  }
+}
+
+void clear_overrides(torch::nn::Module& root) {
+  for (auto& m : root.modules(/*include_self=*/true))
+    if (auto* o = dynamic_cast<Overridable*>(m.get())) o->clear_overrides();
+}
+
+// ---------------------------------------------------------------- Linear
+
+namespace {
+void kaiming_like_linear(torch::Tensor& w, torch::Tensor& b, std::int64_t fan_in) {
+  torch::NoGradGuard g;
+  double bound = fan_in > 0 ? 1.0 / std::sqrt(static_cast<double>(fan_in)) : 0.0;
+  w.uniform_(-bound, bound);  // = kaiming_uniform(a = sqrt(5)) as in torch::nn::Linear
+  if (b.defined()) b.uniform_(-bound, bound);
+}
+}  // namespace
+
+LinearImpl::LinearImpl(std::int64_t in, std::int64_t out, bool with_bias) : in_features(in), out_features(out) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  reset_parameters();
+}
+LinearImpl::~LinearImpl() = default;
+void LinearImpl::reset_parameters() { kaiming_like_linear(weight, bias, in_features); }
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  auto w = effective("weight", weight);
+  auto b = bias.defined() ? effective("bias", bias) : bias;
+  std::int64_t rows = x.numel() / in_features;
+  if (w.dim() == 2) {
+    MacCounter::add(rows * in_features * out_features);
+    return torch::nn::functional::linear(x, w, b);
+  }
+  // K-batched weights [K, out, in]
+  auto K = w.size(0);
+  auto xk = x.dim() == 2 ? x.unsqueeze(0).expand({K, x.size(0), x.size(1)}) : x;
+  MacCounter::add(xk.numel() / in_features * in_features * out_features);
+  auto y = torch::bmm(xk, w.transpose(1, 2));
+  if (b.defined()) y = y + (b.dim() == 1 ? b.view({1, 1, -1}) : b.unsqueeze(1));
+  return y;
+}
+
+// ---------------------------------------------------------------- Conv2d
+
+Conv2dImpl::Conv2dImpl(std::int64_t in, std::int64_t out, std::int64_t k, std::int64_t s, std::int64_t p, bool with_bias)
+    : in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p) {
+  weight = register_parameter("weight", torch::empty({out, in, k, k}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  reset_parameters();
+}
+Conv2dImpl::~Conv2dImpl() = default;
+void Conv2dImpl::reset_parameters() { kaiming_like_linear(weight, bias, in_channels * kernel_size * kernel_size); }
+
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  auto w = effective("weight", weight);
+  auto b = bias.defined() ? effective("bias", bias) : bias;
+  auto count = [&](const torch::Tensor& y) {
+    MacCounter::add(y.numel() * in_channels * kernel_size * kernel_size);
+    return y;
+  };
+  if (w.dim() == 4) return count(torch::conv2d(x, w, b, stride, padding));
+  // K-batched weights [K, O, C, k, k] as one grouped convolution over K·C channels
+  auto K = w.size(0);
+  auto xk = x.dim() == 4 ? x.unsqueeze(0).expand({K, x.size(0), x.size(1), x.size(2), x.size(3)}) : x;
+  auto B = xk.size(1);
+  auto xin = xk.permute({1, 0, 2, 3, 4}).reshape({B, K * in_channels, xk.size(3), xk.size(4)});
+  auto wg = w.reshape({K * out_channels, in_channels, kernel_size, kernel_size});
+  torch::Tensor bg;
+  if (b.defined()) bg = b.dim() == 1 ? b.repeat({K}) : b.reshape({K * out_channels});
+  auto y = torch::conv2d(xin, wg, bg, stride, padding, /*dilation=*/1, /*groups=*/K);
+  count(y);
+  return y.view({B, K, out_channels, y.size(2), y.size(3)}).permute({1, 0, 2, 3, 4});
+}
+
+// ---------------------------------------------------------------- StackedLinear
+
+StackedLinearImpl::StackedLinearImpl(std::int64_t e, std::int64_t in, std::int64_t out, bool with_bias)
+    : members(e), in_features(in), out_features(out) {
+  weight = register_parameter("weight", torch::empty({e, in, out}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({e, out}));
+  reset_parameters();
+}
+StackedLinearImpl::~StackedLinearImpl() = default;
+void StackedLinearImpl::reset_parameters() { kaiming_like_linear(weight, bias, in_features); }
+
+torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
+  auto w = effective("weight", weight);
+  auto b = bias.defined() ? effective("bias", bias) : bias;
+  auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
+  MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
+  if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);
+  return torch::bmm(xe, w);
+}
+
+}  // namespace modlab::nn
