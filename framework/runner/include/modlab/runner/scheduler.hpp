@@ -1,0 +1,40 @@
+#pragma once
+// Runs a sweep: every pending run in its own worker process (`modlab _worker`), N at a time.
+
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/sweep.hpp>
+
+#include <string>
+#include <vector>
+
+namespace modlab::runner {
+
+struct SweepOptions {
+  int jobs = 1;                  ///< runs at once
+  int threads = 0;               ///< LibTorch threads in all (0 = all cores), divided among jobs
+  std::string device = "cpu";    ///< cpu | cuda | cuda:N
+  std::string out_dir;           ///< default results/<sweep name>
+  std::vector<std::string> plugin_path;  ///< extra plugin folders (passed on to workers)
+  int shard_index = 0, shard_count = 1;  ///< run only runs with index % count == index
+  bool verbose = false;
+  std::string exe;               ///< path of the modlab executable for workers (default /proc/self/exe)
+};
+
+/// Checks everything that can be checked before a run starts (runs validate, output folder usable).
+/// Throws ConfigError / OutputError; writes nothing.
+void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
+
+/// Runs the sweep. Returns the process exit code: 0 all runs completed, 1 some failed, 130 interrupted.
+int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
+
+/// Rewrites `<out>/sweep.h5` from the run files that exist.
+void write_index(const Sweep& sweep, const std::string& out_dir);
+
+/// Body of `modlab _worker`: runs one run whose spec was written by the scheduler. Returns the exit
+/// code (0 completed, 3 failed, 130 interrupted).
+int worker_main(const std::vector<std::string>& args);
+
+/// Cores for torch threads by default.
+int default_threads();
+
+}  // namespace modlab::runner

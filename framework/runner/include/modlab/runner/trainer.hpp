@@ -1,0 +1,104 @@
+#pragma once
+// Runs one run: builds dataset and model through the registry, trains every phase, evaluates,
+// checkpoints, and writes the run file.
+
+#include <modlab/config.hpp>
+#include <modlab/runner/registry.hpp>
+
+#include <torch/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace modlab::runner {
+
+/// Trainer settings of one phase: `[train]`, overridden by `[train.phases.<name>]`.
+struct TrainOptions {
+  std::int64_t epochs = 10;
+  std::int64_t batch_size = 32;
+  std::int64_t eval_batch_size = 4096;
+  std::int64_t steps_per_epoch = 0;  ///< 0: one pass over the training split; >0: that many random batches
+  bool shuffle = true;
+  bool drop_last = false;
+  std::string optimizer = "adam";    ///< adam | adamw | sgd | rmsprop
+  double lr = 1e-3;
+  double momentum = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double alpha = 0.99;               ///< RMSprop smoothing
+  std::string schedule = "constant"; ///< constant | step | exponential | cosine
+  std::int64_t step_size = 30;
+  double gamma = 0.1;
+  double eta_min = 0.0;
+  double grad_clip = 0.0;            ///< max global grad norm; 0 = off
+  std::int64_t eval_every = 1;       ///< evaluate every N epochs (and after the last)
+  std::vector<std::string> eval_splits;  ///< default: every split of the dataset
+  std::string train_split;           ///< default: the dataset's first split
+  std::map<std::string, double> lr_groups;  ///< parameter group name → lr
+  std::int64_t checkpoint_every = 1; ///< epochs between checkpoints; 0 = never
+};
+
+/// Keys of the `[train]` table (and of each `[train.phases.<name>]`), for validation and `modlab plugins`.
+const std::vector<KeySpec>& train_keys();
+/// Keys of the `[run]` table.
+const std::vector<KeySpec>& run_keys();
+/// Parses `[train]` merged with `[train.phases.<phase>]` (phase "" = base only).
+TrainOptions parse_train_options(const Config& train, const std::string& phase = "");
+
+/// Validates a resolved run config against the registry before anything runs: top-level tables,
+/// `[run]` and `[train]` keys, plugins exist, each plugin's keys and types. ConfigError on the first problem.
+void validate_run_config(const Value& config, const Registry& registry, const std::string& what);
+
+/// Progress of a running run, reported after every epoch.
+struct Progress {
+  std::string phase;
+  std::int64_t epoch = 0;   ///< epochs done in this phase
+  std::int64_t epochs = 0;
+  std::int64_t phase_index = 0, phases = 1;
+  double loss = 0.0;
+  std::int64_t step = 0;
+};
+
+struct RunRequest {
+  std::string run_id;
+  std::int64_t index = 0;
+  std::int64_t seed = 0;
+  std::shared_ptr<const Value> config;  ///< resolved run config
+  std::string sweep_name;
+  std::string sweep_dir;   ///< folder of the sweep file
+  std::string out_dir;     ///< sweep output folder (run files go to <out_dir>/runs)
+  torch::Device device = torch::kCPU;
+  int threads = 1;
+  std::function<void(const Progress&)> on_progress;
+  std::function<void(const std::string&)> logger;
+  const std::atomic<bool>* stop = nullptr;  ///< set → checkpoint and return Interrupted at the next step
+};
+
+enum class RunStatus { Completed, Failed, Interrupted };
+
+struct RunOutcome {
+  RunStatus status = RunStatus::Failed;
+  std::string error;
+};
+
+/// Paths of a run's files.
+struct RunPaths {
+  std::string h5, checkpoint, weights, log, spec;
+  static RunPaths of(const std::string& out_dir, const std::string& run_id);
+};
+
+/// Trains one run to the end (resuming from its checkpoint if one exists). Never throws for a
+/// failure inside the run: that is recorded in the run file and returned as Failed.
+RunOutcome execute_run(const Registry& registry, const RunRequest& request);
+
+/// "completed" if `<out>/runs/<id>.h5` says so, "failed" if it says failed, "partial" if only a
+/// .partial or checkpoint exists, "" if nothing.
+std::string run_state(const std::string& out_dir, const std::string& run_id);
+
+}  // namespace modlab::runner

@@ -1,0 +1,288 @@
+// The modlab command line: run, expand, plugins, show (and the hidden _worker).
+#include <modlab/errors.hpp>
+#include <modlab/runner/cli.hpp>
+#include <modlab/runner/h5.hpp>
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/sweep.hpp>
+#include <modlab/runner/trainer.hpp>
+
+#include <boost/program_options.hpp>
+#include <torch/version.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace modlab::runner {
+
+namespace {
+
+const char* kUsage =
+    "usage: modlab <command> [options]\n\n"
+    "commands:\n"
+    "  run SWEEP.toml      expand a sweep and run it (resumes: finished runs are skipped)\n"
+    "  expand SWEEP.toml   list the runs a sweep expands to, without running them\n"
+    "  plugins             list loadable plugins with their config keys\n"
+    "  show DIR            print the summary table of a sweep's results\n\n"
+    "options: --help (also after a command), --version\n";
+
+struct UsageError : Error {
+  using Error::Error;
+};
+
+po::variables_map parse(const std::vector<std::string>& args, po::options_description& desc,
+                        const po::positional_options_description& pos) {
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return vm;
+}
+
+Registry& load_registry(const std::vector<std::string>& plugin_path) {
+  static Registry registry;
+  registry.load_directories(plugin_search_path(plugin_path));
+  return registry;
+}
+
+std::string table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> w(header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
+  for (const auto& r : rows)
+    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  std::ostringstream os;
+  auto line = [&](const std::vector<std::string>& r) {
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      std::string c = i < r.size() ? r[i] : "";
+      os << c << (i + 1 < w.size() ? std::string(w[i] - c.size() + 2, ' ') : "");
+    }
+    os << "\n";
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+  return os.str();
+}
+
+void add_sweep_options(po::options_description& d) {
+  d.add_options()("set", po::value<std::vector<std::string>>()->composing(), "override a config key: --set train.lr=0.01 (repeatable)")(
+      "plugin-path", po::value<std::vector<std::string>>()->composing(), "extra folder to load plugins from (repeatable)");
+}
+
+std::vector<std::string> strings(const po::variables_map& vm, const char* k) {
+  return vm.count(k) ? vm[k].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
+int cmd_expand(const std::vector<std::string>& args, bool help) {
+  po::options_description d("modlab expand SWEEP.toml [options]\n\nLists the runs of a sweep (run id = hash of the resolved config).\n\noptions");
+  d.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "sweep file")(
+      "no-validate", "do not load plugins to validate keys");
+  add_sweep_options(d);
+  po::positional_options_description pos;
+  pos.add("sweep", 1);
+  auto vm = parse(args, d, pos);
+  if (help || vm.count("help")) {
+    std::cout << d;
+    return 0;
+  }
+  if (!vm.count("sweep")) throw UsageError("expand: missing the sweep file");
+  Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
+  if (!vm.count("no-validate")) {
+    auto& reg = load_registry(strings(vm, "plugin-path"));
+    for (const auto& r : s.runs) validate_run_config(*r.config, reg, r.run_id);
+  }
+  std::cout << format_expansion(s);
+  std::cout << s.runs.size() << " runs\n";
+  return 0;
+}
+
+int cmd_run(const std::vector<std::string>& args, bool help) {
+  po::options_description d("modlab run SWEEP.toml [options]\n\nRuns every run of a sweep not yet completed in OUT; results go to OUT/runs/<run_id>.h5 and OUT/sweep.h5.\n\noptions");
+  SweepOptions o;
+  std::string shard;
+  d.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "sweep file")(
+      "jobs,j", po::value<int>(&o.jobs)->default_value(1), "runs at once (worker processes)")(
+      "threads", po::value<int>(&o.threads)->default_value(0), "LibTorch threads in all, divided among jobs (0 = all cores)")(
+      "device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu | cuda | cuda:N")(
+      "out,o", po::value<std::string>(&o.out_dir), "output folder (default results/<sweep name>)")(
+      "shard", po::value<std::string>(&shard), "i/n: run only runs whose index % n == i (for job arrays)")(
+      "dry-run", "print the runs and exit")("verbose,v", "per-epoch log lines");
+  add_sweep_options(d);
+  po::positional_options_description pos;
+  pos.add("sweep", 1);
+  auto vm = parse(args, d, pos);
+  if (help || vm.count("help")) {
+    std::cout << d;
+    return 0;
+  }
+  if (!vm.count("sweep")) throw UsageError("run: missing the sweep file");
+  o.verbose = vm.count("verbose") > 0;
+  o.plugin_path = strings(vm, "plugin-path");
+  if (!shard.empty()) {
+    auto slash = shard.find('/');
+    try {
+      if (slash == std::string::npos) throw std::invalid_argument("");
+      o.shard_index = std::stoi(shard.substr(0, slash));
+      o.shard_count = std::stoi(shard.substr(slash + 1));
+    } catch (const std::exception&) {
+      throw UsageError("--shard: expected i/n, e.g. 0/4, found '" + shard + "'");
+    }
+  }
+  Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
+  if (o.out_dir.empty()) o.out_dir = (fs::path("results") / s.name).string();
+  auto& reg = load_registry(o.plugin_path);
+  if (vm.count("dry-run")) {
+    preflight(s, reg, o);
+    std::cout << format_expansion(s) << s.runs.size() << " runs -> " << o.out_dir << "\n";
+    return 0;
+  }
+  return run_sweep(s, reg, o);
+}
+
+std::string key_type(const KeySpec& k) {
+  if (k.type == ValueType::Array && k.element != ValueType::Null) return std::string(type_name(k.element)) + "[]";
+  return type_name(k.type);
+}
+
+int cmd_plugins(const std::vector<std::string>& args, bool help) {
+  po::options_description d("modlab plugins [options]\n\nLists loadable plugins and their config keys.\n\noptions");
+  d.add_options()("help,h", "this help")("name", po::value<std::string>(), "show only this model/dataset");
+  add_sweep_options(d);
+  po::positional_options_description pos;
+  pos.add("name", 1);
+  auto vm = parse(args, d, pos);
+  if (help || vm.count("help")) {
+    std::cout << d;
+    return 0;
+  }
+  auto& reg = load_registry(strings(vm, "plugin-path"));
+  std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
+  auto keys_table = [](const std::vector<KeySpec>& keys) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& k : keys) rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value, k.doc});
+    return table({"  key", "type", "default", ""}, rows);
+  };
+  for (const auto& p : reg.plugins()) {
+    for (const auto& m : p.models) {
+      if (!only.empty() && m != only) continue;
+      const auto& e = reg.model(m);
+      std::cout << "model " << m << "  (" << p.info->name << " " << p.info->version << ", " << p.file << ")\n  "
+                << e.description << "\n" << keys_table(e.keys) << "\n";
+    }
+    for (const auto& n : p.datasets) {
+      if (!only.empty() && n != only) continue;
+      const auto& e = reg.dataset(n);
+      std::cout << "dataset " << n << "  (" << p.info->name << " " << p.info->version << ", " << p.file << ")\n  "
+                << e.description << "\n" << keys_table(e.keys) << "\n";
+    }
+  }
+  if (only.empty()) std::cout << "trainer [train]\n" << keys_table(train_keys()) << "\nrun [run]\n" << keys_table(run_keys());
+  else if (!reg.has_model(only) && !reg.has_dataset(only)) {
+    reg.model(only);  // throws with the known names
+  }
+  return 0;
+}
+
+int cmd_show(const std::vector<std::string>& args, bool help) {
+  po::options_description d("modlab show DIR [options]\n\nPrints the summary table of a sweep's results (DIR/sweep.h5).\n\noptions");
+  d.add_options()("help,h", "this help")("dir", po::value<std::string>(), "sweep output folder")(
+      "metrics", po::value<std::string>()->default_value("accuracy,loss,entropy,information"),
+      "comma-separated substrings selecting metric columns ('' = all)");
+  po::positional_options_description pos;
+  pos.add("dir", 1);
+  auto vm = parse(args, d, pos);
+  if (help || vm.count("help")) {
+    std::cout << d;
+    return 0;
+  }
+  if (!vm.count("dir")) throw UsageError("show: missing the results folder");
+  std::string dir = vm["dir"].as<std::string>();
+  if (!fs::exists(fs::path(dir) / "sweep.h5")) throw OutputError(dir + ": no sweep.h5 here (is it a sweep's output folder?)");
+  std::vector<std::string> varied;
+  auto rows = read_sweep_index(dir, &varied);
+  std::vector<std::string> filters;
+  std::stringstream fs_(vm["metrics"].as<std::string>());
+  for (std::string f; std::getline(fs_, f, ',');)
+    if (!f.empty()) filters.push_back(f);
+  std::set<std::string> metric_names;
+  for (const auto& r : rows)
+    for (const auto& [k, v] : r.final_metrics) {
+      bool keep = filters.empty();
+      for (const auto& f : filters) keep = keep || k.find(f) != std::string::npos;
+      if (keep && k.rfind("fit_", 0) != 0) metric_names.insert(k);
+    }
+  std::vector<std::string> header = {"#", "run_id", "status"};
+  for (const auto& v : varied) header.push_back(v);
+  for (const auto& m : metric_names) header.push_back(m);
+  std::vector<std::vector<std::string>> out;
+  for (const auto& r : rows) {
+    std::vector<std::string> row = {std::to_string(r.index), r.run_id, r.status};
+    for (const auto& v : varied) row.push_back(r.params.count(v) ? r.params.at(v) : "");
+    for (const auto& m : metric_names) {
+      auto it = r.final_metrics.find(m);
+      std::ostringstream os;
+      if (it != r.final_metrics.end() && !std::isnan(it->second)) os << std::setprecision(4) << it->second;
+      row.push_back(os.str());
+    }
+    out.push_back(row);
+  }
+  std::cout << table(header, out);
+  for (const auto& r : rows)
+    if (r.status == "failed") std::cout << "run " << r.run_id << " failed: " << r.error << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    if (cmd == "--version" || cmd == "version") {
+      std::cout << "modlab " << MODLAB_VERSION << " (LibTorch " << TORCH_VERSION << ", plugin ABI " << kAbiVersion << ")\n";
+      return 0;
+    }
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      if (!rest.empty()) {
+        std::string sub = rest[0];
+        rest.clear();
+        if (sub == "run") return cmd_run(rest, true);
+        if (sub == "expand") return cmd_expand(rest, true);
+        if (sub == "plugins") return cmd_plugins(rest, true);
+        if (sub == "show") return cmd_show(rest, true);
+      }
+      std::cout << kUsage;
+      return 0;
+    }
+    if (cmd == "run") return cmd_run(rest, false);
+    if (cmd == "expand") return cmd_expand(rest, false);
+    if (cmd == "plugins") return cmd_plugins(rest, false);
+    if (cmd == "show") return cmd_show(rest, false);
+    if (cmd == "_worker") return worker_main(rest);
+    throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, show)");
+  } catch (const UsageError& e) {
+    std::cerr << "modlab: " << e.what() << " (see modlab --help)\n";
+    return 2;
+  } catch (const Error& e) {
+    std::cerr << "modlab: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "modlab: internal error: " << e.what() << "\n";
+    return 2;
+  }
+}
+
+}  // namespace modlab::runner

@@ -1,0 +1,105 @@
+// Helpers for end-to-end tests that drive the real `modlab` executable.
+#pragma once
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace e2e {
+
+namespace fs = std::filesystem;
+
+inline std::string exe() {
+  const char* e = std::getenv("MODLAB_EXE");
+  return e ? e : "modlab";
+}
+
+inline std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct Result {
+  int code = -1;
+  std::string output;  // stdout + stderr
+};
+
+/// Runs a shell command line, capturing stdout and stderr together.
+inline Result sh(const std::string& cmd) {
+  Result r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+/// Runs modlab with arguments (already quoted where needed).
+inline Result modlab(const std::string& args) { return sh(quote(exe()) + " " + args); }
+
+/// Starts modlab in its own process group, output to `log`; returns the pid (= group id).
+inline pid_t start_modlab(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    dup2(fileno(stderr), 1);
+    std::vector<char*> argv;
+    std::string e = exe();
+    argv.push_back(const_cast<char*>(e.c_str()));
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  return pid;
+}
+
+inline int wait_exit(pid_t pid) {
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+inline std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline void write(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p) << text;
+}
+
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("modlab_e2e_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    if (!std::getenv("MODLAB_KEEP_TEST_FILES")) fs::remove_all(path);
+  }
+};
+
+inline std::string fixture_plugins() { return std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic"; }
+
+inline bool has_python_h5py() { return sh("/usr/bin/python3 -c 'import h5py'").code == 0; }
+
+}  // namespace e2e

@@ -1,0 +1,270 @@
+#define BOOST_TEST_MODULE cli
+#include <boost/test/unit_test.hpp>
+
+#include "cli_util.hpp"
+
+#include <modlab/runner/h5.hpp>
+
+#include <chrono>
+#include <thread>
+
+using namespace e2e;
+
+namespace {
+const char* kSweep = R"([run]
+name = "fx"
+[dataset]
+plugin = "fixture_blobs"
+n = 200
+[model]
+plugin = "fixture_mlp"
+[train]
+epochs = 3
+batch_size = 20
+lr = 0.01
+[sweep]
+grid = { "model.hidden" = [4, 8] }
+seeds = [0, 1]
+)";
+
+std::string plug() { return "--plugin-path " + quote(fixture_plugins()); }
+
+std::map<std::string, modlab::runner::RunSummary> by_id(const fs::path& out) {
+  std::map<std::string, modlab::runner::RunSummary> m;
+  for (auto& r : modlab::runner::read_sweep_index(out.string())) m[r.run_id] = r;
+  return m;
+}
+
+bool wait_for(const std::function<bool()>& cond, double seconds) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::size_t count_files(const fs::path& dir, const std::string& suffix) {
+  std::size_t n = 0;
+  if (!fs::exists(dir)) return 0;
+  for (auto& e : fs::directory_iterator(dir)) {
+    std::string s = e.path().string();
+    if (s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) ++n;
+  }
+  return n;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(version_and_help) {
+  auto v = modlab("--version");
+  BOOST_TEST(v.code == 0);
+  BOOST_TEST(v.output.find("modlab 0.1.0") != std::string::npos, v.output);
+  for (const char* c : {"run", "expand", "plugins", "show"}) {
+    auto h = modlab(std::string(c) + " --help");
+    BOOST_TEST(h.code == 0, c);
+    BOOST_TEST(h.output.find(std::string("modlab ") + c) != std::string::npos, h.output);
+  }
+  auto bad = modlab("frobnicate");
+  BOOST_TEST(bad.code == 2);
+  BOOST_TEST(bad.output.find("unknown command 'frobnicate'") != std::string::npos, bad.output);
+}
+
+BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
+  auto r = modlab("plugins " + plug());
+  BOOST_TEST(r.code == 0, r.output);
+  BOOST_TEST(r.output.find("model fixture_mlp") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("dataset fixture_blobs") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("sleep_ms") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("trainer [train]") != std::string::npos, r.output);
+}
+
+BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
+  TempDir d("basic");
+  write(d.path / "fx.toml", kSweep);
+  auto e = modlab("expand " + quote((d.path / "fx.toml").string()) + " " + plug());
+  BOOST_TEST(e.code == 0, e.output);
+  BOOST_TEST(e.output.find("4 runs") != std::string::npos, e.output);
+  BOOST_TEST(e.output.find("model.hidden") != std::string::npos, e.output);
+
+  fs::path out = d.path / "out";
+  auto r = modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  BOOST_TEST(count_files(out / "runs", ".h5") == 4u);
+  BOOST_TEST(count_files(out / "runs", ".partial") == 0u);
+  BOOST_TEST(count_files(out / "runs", ".ckpt") == 0u);
+  auto rows = by_id(out);
+  BOOST_TEST(rows.size() == 4u);
+  for (auto& [id, s] : rows) {
+    BOOST_TEST(s.status == "completed", id);
+    BOOST_TEST(s.final_metrics.at("test_accuracy") > 0.7, id);
+    BOOST_TEST(s.params.count("model.hidden") == 1u);
+  }
+
+  auto again = modlab("run " + quote((d.path / "fx.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(again.code == 0, again.output);
+  BOOST_TEST(again.output.find("4 already completed, 0 to run") != std::string::npos, again.output);
+
+  auto show = modlab("show " + quote(out.string()));
+  BOOST_TEST(show.code == 0, show.output);
+  BOOST_TEST(show.output.find("test_accuracy") != std::string::npos, show.output);
+  BOOST_TEST(show.output.find("completed") != std::string::npos, show.output);
+
+  // --set changes the config, hence the run ids: a new run, the old ones untouched
+  auto more = modlab("run " + quote((d.path / "fx.toml").string()) + " --set train.epochs=2 --set 'sweep.seeds=[0]' --out " +
+                     quote(out.string()) + " " + plug());
+  BOOST_TEST(more.code == 0, more.output);
+  BOOST_TEST(count_files(out / "runs", ".h5") == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
+  TempDir d("crash");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("grid = {"), std::string::npos,
+                "grid = { \"model.fail\" = [\"\", \"segv\", \"abort\", \"throw\"] }\n");
+  write(d.path / "crash.toml", sweep);
+  fs::path out = d.path / "out";
+  auto r = modlab("run " + quote((d.path / "crash.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(r.code == 1, r.output);
+  std::map<std::string, std::string> status_by_fail;
+  for (auto& s : modlab::runner::read_sweep_index(out.string())) {
+    std::string fail = s.params.at("model.fail");
+    status_by_fail[fail] = s.status + ": " + s.error;
+  }
+  BOOST_TEST(status_by_fail.at("\"\"").rfind("completed", 0) == 0u, status_by_fail.at("\"\""));
+  BOOST_TEST(status_by_fail.at("\"segv\"").find("failed: worker killed by signal 11 (SIGSEGV)") == 0u,
+             status_by_fail.at("\"segv\""));
+  BOOST_TEST(status_by_fail.at("\"abort\"").find("SIGABRT") != std::string::npos, status_by_fail.at("\"abort\""));
+  BOOST_TEST(status_by_fail.at("\"throw\"").find("fixture model failed on purpose") != std::string::npos,
+             status_by_fail.at("\"throw\""));
+  BOOST_TEST(r.output.find("FAILED") != std::string::npos);
+
+  // rerunning retries only the failed ones (they fail again, the completed one is skipped)
+  auto again = modlab("run " + quote((d.path / "crash.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(again.code == 1);
+  BOOST_TEST(again.output.find("1 already completed, 3 to run") != std::string::npos, again.output);
+}
+
+BOOST_AUTO_TEST_CASE(kill_minus_9_then_rerun_resumes_everything) {
+  TempDir d("kill");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("epochs = 3"), 10, "epochs = 6");
+  sweep.replace(sweep.find("[train]"), 7, "[train]\ncheckpoint_every = 1");
+  sweep.replace(sweep.find("plugin = \"fixture_mlp\""), 22, "plugin = \"fixture_mlp\"\nsleep_ms = 15");
+  write(d.path / "kill.toml", sweep);
+  fs::path out = d.path / "out";
+  pid_t pid = start_modlab({"run", (d.path / "kill.toml").string(), "--jobs", "2", "--out", out.string(),
+                            "--plugin-path", fixture_plugins()},
+                           (d.path / "first.log").string());
+  // wait until some run has checkpointed mid-way, then kill the whole process group
+  bool mid = wait_for([&] { return count_files(out / "runs", ".ckpt") > 0; }, 60);
+  BOOST_TEST_REQUIRE(mid, slurp(d.path / "first.log"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  kill(-pid, SIGKILL);
+  wait_exit(pid);
+  BOOST_TEST(count_files(out / "runs", ".partial") + count_files(out / "runs", ".ckpt") > 0u);
+
+  auto r = modlab("run " + quote((d.path / "kill.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  auto rows = by_id(out);
+  BOOST_TEST(rows.size() == 4u);
+  bool resumed = false;
+  for (auto& [id, s] : rows) {
+    BOOST_TEST(s.status == "completed", id);
+    resumed = resumed || slurp(out / "runs" / (id + ".log")).find("resuming from checkpoint") != std::string::npos;
+  }
+  BOOST_TEST(resumed);
+  BOOST_TEST(count_files(out / "runs", ".partial") == 0u);
+  if (has_python_h5py()) {
+    // every run file has exactly 6 epochs, 0..5, once each
+    auto py = sh("/usr/bin/python3 -c \"import h5py,glob,sys\nfor p in glob.glob(sys.argv[1]+'/runs/*.h5'):\n"
+                 "  e=list(h5py.File(p,'r')['metrics/epoch'][:])\n  assert e==list(range(6)),(p,e)\nprint('ok')\" " +
+                 quote(out.string()));
+    BOOST_TEST(py.code == 0, py.output);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(ctrl_c_stops_cleanly) {
+  TempDir d("sigint");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("plugin = \"fixture_mlp\""), 22, "plugin = \"fixture_mlp\"\nsleep_ms = 20");
+  write(d.path / "int.toml", sweep);
+  fs::path out = d.path / "out";
+  pid_t pid = start_modlab({"run", (d.path / "int.toml").string(), "--jobs", "1", "--out", out.string(),
+                            "--plugin-path", fixture_plugins()},
+                           (d.path / "run.log").string());
+  bool one_done = wait_for([&] { return count_files(out / "runs", ".h5") >= 1; }, 60);
+  BOOST_TEST_REQUIRE(one_done, slurp(d.path / "run.log"));
+  kill(-pid, SIGINT);  // what a terminal's Ctrl-C does: the whole foreground group
+  int code = wait_exit(pid);
+  BOOST_TEST(code == 130, slurp(d.path / "run.log"));
+  auto rows = by_id(out);
+  std::size_t completed = 0;
+  for (auto& [id, s] : rows) completed += s.status == "completed";
+  BOOST_TEST(completed >= 1u);
+  BOOST_TEST(completed < 4u);
+  auto r = modlab("run " + quote((d.path / "int.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(r.code == 0, r.output);
+  for (auto& [id, s] : by_id(out)) BOOST_TEST(s.status == "completed", id);
+}
+
+struct BadCase {
+  std::string name, sweep, extra, expect;
+};
+
+BOOST_AUTO_TEST_CASE(bad_input_one_line_exit_2_nothing_written) {
+  std::string base = kSweep;
+  std::vector<BadCase> cases = {
+      {"malformed", "[run]\nname = \"x\n", "", "malformed.toml:2:"},
+      {"unknown_plugin", "[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"moee_nope\"\n", "",
+       "unknown model plugin 'moee_nope'"},
+      {"misspelled_key", "[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\nhiden = 4\n", "",
+       "did you mean 'model.hidden'"},
+      {"wrong_type", "[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\nhidden = \"four\"\n", "",
+       "model.hidden: expected integer, found string"},
+      {"empty_axis", base.substr(0, base.find("[sweep]")) + "[sweep]\ngrid = { \"model.hidden\" = [] }\n", "",
+       "at least one value"},
+      {"zip_lengths",
+       base.substr(0, base.find("[sweep]")) + "[sweep]\n[[sweep.zip]]\n\"model.hidden\" = [1, 2]\n\"train.lr\" = [0.1]\n", "",
+       "length"},
+      {"collision", base.substr(0, base.find("[sweep]")) + "[sweep]\nseeds = [1, 1]\n", "", "same config"},
+      {"out_is_file", kSweep, "FILE", "is not a folder"},
+  };
+  for (const auto& c : cases) {
+    TempDir d("bad_" + c.name);
+    fs::path sweep = d.path / (c.name + ".toml");
+    write(sweep, c.sweep);
+    fs::path out = d.path / "out";
+    if (c.extra == "FILE") write(out, "i am a file");
+    auto r = modlab("run " + quote(sweep.string()) + " --out " + quote(out.string()) + " " + plug());
+    BOOST_TEST(r.code == 2, c.name << ": " << r.output);
+    BOOST_TEST(r.output.find(c.expect) != std::string::npos, c.name << ": " << r.output);
+    // one line
+    BOOST_TEST(std::count(r.output.begin(), r.output.end(), '\n') == 1, c.name << ": " << r.output);
+    if (c.extra != "FILE") BOOST_TEST(!fs::exists(out), c.name);
+    else BOOST_TEST(slurp(out) == "i am a file");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(results_read_back_with_h5py_and_h5dump) {
+  if (!has_python_h5py()) {
+    BOOST_TEST_MESSAGE("skipped: /usr/bin/python3 cannot import h5py (install python3-h5py)");
+    return;
+  }
+  TempDir d("h5py");
+  write(d.path / "fx.toml", kSweep);
+  fs::path out = d.path / "out";
+  auto r = modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  auto py = sh("cd / && /usr/bin/python3 " + quote(std::string(MODLAB_TEST_SOURCE_DIR) + "/e2e/check_sweep.py") + " " +
+               quote(out.string()) + " 4 3");
+  BOOST_TEST(py.code == 0, py.output);
+  auto dump = sh("h5dump -A " + quote((out / "sweep.h5").string()));
+  BOOST_TEST(dump.code == 0, dump.output);
+  BOOST_TEST(dump.output.find("summary") != std::string::npos);
+  for (auto& e : fs::directory_iterator(out / "runs")) {
+    if (e.path().extension() != ".h5") continue;
+    auto one = sh("h5dump -d /metrics/test_accuracy " + quote(e.path().string()));
+    BOOST_TEST(one.code == 0, one.output);
+    BOOST_TEST(one.output.find("DATASPACE  SIMPLE { ( 3 ) / ( H5S_UNLIMITED ) }") != std::string::npos, one.output);
+  }
+}

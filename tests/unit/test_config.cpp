@@ -1,0 +1,134 @@
+#define BOOST_TEST_MODULE config
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/config.hpp>
+#include <modlab/errors.hpp>
+
+using namespace modlab;
+
+namespace {
+SourceLocation at(int line) { return SourceLocation{"sweep.toml", line, 1}; }
+
+Config model_table() {
+  Value::Table t;
+  t["num_experts"] = Value::integer(4, at(3));
+  t["temperature"] = Value::floating(0.5, at(4));
+  t["lr_as_int"] = Value::integer(2, at(5));
+  t["name"] = Value::string("moe", at(6));
+  t["hidden"] = Value::array({Value::integer(32, at(7)), Value::integer(16, at(7))}, at(7));
+  t["routing"] = Value::array({Value::array({Value::integer(0, at(8)), Value::integer(1, at(8))}, at(8))}, at(8));
+  Value::Table gate;
+  gate["kind"] = Value::string("mlp", at(10));
+  t["gate"] = Value::table(gate, at(9));
+  return Config(std::make_shared<Value>(Value::table(t, at(2))), "model", std::make_shared<AccessLog>());
+}
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(typed_access) {
+  Config c = model_table();
+  BOOST_TEST(c.get<std::int64_t>("num_experts") == 4);
+  BOOST_TEST(c.get<int>("num_experts") == 4);
+  BOOST_TEST(c.get<double>("temperature") == 0.5);
+  BOOST_TEST(c.get<double>("lr_as_int") == 2.0);  // integers are accepted where floats are expected
+  BOOST_TEST(c.get<std::string>("name") == "moe");
+  BOOST_TEST((c.get<std::vector<std::int64_t>>("hidden") == std::vector<std::int64_t>{32, 16}));
+  BOOST_TEST(c.get<std::vector<std::vector<std::int64_t>>>("routing")[0][1] == 1);
+  BOOST_TEST(c.get<std::string>("gate.kind") == "mlp");
+  BOOST_TEST(c.sub("gate").get<std::string>("kind") == "mlp");
+  BOOST_TEST(c.get_or<std::int64_t>("missing", 7) == 7);
+  BOOST_TEST(c.sub("gate").prefix() == "model.gate");
+}
+
+BOOST_AUTO_TEST_CASE(errors_name_key_type_and_line) {
+  Config c = model_table();
+  auto m = error_of([&] { c.get<std::int64_t>("temperature"); });
+  BOOST_TEST(m.find("sweep.toml:4:1") != std::string::npos, m);
+  BOOST_TEST(m.find("model.temperature") != std::string::npos, m);
+  BOOST_TEST(m.find("expected integer, found float") != std::string::npos, m);
+  m = error_of([&] { c.get<std::vector<std::string>>("hidden"); });
+  BOOST_TEST(m.find("array of strings") != std::string::npos, m);
+  BOOST_TEST(m.find("element 0 is integer") != std::string::npos, m);
+  m = error_of([&] { c.get<std::string>("nope"); });
+  BOOST_TEST(m.find("model.nope: required key is missing") != std::string::npos, m);
+  m = error_of([&] { c.sub("gate").get<bool>("kind"); });
+  BOOST_TEST(m.find("sweep.toml:10:1: model.gate.kind: expected boolean, found string \"mlp\"") != std::string::npos, m);
+}
+
+BOOST_AUTO_TEST_CASE(access_log_tracks_reads) {
+  auto log = std::make_shared<AccessLog>();
+  Config base = model_table();
+  Config c(base.shared_value(), "model", log);
+  c.get<int>("num_experts");
+  c.sub("gate").get<std::string>("kind");
+  BOOST_TEST(log->was_read("model.num_experts"));
+  BOOST_TEST(log->was_read("model.gate.kind"));
+  BOOST_TEST(log->was_read("model.gate"));  // a child was read
+  BOOST_TEST(!log->was_read("model.temperature"));
+}
+
+BOOST_AUTO_TEST_CASE(validate_keys_suggests_and_checks_types) {
+  Config c = model_table();
+  std::vector<KeySpec> keys = {
+      {"num_experts", ValueType::Int, ValueType::Null, "4", ""},
+      {"temperature", ValueType::Float, ValueType::Null, "1.0", ""},
+      {"lr_as_int", ValueType::Float, ValueType::Null, "1.0", ""},
+      {"name", ValueType::String, ValueType::Null, "\"\"", ""},
+      {"hidden", ValueType::Array, ValueType::Int, "[]", ""},
+      {"routing", ValueType::Array, ValueType::Array, "[]", ""},
+      {"gate.kind", ValueType::String, ValueType::Null, "\"linear\"", ""},
+  };
+  BOOST_CHECK_NO_THROW(validate_keys(c, keys));
+
+  auto missing_temp = keys;
+  missing_temp[1].name = "temperatur";  // the file's key is now unknown, the declared one close to it
+  auto m = error_of([&] { validate_keys(c, missing_temp); });
+  BOOST_TEST(m.find("unknown key 'model.temperature'") != std::string::npos, m);
+  BOOST_TEST(m.find("did you mean 'model.temperatur'") != std::string::npos, m);
+  BOOST_TEST(m.find("sweep.toml:4") != std::string::npos, m);
+
+  auto wrong = keys;
+  wrong[0].type = ValueType::String;
+  m = error_of([&] { validate_keys(c, wrong); });
+  BOOST_TEST(m.find("model.num_experts: expected string, found integer 4") != std::string::npos, m);
+
+  auto wrong_elem = keys;
+  wrong_elem[4].element = ValueType::String;
+  m = error_of([&] { validate_keys(c, wrong_elem); });
+  BOOST_TEST(m.find("expected array of strings") != std::string::npos, m);
+
+  auto nogate = keys;
+  nogate.pop_back();
+  m = error_of([&] { validate_keys(c, nogate); });
+  BOOST_TEST(m.find("unknown key 'model.gate'") != std::string::npos, m);
+}
+
+BOOST_AUTO_TEST_CASE(closest_match_behaviour) {
+  std::vector<std::string> names = {"num_experts", "temperature", "top_k"};
+  BOOST_TEST(closest_match("num_expert", names) == "num_experts");
+  BOOST_TEST(closest_match("tempreature", names) == "temperature");
+  BOOST_TEST(closest_match("completely_different", names) == "");
+}
+
+BOOST_AUTO_TEST_CASE(canonical_text_is_order_independent_and_round_trips_floats) {
+  Value::Table a, b;
+  a["x"] = Value::floating(0.1);
+  a["y"] = Value::integer(3);
+  b["y"] = Value::integer(3, at(9));
+  b["x"] = Value::floating(0.1, at(1));
+  BOOST_TEST(Value::table(a).canonical() == Value::table(b).canonical());
+  BOOST_TEST(Value::table(a).canonical() == "x = 0.1\ny = 3\n");
+  BOOST_TEST(Value::floating(1.0).literal() == "1.0");
+  BOOST_TEST(Value::floating(1e-15).literal() == "1e-15");
+  BOOST_TEST(Value::string("a\"b").literal() == "\"a\\\"b\"");
+  BOOST_TEST(Value::table(a) == Value::table(b));
+}

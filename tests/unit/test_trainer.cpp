@@ -1,0 +1,227 @@
+#define BOOST_TEST_MODULE trainer
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/errors.hpp>
+#include <modlab/runner/h5.hpp>
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/sweep.hpp>
+#include <modlab/runner/trainer.hpp>
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <filesystem>
+
+using namespace modlab;
+using namespace modlab::runner;
+namespace fs = std::filesystem;
+
+namespace {
+Registry& registry() {
+  static Registry* r = [] {
+    auto* x = new Registry();
+    x->load_file(std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic/fixture_basic.so");
+    return x;
+  }();
+  return *r;
+}
+
+const char* kBase = R"(
+[dataset]
+plugin = "fixture_blobs"
+n = 240
+[model]
+plugin = "fixture_mlp"
+hidden = 8
+[train]
+epochs = 4
+batch_size = 16
+optimizer = "adam"
+lr = 0.01
+)";
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("modlab_trainer_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+RunRequest request(const std::string& extra, const fs::path& out, std::int64_t seed = 1) {
+  Value v = parse_toml(std::string(kBase) + extra, "test.toml");
+  // later tables in `extra` are merged by dotted overrides instead (see with())
+  RunRequest r;
+  r.config = std::make_shared<const Value>(v);
+  r.run_id = run_id_of(v);
+  r.seed = seed;
+  r.sweep_name = "test";
+  r.sweep_dir = out.string();
+  r.out_dir = out.string();
+  return r;
+}
+
+RunRequest with(const std::vector<std::string>& sets, const fs::path& out, std::int64_t seed = 1) {
+  Value v = parse_toml(kBase, "test.toml");
+  for (const auto& s : sets) {
+    auto [k, val] = parse_override(s);
+    set_dotted(v, k, val);
+  }
+  RunRequest r = request("", out, seed);
+  r.config = std::make_shared<const Value>(v);
+  r.run_id = run_id_of(v);
+  return r;
+}
+
+std::map<std::string, double> deterministic(std::map<std::string, double> m) {
+  m.erase("time_s");
+  return m;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(trains_and_writes_a_completed_run) {
+  TempDir d;
+  auto req = request("", d.path);
+  auto out = execute_run(registry(), req);
+  BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
+  auto paths = RunPaths::of(d.path.string(), req.run_id);
+  BOOST_TEST(fs::exists(paths.h5));
+  BOOST_TEST(!fs::exists(paths.h5 + ".partial"));
+  BOOST_TEST(!fs::exists(paths.checkpoint));
+  BOOST_TEST(fs::exists(paths.weights));
+  auto s = read_run_summary(paths.h5);
+  BOOST_TEST_REQUIRE(s.has_value());
+  BOOST_TEST(s->status == "completed");
+  BOOST_TEST(s->final_metrics.at("test_accuracy") > 0.8);
+  BOOST_TEST(s->final_metrics.at("train_accuracy") > 0.8);
+  BOOST_TEST(s->final_metrics.count("test_mean_logit") == 1u);  // model metric, prefixed by split
+  BOOST_TEST(s->final_metrics.at("fit_loss") < 1.0);
+  BOOST_TEST(run_state(d.path.string(), req.run_id) == "completed");
+}
+
+BOOST_AUTO_TEST_CASE(same_seed_same_metrics_different_seed_different) {
+  TempDir a, b, c;
+  auto ra = request("", a.path, 7), rb = request("", b.path, 7), rc = request("", c.path, 8);
+  BOOST_TEST_REQUIRE((execute_run(registry(), ra).status == RunStatus::Completed));
+  BOOST_TEST_REQUIRE((execute_run(registry(), rb).status == RunStatus::Completed));
+  BOOST_TEST_REQUIRE((execute_run(registry(), rc).status == RunStatus::Completed));
+  auto ma = deterministic(read_run_summary(RunPaths::of(a.path.string(), ra.run_id).h5)->final_metrics);
+  auto mb = deterministic(read_run_summary(RunPaths::of(b.path.string(), rb.run_id).h5)->final_metrics);
+  auto mc = deterministic(read_run_summary(RunPaths::of(c.path.string(), rc.run_id).h5)->final_metrics);
+  BOOST_TEST((ma == mb));
+  BOOST_TEST(ma.at("fit_loss") != mc.at("fit_loss"));
+}
+
+BOOST_AUTO_TEST_CASE(nan_loss_fails_the_run_naming_step_and_term) {
+  TempDir d;
+  auto req = with({"model.fail=\"nan\"", "model.fail_epoch=2"}, d.path);
+  auto out = execute_run(registry(), req);
+  BOOST_TEST_REQUIRE((out.status == RunStatus::Failed));
+  BOOST_TEST(out.error.find("non-finite loss at step 30") != std::string::npos, out.error);  // 240/16 = 15 steps/epoch
+  BOOST_TEST(out.error.find("term 'task'") != std::string::npos, out.error);
+  auto s = read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5);
+  BOOST_TEST_REQUIRE(s.has_value());
+  BOOST_TEST(s->status == "failed");
+  BOOST_TEST(s->error == out.error);
+}
+
+BOOST_AUTO_TEST_CASE(exception_in_model_fails_the_run) {
+  TempDir d;
+  auto req = with({"model.fail=\"throw\""}, d.path);
+  auto out = execute_run(registry(), req);
+  BOOST_TEST((out.status == RunStatus::Failed));
+  BOOST_TEST(out.error.find("fixture model failed on purpose") != std::string::npos, out.error);
+}
+
+BOOST_AUTO_TEST_CASE(interrupted_run_resumes_to_identical_result) {
+  TempDir full, cut;
+  auto rf = request("", full.path, 3);
+  BOOST_TEST_REQUIRE((execute_run(registry(), rf).status == RunStatus::Completed));
+
+  auto rc = request("", cut.path, 3);
+  std::atomic<bool> stop{false};
+  rc.stop = &stop;
+  rc.on_progress = [&](const Progress& p) {
+    if (p.epoch == 2) stop = true;
+  };
+  BOOST_TEST_REQUIRE((execute_run(registry(), rc).status == RunStatus::Interrupted));
+  auto paths = RunPaths::of(cut.path.string(), rc.run_id);
+  BOOST_TEST(fs::exists(paths.checkpoint));
+  BOOST_TEST(fs::exists(paths.h5 + ".partial"));
+  BOOST_TEST(!fs::exists(paths.h5));
+  BOOST_TEST(run_state(cut.path.string(), rc.run_id) == "partial");
+
+  rc.stop = nullptr;
+  rc.on_progress = nullptr;
+  BOOST_TEST_REQUIRE((execute_run(registry(), rc).status == RunStatus::Completed));
+  auto mf = deterministic(read_run_summary(RunPaths::of(full.path.string(), rf.run_id).h5)->final_metrics);
+  auto mc = deterministic(read_run_summary(paths.h5)->final_metrics);
+  BOOST_TEST((mf == mc));
+  // the resumed file has every epoch exactly once
+  BOOST_TEST(read_run_summary(paths.h5)->status == "completed");
+}
+
+BOOST_AUTO_TEST_CASE(phases_and_parameter_groups) {
+  TempDir d;
+  auto req = with({"model.two_phase=true", "train.epochs=3", "train.lr_groups={head = 0.05}"}, d.path);
+  auto out = execute_run(registry(), req);
+  BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
+
+  TempDir e;
+  auto bad = with({"train.lr_groups={heda = 0.05}"}, e.path);
+  auto o2 = execute_run(registry(), bad);
+  BOOST_TEST((o2.status == RunStatus::Failed));
+  BOOST_TEST(o2.error.find("no parameter group 'heda' (it has: body, head)") != std::string::npos, o2.error);
+}
+
+BOOST_AUTO_TEST_CASE(optimizers_and_schedules_all_train) {
+  for (const char* opt : {"\"sgd\"", "\"rmsprop\"", "\"adamw\""}) {
+    for (const char* sched : {"\"constant\"", "\"step\"", "\"exponential\"", "\"cosine\""}) {
+      TempDir d;
+      auto req = with({std::string("train.optimizer=") + opt, std::string("train.schedule=") + sched,
+                       "train.step_size=2", "train.gamma=0.5", "train.momentum=0.9", "train.grad_clip=1.0"},
+                      d.path);
+      auto out = execute_run(registry(), req);
+      BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
+      auto s = read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5);
+      BOOST_TEST(s->final_metrics.at("test_accuracy") > 0.5, opt << " " << sched);
+      double lr = s->final_metrics.at("lr");  // lr of the last (4th, index 3) epoch
+      if (std::string(sched) == "\"step\"") BOOST_TEST(lr == 0.01 * 0.5, sched);
+      if (std::string(sched) == "\"exponential\"") BOOST_TEST(lr == 0.01 * 0.125, sched);
+      if (std::string(sched) == "\"cosine\"")
+        BOOST_TEST(std::abs(lr - 0.01 * (1 + std::cos(M_PI * 3 / 4)) / 2) < 1e-12, sched);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
+  auto err = [](const std::string& text) {
+    try {
+      validate_run_config(parse_toml(text, "v.toml"), registry(), "run");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  std::string base = kBase;
+  BOOST_TEST(err(base).empty());
+  auto m = err(base + "[trian]\nx = 1\n");
+  BOOST_TEST(m.find("unknown table 'trian' (did you mean 'train'?)") != std::string::npos, m);
+  m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\nhiden = 3\n");
+  BOOST_TEST(m.find("v.toml:5:1: unknown key 'model.hiden' (did you mean 'model.hidden'?)") != std::string::npos, m);
+  m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"nope\"\n");
+  BOOST_TEST(m.find("v.toml:4") != std::string::npos, m);
+  BOOST_TEST(m.find("unknown model plugin 'nope'") != std::string::npos, m);
+  m = err(base + "[run]\nseed = \"x\"\n");
+  BOOST_TEST(m.find("run.seed: expected integer, found string") != std::string::npos, m);
+  m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\n[train]\noptimizer = \"adagrad\"\n");
+  BOOST_TEST(m.find("train.optimizer: expected one of adam, adamw, sgd, rmsprop") != std::string::npos, m);
+  m = err("[model]\nplugin = \"fixture_mlp\"\n");
+  BOOST_TEST(m.find("dataset.plugin: required key is missing") != std::string::npos, m);
+}
