@@ -19,6 +19,12 @@ endif()
 function(modlab_use_pch target)
   if(TARGET modlab_pch AND NOT MODLAB_NO_PCH)
     target_precompile_headers(${target} REUSE_FROM modlab_pch)
+    # The PCH is built with -fPIC; executables default to -fPIE, which GCC refuses to mix.
+    # The last of the two flags wins, so add -fPIC after it.
+    get_target_property(_type ${target} TYPE)
+    if(_type STREQUAL "EXECUTABLE")
+      target_compile_options(${target} PRIVATE -fPIC)
+    endif()
   endif()
 endfunction()
 
