@@ -46,7 +46,7 @@ inline Result sh(const std::string& cmd) {
 }
 
 /// Runs modlab with arguments (already quoted where needed).
-inline Result modlab(const std::string& args) { return sh(quote(exe()) + " " + args); }
+inline Result run_modlab(const std::string& args) { return sh(quote(exe()) + " " + args); }
 
 /// Starts modlab in its own process group, output to `log`; returns the pid (= group id).
 inline pid_t start_modlab(const std::vector<std::string>& args, const std::string& log) {

@@ -56,21 +56,21 @@ std::size_t count_files(const fs::path& dir, const std::string& suffix) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(version_and_help) {
-  auto v = modlab("--version");
+  auto v = run_modlab("--version");
   BOOST_TEST(v.code == 0);
   BOOST_TEST(v.output.find("modlab 0.1.0") != std::string::npos, v.output);
   for (const char* c : {"run", "expand", "plugins", "show"}) {
-    auto h = modlab(std::string(c) + " --help");
+    auto h = run_modlab(std::string(c) + " --help");
     BOOST_TEST(h.code == 0, c);
     BOOST_TEST(h.output.find(std::string("modlab ") + c) != std::string::npos, h.output);
   }
-  auto bad = modlab("frobnicate");
+  auto bad = run_modlab("frobnicate");
   BOOST_TEST(bad.code == 2);
   BOOST_TEST(bad.output.find("unknown command 'frobnicate'") != std::string::npos, bad.output);
 }
 
 BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
-  auto r = modlab("plugins " + plug());
+  auto r = run_modlab("plugins " + plug());
   BOOST_TEST(r.code == 0, r.output);
   BOOST_TEST(r.output.find("model fixture_mlp") != std::string::npos, r.output);
   BOOST_TEST(r.output.find("dataset fixture_blobs") != std::string::npos, r.output);
@@ -81,13 +81,13 @@ BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
 BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
   TempDir d("basic");
   write(d.path / "fx.toml", kSweep);
-  auto e = modlab("expand " + quote((d.path / "fx.toml").string()) + " " + plug());
+  auto e = run_modlab("expand " + quote((d.path / "fx.toml").string()) + " " + plug());
   BOOST_TEST(e.code == 0, e.output);
   BOOST_TEST(e.output.find("4 runs") != std::string::npos, e.output);
   BOOST_TEST(e.output.find("model.hidden") != std::string::npos, e.output);
 
   fs::path out = d.path / "out";
-  auto r = modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  auto r = run_modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
   BOOST_TEST_REQUIRE(r.code == 0, r.output);
   BOOST_TEST(count_files(out / "runs", ".h5") == 4u);
   BOOST_TEST(count_files(out / "runs", ".partial") == 0u);
@@ -100,20 +100,33 @@ BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
     BOOST_TEST(s.params.count("model.hidden") == 1u);
   }
 
-  auto again = modlab("run " + quote((d.path / "fx.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  auto again = run_modlab("run " + quote((d.path / "fx.toml").string()) + " --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(again.code == 0, again.output);
   BOOST_TEST(again.output.find("4 already completed, 0 to run") != std::string::npos, again.output);
 
-  auto show = modlab("show " + quote(out.string()));
+  auto show = run_modlab("show " + quote(out.string()));
   BOOST_TEST(show.code == 0, show.output);
   BOOST_TEST(show.output.find("test_accuracy") != std::string::npos, show.output);
   BOOST_TEST(show.output.find("completed") != std::string::npos, show.output);
 
   // --set changes the config, hence the run ids: a new run, the old ones untouched
-  auto more = modlab("run " + quote((d.path / "fx.toml").string()) + " --set train.epochs=2 --set 'sweep.seeds=[0]' --out " +
+  auto more = run_modlab("run " + quote((d.path / "fx.toml").string()) + " --set train.epochs=2 --set 'sweep.seeds=[0]' --out " +
                      quote(out.string()) + " " + plug());
   BOOST_TEST(more.code == 0, more.output);
   BOOST_TEST(count_files(out / "runs", ".h5") == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(a_sweep_of_one_run) {
+  TempDir d("single");
+  std::string sweep = kSweep;
+  write(d.path / "one.toml", sweep.substr(0, sweep.find("[sweep]")));
+  fs::path out = d.path / "out";
+  auto r = run_modlab("run " + quote((d.path / "one.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  auto rows = modlab::runner::read_sweep_index(out.string());
+  BOOST_TEST_REQUIRE(rows.size() == 1u);
+  BOOST_TEST(rows[0].status == "completed");
+  BOOST_TEST(rows[0].seed == 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
@@ -123,7 +136,7 @@ BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
                 "grid = { \"model.fail\" = [\"\", \"segv\", \"abort\", \"throw\"] }\n");
   write(d.path / "crash.toml", sweep);
   fs::path out = d.path / "out";
-  auto r = modlab("run " + quote((d.path / "crash.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  auto r = run_modlab("run " + quote((d.path / "crash.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(r.code == 1, r.output);
   std::map<std::string, std::string> status_by_fail;
   for (auto& s : modlab::runner::read_sweep_index(out.string())) {
@@ -139,7 +152,7 @@ BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
   BOOST_TEST(r.output.find("FAILED") != std::string::npos);
 
   // rerunning retries only the failed ones (they fail again, the completed one is skipped)
-  auto again = modlab("run " + quote((d.path / "crash.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  auto again = run_modlab("run " + quote((d.path / "crash.toml").string()) + " --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(again.code == 1);
   BOOST_TEST(again.output.find("1 already completed, 3 to run") != std::string::npos, again.output);
 }
@@ -163,7 +176,7 @@ BOOST_AUTO_TEST_CASE(kill_minus_9_then_rerun_resumes_everything) {
   wait_exit(pid);
   BOOST_TEST(count_files(out / "runs", ".partial") + count_files(out / "runs", ".ckpt") > 0u);
 
-  auto r = modlab("run " + quote((d.path / "kill.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  auto r = run_modlab("run " + quote((d.path / "kill.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
   BOOST_TEST_REQUIRE(r.code == 0, r.output);
   auto rows = by_id(out);
   BOOST_TEST(rows.size() == 4u);
@@ -202,7 +215,7 @@ BOOST_AUTO_TEST_CASE(ctrl_c_stops_cleanly) {
   for (auto& [id, s] : rows) completed += s.status == "completed";
   BOOST_TEST(completed >= 1u);
   BOOST_TEST(completed < 4u);
-  auto r = modlab("run " + quote((d.path / "int.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  auto r = run_modlab("run " + quote((d.path / "int.toml").string()) + " --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(r.code == 0, r.output);
   for (auto& [id, s] : by_id(out)) BOOST_TEST(s.status == "completed", id);
 }
@@ -235,7 +248,7 @@ BOOST_AUTO_TEST_CASE(bad_input_one_line_exit_2_nothing_written) {
     write(sweep, c.sweep);
     fs::path out = d.path / "out";
     if (c.extra == "FILE") write(out, "i am a file");
-    auto r = modlab("run " + quote(sweep.string()) + " --out " + quote(out.string()) + " " + plug());
+    auto r = run_modlab("run " + quote(sweep.string()) + " --out " + quote(out.string()) + " " + plug());
     BOOST_TEST(r.code == 2, c.name << ": " << r.output);
     BOOST_TEST(r.output.find(c.expect) != std::string::npos, c.name << ": " << r.output);
     // one line
@@ -253,7 +266,7 @@ BOOST_AUTO_TEST_CASE(results_read_back_with_h5py_and_h5dump) {
   TempDir d("h5py");
   write(d.path / "fx.toml", kSweep);
   fs::path out = d.path / "out";
-  auto r = modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  auto r = run_modlab("run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
   BOOST_TEST_REQUIRE(r.code == 0, r.output);
   auto py = sh("cd / && /usr/bin/python3 " + quote(std::string(MODLAB_TEST_SOURCE_DIR) + "/e2e/check_sweep.py") + " " +
                quote(out.string()) + " 4 3");

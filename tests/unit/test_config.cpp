@@ -7,20 +7,20 @@
 using namespace modlab;
 
 namespace {
-SourceLocation at(int line) { return SourceLocation{"sweep.toml", line, 1}; }
+SourceLocation loc(int line) { return SourceLocation{"sweep.toml", line, 1}; }
 
 Config model_table() {
   Value::Table t;
-  t["num_experts"] = Value::integer(4, at(3));
-  t["temperature"] = Value::floating(0.5, at(4));
-  t["lr_as_int"] = Value::integer(2, at(5));
-  t["name"] = Value::string("moe", at(6));
-  t["hidden"] = Value::array({Value::integer(32, at(7)), Value::integer(16, at(7))}, at(7));
-  t["routing"] = Value::array({Value::array({Value::integer(0, at(8)), Value::integer(1, at(8))}, at(8))}, at(8));
+  t["num_experts"] = Value::integer(4, loc(3));
+  t["temperature"] = Value::floating(0.5, loc(4));
+  t["lr_as_int"] = Value::integer(2, loc(5));
+  t["name"] = Value::string("moe", loc(6));
+  t["hidden"] = Value::array({Value::integer(32, loc(7)), Value::integer(16, loc(7))}, loc(7));
+  t["routing"] = Value::array({Value::array({Value::integer(0, loc(8)), Value::integer(1, loc(8))}, loc(8))}, loc(8));
   Value::Table gate;
-  gate["kind"] = Value::string("mlp", at(10));
-  t["gate"] = Value::table(gate, at(9));
-  return Config(std::make_shared<Value>(Value::table(t, at(2))), "model", std::make_shared<AccessLog>());
+  gate["kind"] = Value::string("mlp", loc(10));
+  t["gate"] = Value::table(gate, loc(9));
+  return Config(std::make_shared<Value>(Value::table(t, loc(2))), "model", std::make_shared<AccessLog>());
 }
 
 template <class F>
@@ -123,12 +123,12 @@ BOOST_AUTO_TEST_CASE(canonical_text_is_order_independent_and_round_trips_floats)
   Value::Table a, b;
   a["x"] = Value::floating(0.1);
   a["y"] = Value::integer(3);
-  b["y"] = Value::integer(3, at(9));
-  b["x"] = Value::floating(0.1, at(1));
+  b["y"] = Value::integer(3, loc(9));
+  b["x"] = Value::floating(0.1, loc(1));
   BOOST_TEST(Value::table(a).canonical() == Value::table(b).canonical());
   BOOST_TEST(Value::table(a).canonical() == "x = 0.1\ny = 3\n");
   BOOST_TEST(Value::floating(1.0).literal() == "1.0");
   BOOST_TEST(Value::floating(1e-15).literal() == "1e-15");
   BOOST_TEST(Value::string("a\"b").literal() == "\"a\\\"b\"");
-  BOOST_TEST(Value::table(a) == Value::table(b));
+  BOOST_TEST((Value::table(a) == Value::table(b)));
 }

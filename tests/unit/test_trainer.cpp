@@ -56,7 +56,6 @@ struct TempDir {
 
 RunRequest request(const std::string& extra, const fs::path& out, std::int64_t seed = 1) {
   Value v = parse_toml(std::string(kBase) + extra, "test.toml");
-  // later tables in `extra` are merged by dotted overrides instead (see with())
   RunRequest r;
   r.config = std::make_shared<const Value>(v);
   r.run_id = run_id_of(v);
@@ -214,7 +213,7 @@ BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
   auto m = err(base + "[trian]\nx = 1\n");
   BOOST_TEST(m.find("unknown table 'trian' (did you mean 'train'?)") != std::string::npos, m);
   m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\nhiden = 3\n");
-  BOOST_TEST(m.find("v.toml:5:1: unknown key 'model.hiden' (did you mean 'model.hidden'?)") != std::string::npos, m);
+  BOOST_TEST(m.find("v.toml:5:9: unknown key 'model.hiden' (did you mean 'model.hidden'?)") != std::string::npos, m);
   m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"nope\"\n");
   BOOST_TEST(m.find("v.toml:4") != std::string::npos, m);
   BOOST_TEST(m.find("unknown model plugin 'nope'") != std::string::npos, m);

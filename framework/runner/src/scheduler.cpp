@@ -303,7 +303,7 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
     }
   };
 
-  while (next < todo.size() || !running.empty()) {
+  while ((!g_stop.load() && next < todo.size()) || !running.empty()) {
     if (g_signals > 0 && !killed) {
       if (g_signals == 1) {
         static bool told = false;
@@ -322,6 +322,7 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
     std::vector<pollfd> pfds;
     for (auto& [pid, w] : running) pfds.push_back(pollfd{w.fd, POLLIN, 0});
     if (!pfds.empty()) poll(pfds.data(), pfds.size(), 200);
+    else std::this_thread::sleep_for(std::chrono::milliseconds(50));
     for (auto& [pid, w] : running) drain(w);
 
     int st = 0;

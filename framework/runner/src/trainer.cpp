@@ -571,12 +571,13 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
           std::int64_t lo = b * opt.batch_size;
           std::int64_t hi = std::min<std::int64_t>(lo + opt.batch_size, order.size(0));
           Batch batch = train->get(order.slice(0, lo, hi), /*training=*/true).to(req.device);
+          const std::int64_t step_index = pos.step;  // the step this batch belongs to
           Losses losses = model->train_step(batch, sctx);
           double bw = static_cast<double>(hi - lo), tot = 0.0;
           for (const auto& term : losses) {
             double v = term.value.detach().item<double>();
             if (!std::isfinite(v))
-              throw Error("non-finite loss at step " + std::to_string(pos.step) + " (phase " + phase.name +
+               throw Error("non-finite loss at step " + std::to_string(step_index) + " (phase " + phase.name +
                           ", epoch " + std::to_string(ep) + "): term '" + term.name + "' = " + fmt(v));
             sums[term.name] += v * bw;
             tot += v;

@@ -1,0 +1,92 @@
+// Per-step training time of the basic moe (expectation MoE, E = 4 linear experts, linear gate) on
+// toy multi_class with batch 32 — a launch-bound workload — through modlab's real trainer, against
+// the same model written as idiomatic PyTorch (bench/python/moe_step.py), same thread count.
+//
+//   build/bench/bench_moe_step [--threads 1] [--epochs 20]
+#include "bench_util.hpp"
+
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/sweep.hpp>
+#include <modlab/runner/trainer.hpp>
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+using namespace modlab::runner;
+
+int main(int argc, char** argv) {
+  int threads = 1, epochs = 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--threads") threads = std::stoi(argv[i + 1]);
+    if (a == "--epochs") epochs = std::stoi(argv[i + 1]);
+  }
+  torch::set_num_threads(threads);
+  Registry& reg = default_registry();
+  std::string text = R"(
+[dataset]
+plugin = "toy"
+task = "multi_class"
+[model]
+plugin = "moe"
+num_experts = 4
+expert = "linear"
+gate = "linear"
+[train]
+batch_size = 32
+optimizer = "rmsprop"
+lr = 0.01
+momentum = 0.9
+eval_every = 100000
+checkpoint_every = 0
+eval_splits = ["test"]
+)";
+  modlab::Value cfg = parse_toml(text, "bench");
+  set_dotted(cfg, "train.epochs", modlab::Value::integer(epochs));
+  fs::path out = fs::temp_directory_path() / "modlab_bench_moe_step";
+  fs::remove_all(out);
+  RunRequest req;
+  req.config = std::make_shared<const modlab::Value>(cfg);
+  req.run_id = run_id_of(cfg);
+  req.seed = 0;
+  req.sweep_name = "bench";
+  req.sweep_dir = out.string();
+  req.out_dir = out.string();
+  req.threads = threads;
+  std::vector<std::pair<double, std::int64_t>> marks;  // (seconds, steps) after each epoch
+  auto t0 = std::chrono::steady_clock::now();
+  req.on_progress = [&](const Progress& p) {
+    marks.emplace_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), p.step);
+  };
+  auto outcome = execute_run(reg, req);
+  if (outcome.status != RunStatus::Completed) {
+    std::cerr << "bench run failed: " << outcome.error << "\n";
+    return 1;
+  }
+  // skip the first epoch (warm-up) and the last (it evaluates)
+  double secs = marks[marks.size() - 2].first - marks[0].first;
+  double steps = static_cast<double>(marks[marks.size() - 2].second - marks[0].second);
+  double cpp_ms = 1000.0 * secs / steps;
+  fs::remove_all(out);
+
+  int code = 0;
+  std::string py = bench::capture("/usr/bin/python3 " + std::string(MODLAB_SOURCE_DIR) +
+                                      "/bench/python/moe_step.py --threads " + std::to_string(threads) +
+                                      " --steps " + std::to_string(static_cast<int>(steps)),
+                                  &code);
+  double py_ms = code == 0 ? std::stod(py) : -1.0;
+
+  std::cout << "moe per-step time, toy multi_class, E = 4 linear experts, batch 32, RMSprop\n"
+            << "LibTorch " << TORCH_VERSION << ", " << threads << " intra-op thread(s), BLAS: " << bench::active_blas()
+            << "\n\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"modlab (trainer, batched experts)", bench::num(cpp_ms, 4), "1.00"},
+  };
+  if (py_ms > 0) rows.push_back({"PyTorch (Python, idiomatic)", bench::num(py_ms, 4), bench::num(py_ms / cpp_ms, 2)});
+  else rows.push_back({"PyTorch (Python)", "unavailable (install python3-torch: scripts/setup --bench)", "-"});
+  bench::table({"implementation", "ms/step", "Python time / modlab time"}, rows);
+  return 0;
+}

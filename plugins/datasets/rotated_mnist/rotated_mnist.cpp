@@ -1,0 +1,607 @@
+// rotated_mnist: MNIST and Fashion-MNIST from IDX files, either as the rotation task of the
+// graph-of-experts experiments (every image in four rotations, the rotation as group metadata)
+// or as the plain classification dataset with the official train/test split.
+//
+// Everything is decoded once into contiguous tensors laid out in split order, so every split is
+// a view (narrow) of one tensor and batches are index_select on it.
+
+#include "idx_reader.hpp"
+
+#include <modlab/errors.hpp>
+#include <modlab/plugin.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <iomanip>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace modlab::mnist {
+namespace {
+
+constexpr const char* kName = "rotated_mnist";
+
+enum class Variant { Mnist, Fashion, FashionMnist12 };
+
+const std::vector<std::string> kFashionClasses = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                                  "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+
+struct Options {
+  Variant variant = Variant::Mnist;
+  std::string variant_name;
+  bool rotated_mode = true;
+  std::vector<std::int64_t> quarter_turns;  // rotations / 90
+  bool invert_unrotated = true;
+  std::vector<double> split_fractions;
+  std::uint64_t split_seed = 40;
+  std::int64_t subsample = 20;
+  std::uint64_t subsample_seed = 0;
+  double val_fraction = 0.0;
+  std::uint64_t val_seed = 42;
+  std::int64_t train_limit = 0;
+  std::int64_t test_limit = 0;
+  bool normalize = false;
+  double mean = 0.0;
+  double stdev = 1.0;
+  std::string normalize_name;
+  bool flatten = false;
+};
+
+// ------------------------------------------------------------------ finding the files
+
+bool has_idx(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / "train-images-idx3-ubyte.gz", ec) ||
+         fs::is_regular_file(dir / "train-images-idx3-ubyte", ec);
+}
+
+// " (file:line:column)" where a key was written, or "" for values that did not come from a file.
+std::string written_at(const Config& c, const std::string& key) {
+  const Value* v = c.find(key);
+  return v == nullptr || v->where().file.empty() ? std::string() : " (" + v->where().str() + ")";
+}
+
+std::string env_or_empty(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::string(v) : std::string();
+}
+
+// Where the files are looked for, in order, when `root` is not set. `subdirs` are the folder
+// names below each base ("mnist"), `torchvision` the folder torchvision downloads into ("MNIST").
+std::vector<fs::path> default_candidates(Host& host, const std::vector<std::string>& subdirs, bool fashion) {
+  std::vector<fs::path> bases;
+  if (auto d = env_or_empty("MODLAB_DATA_DIR"); !d.empty()) bases.emplace_back(d);
+  std::error_code ec;
+  fs::path cwd = fs::current_path(ec);
+  if (!ec) {
+    bases.push_back(cwd / "data");
+    bases.push_back(cwd / ".." / "shared" / "data");
+  }
+  bases.emplace_back(host.resolve_path("data"));
+  bases.emplace_back(host.resolve_path("../data"));
+  bases.emplace_back(host.resolve_path("../../shared/data"));
+  if (auto x = env_or_empty("XDG_CACHE_HOME"); !x.empty()) bases.push_back(fs::path(x) / "modlab");
+  else if (auto h = env_or_empty("HOME"); !h.empty()) bases.push_back(fs::path(h) / ".cache" / "modlab");
+
+  std::vector<fs::path> out;
+  auto add = [&](const fs::path& p) {
+    fs::path n = fs::absolute(p, ec).lexically_normal();
+    if (std::find(out.begin(), out.end(), n) == out.end()) out.push_back(n);
+  };
+  for (const auto& b : bases)
+    for (const auto& s : subdirs) add(b / s);
+  if (fashion) add("/usr/share/datasets/fashion-mnist");  // Debian package dataset-fashion-mnist
+  return out;
+}
+
+// The folder holding the IDX files for one variant ("mnist" or "fashion").
+std::string find_root(const Config& c, const std::string& key, bool fashion, Host& host) {
+  const std::string tv = fashion ? "FashionMNIST" : "MNIST";
+  const std::string what = fashion ? "Fashion-MNIST" : "MNIST";
+  if (c.has(key) && !c.get<std::string>(key).empty()) {
+    fs::path root = host.resolve_path(c.get<std::string>(key));
+    if (has_idx(root)) return root.string();
+    if (has_idx(root / tv / "raw")) return (root / tv / "raw").string();
+    throw DataError(std::string(kName) + ": " + c.dotted(key) + " = '" + root.string() + "'" +
+                    written_at(c, key) + " holds no train-images-idx3-ubyte[.gz] (looked in " + root.string() +
+                    " and " + (root / tv / "raw").string() + ")");
+  }
+  std::vector<std::string> subdirs = fashion ? std::vector<std::string>{"fashion_mnist", "fashion-mnist", "FashionMNIST/raw"}
+                                             : std::vector<std::string>{"mnist", "MNIST/raw"};
+  auto candidates = default_candidates(host, subdirs, fashion);
+  for (const auto& p : candidates)
+    if (has_idx(p)) return p.string();
+  std::string looked;
+  for (const auto& p : candidates) looked += (looked.empty() ? "" : ", ") + p.string();
+  std::string how =
+      fashion ? "On Debian, 'apt-get install dataset-fashion-mnist' installs them in /usr/share/datasets/fashion-mnist; "
+                "otherwise download them from https://github.com/zalandoresearch/fashion-mnist (data/fashion)"
+              : "Download them from https://yann.lecun.com/exdb/mnist/ (or use a torchvision download: <root>/MNIST/raw)";
+  throw DataError(std::string(kName) + ": " + what + " not found; looked for train-images-idx3-ubyte[.gz] in: " + looked +
+                  ". Put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                  "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in one of these folders, or set [dataset] " +
+                  key + " or MODLAB_DATA_DIR. " + how + ".");
+}
+
+// "<dir>/<stem>" when present (faster), else "<dir>/<stem>.gz".
+std::string idx_file(const std::string& dir, const std::string& stem) {
+  std::error_code ec;
+  fs::path raw = fs::path(dir) / stem;
+  if (fs::is_regular_file(raw, ec)) return raw.string();
+  fs::path gz = fs::path(dir) / (stem + ".gz");
+  if (fs::is_regular_file(gz, ec)) return gz.string();
+  throw DataError(std::string(kName) + ": " + dir + " has no " + stem + " or " + stem + ".gz");
+}
+
+// ------------------------------------------------------------------ pools of source images
+
+// The images of one IDX pair that take part (after the limit and a class filter), with their labels.
+struct PoolPart {
+  std::string images_file, labels_file;
+  std::vector<std::int64_t> rows;    // record index in the file, ascending
+  std::vector<std::int64_t> labels;  // label of each kept row, already mapped
+};
+
+// A pool is one or more parts back to back; pool index p runs over the parts in order.
+struct Pool {
+  std::vector<PoolPart> parts;
+  std::int64_t height = 0, width = 0;
+  std::int64_t size() const {
+    std::int64_t n = 0;
+    for (const auto& p : parts) n += static_cast<std::int64_t>(p.rows.size());
+    return n;
+  }
+  std::string files() const {
+    std::string s;
+    for (const auto& p : parts) s += (s.empty() ? "" : ", ") + p.images_file + ", " + p.labels_file;
+    return s;
+  }
+};
+
+// Reads the label file whole and the image header, checks they agree, and keeps the first
+// `limit` records (0 = all) whose label `map` sends to a class id >= 0.
+PoolPart make_part(const std::string& dir, const std::string& prefix, std::int64_t limit, const std::string& limit_key,
+                   const std::function<std::int64_t(std::int64_t)>& map, Pool& pool) {
+  PoolPart part;
+  part.images_file = idx_file(dir, prefix + "-images-idx3-ubyte");
+  part.labels_file = idx_file(dir, prefix + "-labels-idx1-ubyte");
+  IdxHeader ih = read_idx_header(part.images_file, 3);
+  torch::Tensor labels = read_idx(part.labels_file, 1);
+  const std::int64_t n = ih.dims[0];
+  if (labels.size(0) != n)
+    throw DataError(std::string(kName) + ": count mismatch: " + part.images_file + " holds " + std::to_string(n) +
+                    " images but " + part.labels_file + " holds " + std::to_string(labels.size(0)) + " labels");
+  if (pool.height == 0) {
+    pool.height = ih.dims[1];
+    pool.width = ih.dims[2];
+  } else if (pool.height != ih.dims[1] || pool.width != ih.dims[2]) {
+    throw DataError(std::string(kName) + ": " + part.images_file + " holds " + std::to_string(ih.dims[1]) + "x" +
+                    std::to_string(ih.dims[2]) + " images, unlike the " + std::to_string(pool.height) + "x" +
+                    std::to_string(pool.width) + " images of " + pool.parts.front().images_file);
+  }
+  if (limit > n)
+    throw DataError(std::string(kName) + ": " + limit_key + " = " + std::to_string(limit) + " but " + part.images_file +
+                    " holds only " + std::to_string(n) + " images");
+  const std::int64_t used = limit > 0 ? limit : n;
+  const auto* lab = labels.data_ptr<std::uint8_t>();
+  for (std::int64_t i = 0; i < used; ++i) {
+    if (lab[i] > 9)
+      throw DataError(part.labels_file + ": label " + std::to_string(lab[i]) + " of record " + std::to_string(i) +
+                      " is outside 0..9");
+    std::int64_t cls = map(lab[i]);
+    if (cls < 0) continue;
+    part.rows.push_back(i);
+    part.labels.push_back(cls);
+  }
+  return part;
+}
+
+Pool make_pool(Variant v, const std::string& mnist_dir, const std::string& fashion_dir, const std::string& prefix,
+               std::int64_t limit, const std::string& limit_key) {
+  Pool pool;
+  auto identity = [](std::int64_t l) { return l; };
+  switch (v) {
+    case Variant::Mnist: pool.parts.push_back(make_part(mnist_dir, prefix, limit, limit_key, identity, pool)); break;
+    case Variant::Fashion: pool.parts.push_back(make_part(fashion_dir, prefix, limit, limit_key, identity, pool)); break;
+    case Variant::FashionMnist12:
+      // moe §1.5: Fashion classes 0-5 keep their ids; MNIST digits 4-9 become 6-11.
+      pool.parts.push_back(
+          make_part(fashion_dir, prefix, limit, limit_key, [](std::int64_t l) { return l < 6 ? l : -1; }, pool));
+      pool.parts.push_back(
+          make_part(mnist_dir, prefix, limit, limit_key, [](std::int64_t l) { return l >= 4 ? l + 2 : -1; }, pool));
+      break;
+  }
+  return pool;
+}
+
+torch::Tensor pool_labels(const Pool& pool) {
+  std::vector<std::int64_t> all;
+  for (const auto& p : pool.parts) all.insert(all.end(), p.labels.begin(), p.labels.end());
+  return torch::tensor(all, torch::kLong);
+}
+
+// ------------------------------------------------------------------ splitting
+
+// torch.utils.data.random_split with fractions: floor(n * f) each, the remainder dealt one by one
+// from the first split on.
+std::vector<std::int64_t> split_lengths(std::int64_t n, const std::vector<double>& fractions) {
+  std::vector<std::int64_t> len;
+  std::int64_t sum = 0;
+  for (double f : fractions) {
+    len.push_back(static_cast<std::int64_t>(std::floor(static_cast<double>(n) * f)));
+    sum += len.back();
+  }
+  for (std::int64_t i = 0; i < n - sum; ++i) len[static_cast<std::size_t>(i) % len.size()] += 1;
+  return len;
+}
+
+at::Generator generator(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+// Keeps 1/factor of `items` (at least one when not empty), chosen without replacement.
+torch::Tensor subsample(const torch::Tensor& items, std::int64_t factor, at::Generator& gen) {
+  if (factor <= 1) return items;
+  const std::int64_t n = items.size(0);
+  std::int64_t k = n / factor;
+  if (n > 0 && k == 0) k = 1;
+  return items.index_select(0, torch::randperm(n, gen, torch::kLong).narrow(0, 0, k));
+}
+
+// ------------------------------------------------------------------ building tensors
+
+// Writes one example: image `img` (H x W bytes) turned `turns` quarter turns counter-clockwise,
+// scaled as ToTensor (float(x) / 255), colour-inverted (max - x) when asked, then normalised.
+// The arithmetic is the same float32 operations the tensor versions perform, in the same order.
+void write_example(const std::uint8_t* img, std::int64_t h, std::int64_t w, std::int64_t turns, bool invert,
+                   const Options& o, float* dst) {
+  float max = 0.0f;
+  if (invert) max = static_cast<float>(*std::max_element(img, img + h * w)) / 255.0f;
+  const auto mean = static_cast<float>(o.mean), stdv = static_cast<float>(o.stdev);
+  // out[i][j] = in[src_i][src_j]; one turn (square images only) maps out[i][j] = in[j][W-1-i]
+  for (std::int64_t i = 0; i < h; ++i)
+    for (std::int64_t j = 0; j < w; ++j) {
+      std::int64_t si = i, sj = j;
+      switch (turns) {
+        case 1: si = j, sj = w - 1 - i; break;
+        case 2: si = h - 1 - i, sj = w - 1 - j; break;
+        case 3: si = w - 1 - j, sj = i; break;
+        default: break;
+      }
+      float v = static_cast<float>(img[si * w + sj]) / 255.0f;
+      if (invert) v = max - v;
+      if (o.normalize) v = (v - mean) / stdv;
+      dst[i * w + j] = v;
+    }
+}
+
+// Inputs [M,1,H,W] float for items (pool index, quarter turns), in item order, plus targets and
+// groups. The image files are streamed once and every record some item uses is written straight
+// into its item rows, so nothing but the output tensor is held in memory.
+Batch materialise(const Pool& pool, const torch::Tensor& all_labels, const torch::Tensor& item_pool,
+                  const torch::Tensor& item_turns, const Options& o) {
+  const std::int64_t m = item_pool.size(0);
+  const std::int64_t h = pool.height, w = pool.width;
+  torch::Tensor ip_t = item_pool.contiguous(), turns_t = item_turns.contiguous();
+  const std::int64_t* ip = ip_t.data_ptr<std::int64_t>();
+  const std::int64_t* turns = turns_t.data_ptr<std::int64_t>();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(m));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return ip[a] < ip[b]; });
+
+  torch::Tensor out = torch::empty({m, 1, h, w}, torch::kFloat);
+  float* base = out.data_ptr<float>();
+  std::size_t next = 0;
+  std::int64_t offset = 0;
+  for (const auto& part : pool.parts) {
+    const auto n = static_cast<std::int64_t>(part.rows.size());
+    std::vector<std::int64_t> rows;  // file records this part must deliver, ascending
+    for (std::size_t k = next; k < order.size() && ip[order[k]] < offset + n; ++k) {
+      std::int64_t row = part.rows[static_cast<std::size_t>(ip[order[k]] - offset)];
+      if (rows.empty() || rows.back() != row) rows.push_back(row);
+    }
+    if (!rows.empty())
+      for_each_idx_row(part.images_file, 3, rows, [&](std::int64_t row, const std::uint8_t* img) {
+        for (; next < order.size() && ip[order[next]] < offset + n &&
+               part.rows[static_cast<std::size_t>(ip[order[next]] - offset)] == row;
+             ++next) {
+          const std::int64_t item = order[next];
+          write_example(img, h, w, turns[item], o.invert_unrotated && turns[item] == 0, o, base + item * h * w);
+        }
+      });
+    offset += n;
+  }
+  Batch b;
+  b.inputs = o.flatten ? out.view({m, h * w}) : out;
+  b.targets = all_labels.index_select(0, item_pool);
+  b.groups = item_turns;
+  return b;
+}
+
+Batch slice(const Batch& all, std::int64_t start, std::int64_t length, bool groups) {
+  Batch b;
+  b.inputs = all.inputs.narrow(0, start, length);
+  b.targets = all.targets.narrow(0, start, length);
+  if (groups) b.groups = all.groups.narrow(0, start, length);
+  return b;
+}
+
+// ------------------------------------------------------------------ options
+
+Options read_options(const Config& c, Host& host) {
+  Options o;
+  o.variant_name = c.get_or<std::string>("variant", "mnist");
+  if (o.variant_name == "mnist") o.variant = Variant::Mnist;
+  else if (o.variant_name == "fashion") o.variant = Variant::Fashion;
+  else if (o.variant_name == "fashion_mnist12") o.variant = Variant::FashionMnist12;
+  else c.fail("variant", "expected \"mnist\", \"fashion\" or \"fashion_mnist12\", found \"" + o.variant_name + "\"");
+
+  std::string mode = c.get_or<std::string>("mode", "rotated");
+  if (mode != "rotated" && mode != "plain") c.fail("mode", "expected \"rotated\" or \"plain\", found \"" + mode + "\"");
+  o.rotated_mode = mode == "rotated";
+
+  // Keys that mean nothing in the chosen mode are errors, not silently ignored.
+  for (const char* k : {"split_fractions", "split_seed"})
+    if (!o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"rotated\" (this run has mode = \"plain\")");
+  for (const char* k : {"val_fraction", "val_seed", "test_limit"})
+    if (o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"plain\" (this run has mode = \"rotated\")");
+  if (o.variant != Variant::FashionMnist12 && c.has("fashion_root"))
+    c.fail("fashion_root", "is only used with variant = \"fashion_mnist12\" (use root for the one data folder)");
+
+  std::vector<std::int64_t> angles =
+      c.get_or<std::vector<std::int64_t>>("rotations", o.rotated_mode ? std::vector<std::int64_t>{0, 90, 180, 270}
+                                                                      : std::vector<std::int64_t>{0});
+  if (angles.empty()) c.fail("rotations", "must list at least one angle");
+  for (auto a : angles) {
+    if (a != 0 && a != 90 && a != 180 && a != 270)
+      c.fail("rotations", "angle " + std::to_string(a) + " is not one of 0, 90, 180, 270");
+    if (std::find(o.quarter_turns.begin(), o.quarter_turns.end(), a / 90) != o.quarter_turns.end())
+      c.fail("rotations", "angle " + std::to_string(a) + " is listed twice");
+    o.quarter_turns.push_back(a / 90);
+  }
+  o.invert_unrotated = c.get_or<bool>("invert_unrotated", o.rotated_mode);
+
+  o.split_fractions = c.get_or<std::vector<double>>("split_fractions", {0.7, 0.2, 0.1});
+  if (o.split_fractions.size() != 3) c.fail("split_fractions", "expected 3 fractions (train, val, test)");
+  double sum = 0.0;
+  for (double f : o.split_fractions) {
+    if (!(f >= 0.0 && f <= 1.0)) c.fail("split_fractions", "fractions must lie in [0, 1]");
+    sum += f;
+  }
+  if (std::abs(sum - 1.0) > 1e-9) c.fail("split_fractions", "fractions must add up to 1");
+
+  auto seed_key = [&](const char* key, std::int64_t dflt) {
+    std::int64_t s = c.get_or<std::int64_t>(key, dflt);
+    if (s < 0) c.fail(key, "must be >= 0");
+    return static_cast<std::uint64_t>(s);
+  };
+  o.split_seed = seed_key("split_seed", 40);
+  o.val_seed = seed_key("val_seed", 42);
+  o.subsample = c.get_or<std::int64_t>("subsample", o.rotated_mode ? 20 : 1);
+  if (o.subsample < 1) c.fail("subsample", "must be >= 1 (1 keeps everything)");
+  std::int64_t ss = c.get_or<std::int64_t>("subsample_seed", -1);
+  if (ss < -1) c.fail("subsample_seed", "must be >= 0, or -1 for the run's seed");
+  o.subsample_seed = ss == -1 ? host.seed() : static_cast<std::uint64_t>(ss);
+
+  o.val_fraction = c.get_or<double>("val_fraction", 0.0);
+  if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0)) c.fail("val_fraction", "must lie in [0, 1)");
+  o.train_limit = c.get_or<std::int64_t>("train_limit", 0);
+  if (o.train_limit < 0) c.fail("train_limit", "must be >= 0 (0 = all)");
+  o.test_limit = c.get_or<std::int64_t>("test_limit", 0);
+  if (o.test_limit < 0) c.fail("test_limit", "must be >= 0 (0 = all)");
+
+  o.normalize_name = c.get_or<std::string>("normalize", "unit");
+  if (o.normalize_name == "unit") {
+    o.normalize = false;
+  } else if (o.normalize_name == "standard") {
+    o.normalize = true;
+    if (o.variant == Variant::Mnist) o.mean = 0.1307, o.stdev = 0.3081;
+    else if (o.variant == Variant::Fashion) o.mean = 0.2859, o.stdev = 0.3530;
+    else o.mean = 0.5, o.stdev = 0.5;
+  } else if (o.normalize_name == "custom") {
+    o.normalize = true;
+    o.mean = c.get_or<double>("mean", 0.5);
+    o.stdev = c.get_or<double>("std", 0.5);
+    if (!(o.stdev > 0.0)) c.fail("std", "must be > 0");
+  } else {
+    c.fail("normalize", "expected \"unit\", \"standard\" or \"custom\", found \"" + o.normalize_name + "\"");
+  }
+  if (o.normalize_name != "custom")
+    for (const char* k : {"mean", "std"})
+      if (c.has(k)) c.fail(k, "is only used with normalize = \"custom\"");
+  o.flatten = c.get_or<bool>("flatten", false);
+  return o;
+}
+
+std::string join_angles(const std::vector<std::int64_t>& turns) {
+  std::string s;
+  for (auto t : turns) s += (s.empty() ? "" : "/") + std::to_string(t * 90);
+  return s;
+}
+
+// ------------------------------------------------------------------ the factory
+
+std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Options o = read_options(c, host);
+
+  std::string mnist_dir, fashion_dir;
+  switch (o.variant) {
+    case Variant::Mnist: mnist_dir = find_root(c, "root", false, host); break;
+    case Variant::Fashion: fashion_dir = find_root(c, "root", true, host); break;
+    case Variant::FashionMnist12:
+      mnist_dir = find_root(c, "root", false, host);
+      fashion_dir = find_root(c, "fashion_root", true, host);
+      break;
+  }
+
+  const auto r = static_cast<std::int64_t>(o.quarter_turns.size());
+  const torch::Tensor turn_of = torch::tensor(o.quarter_turns, torch::kLong);
+  // Item i of a pool stands for source image i / R in rotation i % R (goe §2.4 with R = 4).
+  auto item_pool = [&](const torch::Tensor& items) { return torch::div(items, r, "floor"); };
+  auto item_turns = [&](const torch::Tensor& items) { return turn_of.index_select(0, items.remainder(r)); };
+
+  const bool groups = o.rotated_mode || o.quarter_turns != std::vector<std::int64_t>{0};
+  std::vector<std::string> names;
+  std::vector<std::int64_t> sizes;
+  std::map<std::string, std::shared_ptr<const Split>> splits;
+  std::map<std::string, std::string> info;
+
+  Pool train_pool = make_pool(o.variant, mnist_dir, fashion_dir, "train", o.train_limit, "train_limit");
+  const bool odd_turns = std::any_of(o.quarter_turns.begin(), o.quarter_turns.end(), [](std::int64_t t) { return t % 2; });
+  if (odd_turns && train_pool.height != train_pool.width)
+    throw DataError(std::string(kName) + ": rotations by 90 or 270 degrees need square images, but " +
+                    train_pool.parts.front().images_file + " holds " + std::to_string(train_pool.height) + "x" +
+                    std::to_string(train_pool.width) + " images");
+  at::Generator sub_gen = generator(o.subsample_seed);
+  std::vector<torch::Tensor> train_items;  // per split name in `names`, item ids into train_pool x R
+  const std::int64_t t = train_pool.size() * r;
+  if (o.rotated_mode) {
+    at::Generator gen = generator(o.split_seed);
+    torch::Tensor perm = torch::randperm(t, gen, torch::kLong);
+    auto len = split_lengths(t, o.split_fractions);
+    std::int64_t start = 0;
+    for (std::size_t i = 0; i < 3; ++i) {
+      train_items.push_back(subsample(perm.narrow(0, start, len[i]), o.subsample, sub_gen));
+      start += len[i];
+    }
+    names = {"train", "val", "test"};
+  } else if (o.val_fraction > 0.0) {
+    at::Generator gen = generator(o.val_seed);
+    torch::Tensor perm = torch::randperm(t, gen, torch::kLong);
+    auto len = split_lengths(t, {1.0 - o.val_fraction, o.val_fraction});
+    train_items.push_back(subsample(perm.narrow(0, 0, len[0]), o.subsample, sub_gen));
+    train_items.push_back(subsample(perm.narrow(0, len[0], len[1]), o.subsample, sub_gen));
+    names = {"train", "val"};
+  } else {
+    train_items.push_back(subsample(torch::arange(t, torch::kLong), o.subsample, sub_gen));
+    names = {"train"};
+  }
+
+  {
+    torch::Tensor items = torch::cat(train_items);
+    Batch all = materialise(train_pool, pool_labels(train_pool), item_pool(items), item_turns(items), o);
+    std::int64_t start = 0;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      std::int64_t n = train_items[i].size(0);
+      splits[names[i]] = std::make_shared<TensorSplit>(slice(all, start, n, groups));
+      sizes.push_back(n);
+      start += n;
+    }
+  }
+  info["train_files"] = train_pool.files();
+  info["train_pool_images"] = std::to_string(train_pool.size());
+
+  if (!o.rotated_mode) {
+    Pool test_pool = make_pool(o.variant, mnist_dir, fashion_dir, "t10k", o.test_limit, "test_limit");
+    torch::Tensor items = subsample(torch::arange(test_pool.size() * r, torch::kLong), o.subsample, sub_gen);
+    Batch all = materialise(test_pool, pool_labels(test_pool), item_pool(items), item_turns(items), o);
+    splits["test"] = std::make_shared<TensorSplit>(slice(all, 0, items.size(0), groups));
+    names.push_back("test");
+    sizes.push_back(items.size(0));
+    info["test_files"] = test_pool.files();
+    info["test_pool_images"] = std::to_string(test_pool.size());
+  }
+
+  DatasetSpec spec;
+  spec.name = std::string(kName) + "/" + o.variant_name + "/" + (o.rotated_mode ? "rotated" : "plain");
+  spec.input_shape = o.flatten ? std::vector<std::int64_t>{train_pool.height * train_pool.width}
+                               : std::vector<std::int64_t>{1, train_pool.height, train_pool.width};
+  spec.task = TaskKind::Classification;
+  switch (o.variant) {
+    case Variant::Mnist:
+      for (int d = 0; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
+      break;
+    case Variant::Fashion: spec.class_names = kFashionClasses; break;
+    case Variant::FashionMnist12:
+      spec.class_names.assign(kFashionClasses.begin(), kFashionClasses.begin() + 6);
+      for (int d = 4; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
+      break;
+  }
+  spec.num_classes = static_cast<std::int64_t>(spec.class_names.size());
+  if (groups) {
+    spec.group_kind = "rotation";
+    spec.group_names = {"0", "90", "180", "270"};
+  }
+  spec.splits = names;
+  if (!mnist_dir.empty()) info["root"] = mnist_dir;
+  if (!fashion_dir.empty()) info[o.variant == Variant::Fashion ? "root" : "fashion_root"] = fashion_dir;
+  info["rotations"] = join_angles(o.quarter_turns);
+  info["invert_unrotated"] = o.invert_unrotated ? "true" : "false";
+  info["normalize"] = o.normalize_name;
+  if (o.normalize) {
+    std::ostringstream ms;
+    ms << o.mean << "/" << o.stdev;
+    info["mean_std"] = ms.str();
+  }
+  std::string size_text;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    info[names[i] + "_size"] = std::to_string(sizes[i]);
+    size_text += (i ? "/" : "") + std::to_string(sizes[i]);
+  }
+  spec.info = info;
+
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ostringstream log;
+  log << kName << ": " << spec.name << ": " << size_text << " examples (";
+  for (std::size_t i = 0; i < names.size(); ++i) log << (i ? "/" : "") << names[i];
+  log << "), rotations " << info["rotations"] << ", loaded in " << std::fixed << std::setprecision(2) << secs << " s";
+  host.log(log.str());
+  return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
+}
+
+std::vector<KeySpec> keys() {
+  using VT = ValueType;
+  return {
+      {"root", VT::String, VT::Null, "\"\"",
+       "folder with the four IDX files (.gz or not; also a torchvision root holding MNIST/raw); \"\" = search the "
+       "default places (README)"},
+      {"fashion_root", VT::String, VT::Null, "\"\"",
+       "variant fashion_mnist12 only: the Fashion-MNIST folder (root is then the MNIST folder)"},
+      {"variant", VT::String, VT::Null, "\"mnist\"",
+       "mnist | fashion | fashion_mnist12 (moe's 12 classes: Fashion 0-5 and digits 4-9 as 6-11)"},
+      {"mode", VT::String, VT::Null, "\"rotated\"",
+       "rotated: goe rotation task on the train file, split 70/20/10; plain: official train/test split"},
+      {"rotations", VT::Array, VT::Int, "[0, 90, 180, 270]",
+       "counter-clockwise angles each source image appears in (mode plain: default [0])"},
+      {"invert_unrotated", VT::Bool, VT::Null, "true",
+       "colour-invert the 0-degree copies, x <- max(x) - x per image (mode plain: default false)"},
+      {"split_fractions", VT::Array, VT::Float, "[0.7, 0.2, 0.1]",
+       "mode rotated: train/val/test fractions of the items, as torch random_split"},
+      {"split_seed", VT::Int, VT::Null, "40", "mode rotated: seed of the split permutation (torch.Generator)"},
+      {"subsample", VT::Int, VT::Null, "20",
+       "keep a random 1/subsample of every split (mode plain: default 1 = all)"},
+      {"subsample_seed", VT::Int, VT::Null, "-1", "seed of the subsampling; -1 = the run's seed"},
+      {"val_fraction", VT::Float, VT::Null, "0.0",
+       "mode plain: fraction of the train file held out as split \"val\" (0 = no val split)"},
+      {"val_seed", VT::Int, VT::Null, "42", "mode plain: seed of the train/val permutation"},
+      {"train_limit", VT::Int, VT::Null, "0", "use only the first N images of each train file (0 = all)"},
+      {"test_limit", VT::Int, VT::Null, "0", "mode plain: use only the first M images of each test file (0 = all)"},
+      {"normalize", VT::String, VT::Null, "\"unit\"",
+       "unit: pixels in [0,1]; standard: (x-mean)/std with the variant's statistics; custom: with mean and std"},
+      {"mean", VT::Float, VT::Null, "0.5", "normalize = \"custom\": subtracted after scaling to [0,1]"},
+      {"std", VT::Float, VT::Null, "0.5", "normalize = \"custom\": divisor after subtracting mean"},
+      {"flatten", VT::Bool, VT::Null, "false", "inputs [784] instead of [1, 28, 28]"},
+  };
+}
+
+void register_rotated_mnist(Registrar& r) {
+  DatasetEntry e;
+  e.name = kName;
+  e.description = "MNIST / Fashion-MNIST from IDX files: goe's rotation task (rotation as group) or plain classification";
+  e.keys = keys();
+  e.factory = &make_rotated_mnist;
+  r.add_dataset(std::move(e));
+}
+
+}  // namespace
+}  // namespace modlab::mnist
+
+MODLAB_PLUGIN("rotated_mnist", modlab::kDatasetPlugin, "1.0.0",
+              "MNIST and Fashion-MNIST (IDX), plain or as the rotated-digits task", modlab::mnist::register_rotated_mnist)

@@ -1,0 +1,55 @@
+#pragma once
+/// @file gates.hpp
+/// Gate networks a(x) ∈ R^E and the gate probabilities g(x) = softmax(a(x)/T), optionally restricted
+/// to the top k experts. `Gate` is the interface; `MlpGate` covers linear and MLP gates on flat
+/// inputs. Attentive and convolutional gates derive from the same interface.
+
+#include <modlab/nn/layers.hpp>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace modlab::moe {
+
+/// What a gate network returns for a batch of B examples.
+struct GateOutput {
+  torch::Tensor logits;  ///< [B, E] gate scores a(x), before temperature and softmax
+  torch::Tensor hidden;  ///< [B, H] last hidden layer before its activation; undefined without hidden layers
+};
+
+/// A gate network over E experts.
+class Gate : public torch::nn::Module {
+ public:
+  ~Gate() override;
+  /// `x`: [B, in].
+  virtual GateOutput forward(const torch::Tensor& x) = 0;
+  /// Number of experts E the gate chooses among.
+  virtual std::int64_t experts() const = 0;
+};
+
+/// A gate that is an MLP on flat inputs: in → hidden[0] → … → E with ReLU between layers (a linear
+/// gate when `hidden` is empty). Layer i is a modlab::nn::Linear named "layer<i>".
+class MlpGate : public Gate {
+ public:
+  MlpGate(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t experts);
+  ~MlpGate() override;
+  GateOutput forward(const torch::Tensor& x) override;
+  std::int64_t experts() const override { return experts_; }
+  const std::vector<modlab::nn::Linear>& layers() const { return layers_; }
+
+ private:
+  std::int64_t experts_;
+  std::vector<modlab::nn::Linear> layers_;
+};
+
+/// Boolean mask [B, E] of the `k` largest logits of each row (all true when k ≤ 0 or k ≥ E).
+torch::Tensor top_k_mask(const torch::Tensor& logits, std::int64_t k);
+
+/// g = softmax(a/T) over the last axis; with 1 ≤ k < E the logits outside each row's top k are set
+/// to −∞ first, so those experts get exactly zero probability.
+torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature, std::int64_t top_k = 0);
+
+}  // namespace modlab::moe

@@ -1,0 +1,166 @@
+#define BOOST_TEST_MODULE plugin_contract
+// The contract every plugin found on the plugin path must keep, checked generically:
+// datasets: spec agrees with batches, same config → same data; models: output shape, finite loss,
+// finite gradients, train/eval switch, deterministic evaluation.
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/errors.hpp>
+#include <modlab/model.hpp>
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/run_host.hpp>
+
+#include <torch/torch.h>
+
+using namespace modlab;
+using namespace modlab::runner;
+
+namespace {
+Config empty_config(const std::string& prefix, const std::string& plugin) {
+  Value::Table t;
+  t["plugin"] = Value::string(plugin);
+  return Config(std::make_shared<Value>(Value::table(t)), prefix);
+}
+
+// Datasets that need files skip when the files are absent (DataError), all others must build.
+std::shared_ptr<Dataset> try_dataset(RunHost& host, const std::string& name) {
+  try {
+    return host.create_dataset(name, empty_config("dataset", name));
+  } catch (const DataError& e) {
+    BOOST_TEST_MESSAGE("dataset " << name << " skipped (data missing): " << e.what());
+    return nullptr;
+  }
+}
+
+/// Synthetic batches for a spec, so models can be checked without real data.
+Batch synthetic_batch(const DatasetSpec& spec, std::int64_t n) {
+  Batch b;
+  std::vector<std::int64_t> shape = {n};
+  shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
+  b.inputs = torch::rand(shape);
+  if (spec.task == TaskKind::Classification) b.targets = torch::randint(spec.num_classes, {n}, torch::kLong);
+  else b.targets = torch::randint(2, {n, spec.num_outputs}, torch::kLong).to(torch::kFloat);
+  b.groups = torch::zeros({n}, torch::kLong);
+  b.indices = torch::arange(n, torch::kLong);
+  return b;
+}
+
+std::vector<DatasetSpec> candidate_specs() {
+  DatasetSpec flat;
+  flat.name = "synthetic/flat";
+  flat.input_shape = {2};
+  flat.num_classes = 6;
+  flat.splits = {"train", "test"};
+  DatasetSpec image = flat;
+  image.name = "synthetic/image";
+  image.input_shape = {1, 28, 28};
+  image.num_classes = 10;
+  DatasetSpec bits;
+  bits.name = "synthetic/boolean";
+  bits.task = TaskKind::MultiLabel;
+  bits.input_shape = {6};
+  bits.num_outputs = 2;
+  bits.splits = {"train", "val", "test"};
+  bits.info["structure"] = "6,3,2,2";
+  return {flat, image, bits};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_dataset_keeps_the_contract) {
+  Registry& reg = default_registry();
+  BOOST_TEST_REQUIRE(!reg.dataset_names().empty());
+  RunHost host(reg, HostOptions{});
+  for (const auto& name : reg.dataset_names()) {
+    BOOST_TEST_CONTEXT("dataset " << name) {
+      torch::manual_seed(0);
+      auto a = try_dataset(host, name);
+      if (!a) continue;
+      torch::manual_seed(0);
+      auto b = try_dataset(host, name);
+      DatasetSpec spec = a->spec();
+      BOOST_TEST(!spec.splits.empty());
+      for (const auto& split_name : spec.splits) {
+        auto split = a->split(split_name);
+        BOOST_TEST_REQUIRE(split->size() > 0);
+        auto n = std::min<std::int64_t>(split->size(), 5);
+        auto idx = torch::arange(n, torch::kLong);
+        Batch x = split->get(idx, false);
+        BOOST_TEST(x.size() == n);
+        std::vector<std::int64_t> want = {n};
+        want.insert(want.end(), spec.input_shape.begin(), spec.input_shape.end());
+        if (spec.task != TaskKind::Sequence) BOOST_TEST((x.inputs.sizes().vec() == want), split_name);
+        if (spec.task == TaskKind::Classification) {
+          BOOST_TEST((x.targets.scalar_type() == torch::kLong));
+          BOOST_TEST(x.targets.min().item<std::int64_t>() >= 0);
+          BOOST_TEST(x.targets.max().item<std::int64_t>() < spec.num_classes);
+        } else if (spec.task == TaskKind::MultiLabel) {
+          BOOST_TEST(x.targets.size(1) == spec.num_outputs);
+        }
+        if (x.groups.defined() && !spec.group_names.empty())
+          BOOST_TEST(x.groups.max().item<std::int64_t>() < static_cast<std::int64_t>(spec.group_names.size()));
+        BOOST_TEST(torch::isfinite(x.inputs.to(torch::kFloat)).all().item<bool>());
+        // the same config gives the same data
+        Batch y = b->split(split_name)->get(idx, false);
+        BOOST_TEST(torch::equal(x.inputs, y.inputs), split_name);
+        BOOST_TEST(torch::equal(x.targets, y.targets), split_name);
+        // all() agrees with get()
+        Batch all = split->all();
+        BOOST_TEST(all.size() == split->size());
+        BOOST_TEST(torch::equal(all.inputs.slice(0, 0, n), x.inputs));
+      }
+      BOOST_CHECK_THROW(a->split("no_such_split"), DataError);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
+  Registry& reg = default_registry();
+  BOOST_TEST_REQUIRE(!reg.model_names().empty());
+  RunHost host(reg, HostOptions{});
+  for (const auto& name : reg.model_names()) {
+    BOOST_TEST_CONTEXT("model " << name) {
+      int built = 0;
+      for (const auto& spec : candidate_specs()) {
+        torch::manual_seed(1);
+        std::shared_ptr<Model> m;
+        try {
+          m = host.create_model(name, empty_config("model", name), spec);
+        } catch (const Error& e) {
+          BOOST_TEST_MESSAGE(name << " does not take " << spec.name << ": " << e.what());
+          continue;
+        }
+        ++built;
+        BOOST_TEST_CONTEXT("on " << spec.name) {
+          Batch batch = synthetic_batch(spec, 8);
+          m->train();
+          BOOST_TEST(m->is_training());
+          Output out = m->forward(batch);
+          BOOST_TEST(out.prediction.size(0) == 8);
+          if (spec.task == TaskKind::Classification) BOOST_TEST(out.prediction.size(-1) == spec.num_classes);
+          else BOOST_TEST(out.prediction.size(-1) == spec.num_outputs);
+          Losses losses = m->loss(batch, out);
+          BOOST_TEST_REQUIRE(!losses.empty());
+          auto l = total(losses);
+          BOOST_TEST(std::isfinite(l.item<double>()));
+          m->zero_grad();
+          l.backward();
+          int with_grad = 0;
+          for (const auto& p : m->named_parameters()) {
+            if (!p.value().grad().defined()) continue;
+            ++with_grad;
+            BOOST_TEST(torch::isfinite(p.value().grad()).all().item<bool>(), p.key());
+          }
+          BOOST_TEST(with_grad > 0);
+          m->eval();
+          BOOST_TEST(!m->is_training());
+          torch::NoGradGuard ng;
+          auto e1 = m->forward(batch).prediction;
+          auto e2 = m->forward(batch).prediction;
+          BOOST_TEST(torch::equal(e1, e2), "evaluation must be deterministic");
+          auto c = m->correct(batch, m->forward(batch));
+          BOOST_TEST(c.size(0) == 8);
+        }
+      }
+      BOOST_TEST(built > 0, "model " << name << " built for none of the synthetic specs");
+    }
+  }
+}

@@ -1,0 +1,550 @@
+#define BOOST_TEST_MODULE rotated_mnist
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/config.hpp>
+#include <modlab/dataset.hpp>
+#include <modlab/errors.hpp>
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/run_host.hpp>
+
+#include <zlib.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace fs = std::filesystem;
+namespace utf = boost::unit_test;
+namespace tt = boost::test_tools;
+using modlab::Value;
+
+namespace {
+
+// ------------------------------------------------------------------ helpers
+
+modlab::Config make_config(Value::Table t) {
+  return modlab::Config(std::make_shared<Value>(Value::table(std::move(t))), "dataset");
+}
+
+Value str(const std::string& s) { return Value::string(s); }
+Value ints(const std::vector<std::int64_t>& v) {
+  Value::Array a;
+  for (auto x : v) a.push_back(Value::integer(x));
+  return Value::array(a);
+}
+
+struct Loaded {
+  std::shared_ptr<modlab::Dataset> dataset;
+  std::vector<std::string> log;
+};
+
+Loaded load(Value::Table t) {
+  Loaded out;
+  modlab::runner::HostOptions opts;
+  auto* log = &out.log;
+  opts.logger = [log](const std::string& m) { log->push_back(m); };
+  modlab::runner::RunHost host(modlab::runner::default_registry(), opts);
+  out.dataset = host.create_dataset("rotated_mnist", make_config(std::move(t)));
+  return out;
+}
+
+// The message of the modlab::Error that loading `t` throws ("" if none).
+template <class E = modlab::Error>
+std::string load_error(Value::Table t) {
+  try {
+    load(std::move(t));
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::random_device rd;
+    path = fs::temp_directory_path() / ("modlab_test_rmnist_" + std::to_string(rd()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string str() const { return path.string(); }
+};
+
+void put_be32(std::string& s, std::uint32_t v) {
+  for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<char>((v >> sh) & 0xff));
+}
+
+// An IDX file: header with `magic` and `dims`, then `data`, written raw or gzipped.
+void write_idx(const fs::path& path, std::uint32_t magic, const std::vector<std::uint32_t>& dims,
+               const std::vector<std::uint8_t>& data, bool gzip) {
+  std::string bytes;
+  put_be32(bytes, magic);
+  for (auto d : dims) put_be32(bytes, d);
+  bytes.append(reinterpret_cast<const char*>(data.data()), data.size());
+  if (gzip) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    BOOST_REQUIRE(f != nullptr);
+    BOOST_REQUIRE_EQUAL(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+    gzclose(f);
+  } else {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void write_bytes(const fs::path& p, const std::string& b) {
+  std::ofstream(p, std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+constexpr int kSide = 28;
+
+// Image k of the generated set: asymmetric under every rotation, with a per-image maximum.
+std::uint8_t pixel(int k, int i, int j) { return static_cast<std::uint8_t>((i * 31 + j * 17 + k * 13) % 200 + 5 * k); }
+
+std::vector<std::uint8_t> generated_images(int n) {
+  std::vector<std::uint8_t> v;
+  for (int k = 0; k < n; ++k)
+    for (int i = 0; i < kSide; ++i)
+      for (int j = 0; j < kSide; ++j) v.push_back(pixel(k, i, j));
+  return v;
+}
+
+// Writes a complete 4-file set: n images (image k has label k % 10) in train and test files.
+void write_set(const fs::path& dir, int n, bool gzip) {
+  std::vector<std::uint8_t> labels;
+  for (int k = 0; k < n; ++k) labels.push_back(static_cast<std::uint8_t>(k % 10));
+  const std::string ext = gzip ? ".gz" : "";
+  const auto N = static_cast<std::uint32_t>(n);
+  for (std::string prefix : {"train", "t10k"}) {
+    write_idx(dir / (prefix + "-images-idx3-ubyte" + ext), 0x803, {N, kSide, kSide}, generated_images(n), gzip);
+    write_idx(dir / (prefix + "-labels-idx1-ubyte" + ext), 0x801, {N}, labels, gzip);
+  }
+}
+
+// Expected pixel (i, j) of image k turned r quarter turns counter-clockwise:
+// one turn maps out[i][j] = in[j][W-1-i].
+std::uint8_t rotated_pixel(int k, int r, int i, int j) {
+  for (int t = 0; t < r; ++t) {
+    int ni = j, nj = kSide - 1 - i;
+    i = ni;
+    j = nj;
+  }
+  return pixel(k, i, j);
+}
+
+bool has_real_mnist() {
+  const char* d = std::getenv("MODLAB_DATA_DIR");
+  return d && fs::exists(fs::path(d) / "mnist" / "train-images-idx3-ubyte.gz");
+}
+struct RealMnist {
+  tt::assertion_result operator()(utf::test_unit_id) const {
+    tt::assertion_result r(has_real_mnist());
+    r.message() << "MNIST not found at $MODLAB_DATA_DIR/mnist (MODLAB_DATA_DIR="
+                << (std::getenv("MODLAB_DATA_DIR") ? std::getenv("MODLAB_DATA_DIR") : "unset") << "); skipped";
+    return r;
+  }
+};
+
+constexpr const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+struct RealFashion {
+  tt::assertion_result operator()(utf::test_unit_id) const {
+    tt::assertion_result r(fs::exists(fs::path(kFashionDir) / "train-images-idx3-ubyte.gz") && has_real_mnist());
+    r.message() << "Fashion-MNIST (" << kFashionDir << ", Debian package dataset-fashion-mnist) or MNIST missing; skipped";
+    return r;
+  }
+};
+
+std::string real_mnist_dir() { return (fs::path(std::getenv("MODLAB_DATA_DIR")) / "mnist").string(); }
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+// ------------------------------------------------------------------ generated files
+
+BOOST_AUTO_TEST_CASE(rotation_and_inversion_pixel_by_pixel) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  auto ds = load({{"root", str(dir.str())}, {"subsample", Value::integer(1)}}).dataset;
+  auto spec = ds->spec();
+  BOOST_TEST(spec.group_kind == "rotation");
+  BOOST_TEST(spec.group_names == (std::vector<std::string>{"0", "90", "180", "270"}), tt::per_element());
+  BOOST_TEST(spec.splits == (std::vector<std::string>{"train", "val", "test"}), tt::per_element());
+  BOOST_TEST(spec.input_shape == (std::vector<std::int64_t>{1, 28, 28}), tt::per_element());
+  BOOST_TEST(spec.num_classes == 10);
+
+  std::set<std::pair<int, int>> seen;
+  std::int64_t checked = 0;
+  for (const auto& name : spec.splits) {
+    auto b = ds->split(name)->all();
+    BOOST_REQUIRE(b.groups.defined());
+    BOOST_TEST(b.inputs.dtype() == torch::kFloat);
+    BOOST_TEST(b.inputs.is_contiguous());
+    for (std::int64_t n = 0; n < b.size(); ++n) {
+      const int k = static_cast<int>(b.targets[n].item<std::int64_t>());
+      const int r = static_cast<int>(b.groups[n].item<std::int64_t>());
+      BOOST_REQUIRE(seen.insert({k, r}).second);
+      auto x = b.inputs[n][0].contiguous();
+      if (r != 0) {  // the same as torch.rot90(image, r, dims = [0, 1])
+        std::vector<float> src;
+        for (int i = 0; i < kSide; ++i)
+          for (int j = 0; j < kSide; ++j) src.push_back(static_cast<float>(pixel(k, i, j)) / 255.0f);
+        BOOST_TEST(torch::equal(x, torch::rot90(torch::tensor(src).view({kSide, kSide}), r, {0, 1})));
+      }
+      const float* p = x.data_ptr<float>();
+      int max = 0;
+      for (int i = 0; i < kSide; ++i)
+        for (int j = 0; j < kSide; ++j) max = std::max<int>(max, pixel(k, i, j));
+      for (int i = 0; i < kSide; ++i)
+        for (int j = 0; j < kSide; ++j) {
+          const float v = static_cast<float>(rotated_pixel(k, r, i, j)) / 255.0f;
+          const float expected = r == 0 ? static_cast<float>(max) / 255.0f - v : v;
+          if (std::abs(p[i * kSide + j] - expected) > 1e-6f) {
+            BOOST_ERROR("image " << k << " rotation " << r * 90 << " pixel (" << i << "," << j << "): "
+                                 << p[i * kSide + j] << " != " << expected);
+            return;
+          }
+          ++checked;
+        }
+    }
+  }
+  BOOST_TEST(seen.size() == 40u);  // every image in every rotation exactly once
+  BOOST_TEST(checked == 40 * kSide * kSide);
+}
+
+// torch.utils.data.random_split(range(40), [0.7, 0.2, 0.1], generator=torch.Generator().manual_seed(40)),
+// as printed by PyTorch 1.13.
+BOOST_AUTO_TEST_CASE(split_equals_torch_random_split) {
+  const std::vector<std::vector<std::int64_t>> expected = {
+      {38, 12, 39, 3, 16, 24, 6, 31, 20, 34, 36, 18, 15, 28, 17, 11, 35, 22, 27, 4, 37, 10, 19, 33, 13, 32, 29, 23},
+      {21, 14, 30, 2, 9, 7, 26, 25},
+      {1, 5, 8, 0}};
+  TempDir dir;
+  write_set(dir.path, 10, false);  // uncompressed files take the same path
+  auto ds = load({{"root", str(dir.str())}, {"subsample", Value::integer(1)}}).dataset;
+  const std::vector<std::string> names = {"train", "val", "test"};
+  for (std::size_t s = 0; s < 3; ++s) {
+    auto b = ds->split(names[s])->all();
+    auto items = (b.targets * 4 + b.groups).contiguous();
+    std::vector<std::int64_t> got(items.data_ptr<std::int64_t>(), items.data_ptr<std::int64_t>() + items.numel());
+    BOOST_TEST(got == expected[s], tt::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(subsample_and_rotation_subset) {
+  TempDir dir;
+  write_set(dir.path, 50, true);
+  // 200 items -> 140/40/20, every split subsampled by 20 -> 7/2/1
+  auto ds = load({{"root", str(dir.str())}}).dataset;
+  BOOST_TEST(ds->split("train")->size() == 7);
+  BOOST_TEST(ds->split("val")->size() == 2);
+  BOOST_TEST(ds->split("test")->size() == 1);
+
+  auto two = load({{"root", str(dir.str())},
+                   {"rotations", ints({90, 270})},
+                   {"subsample", Value::integer(1)},
+                   {"invert_unrotated", Value::boolean(false)}})
+                 .dataset;
+  std::int64_t total = 0;
+  for (const auto& name : {"train", "val", "test"}) {
+    auto b = two->split(name)->all();
+    total += b.size();
+    BOOST_TEST(((b.groups == 1) | (b.groups == 3)).all().item<bool>());
+  }
+  BOOST_TEST(total == 100);
+}
+
+BOOST_AUTO_TEST_CASE(plain_mode_official_split_and_options) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  auto ds = load({{"root", str(dir.str())}, {"mode", str("plain")}}).dataset;
+  auto spec = ds->spec();
+  BOOST_TEST(spec.group_kind.empty());
+  BOOST_TEST(spec.splits == (std::vector<std::string>{"train", "test"}), tt::per_element());
+  auto train = ds->split("train")->all();
+  BOOST_TEST(!train.groups.defined());
+  BOOST_TEST(train.size() == 10);
+  BOOST_TEST(torch::equal(train.targets, torch::arange(10, torch::kLong)));  // file order
+  // unrotated, not inverted: ToTensor values
+  BOOST_TEST(train.inputs[3][0][5][7].item<float>() == static_cast<float>(pixel(3, 5, 7)) / 255.0f);
+  BOOST_TEST(ds->split("test")->size() == 10);
+
+  // held-out validation, normalisation, flattening, limits
+  auto v = load({{"root", str(dir.str())},
+                 {"mode", str("plain")},
+                 {"val_fraction", Value::floating(0.2)},
+                 {"normalize", str("standard")},
+                 {"flatten", Value::boolean(true)},
+                 {"test_limit", Value::integer(4)}})
+               .dataset;
+  BOOST_TEST(v->spec().splits == (std::vector<std::string>{"train", "val", "test"}), tt::per_element());
+  auto tr = v->split("train")->all(), va = v->split("val")->all();
+  BOOST_TEST(tr.size() == 8);
+  BOOST_TEST(va.size() == 2);
+  BOOST_TEST(v->split("test")->size() == 4);
+  BOOST_TEST(torch::equal(std::get<0>(torch::sort(torch::cat({tr.targets, va.targets}))), torch::arange(10, torch::kLong)));
+  BOOST_TEST(v->spec().input_shape == (std::vector<std::int64_t>{784}), tt::per_element());
+  BOOST_TEST(tr.inputs.sizes() == (std::vector<std::int64_t>{8, 784}), tt::per_element());
+  const std::int64_t k = tr.targets[0].item<std::int64_t>();
+  const float expected = (static_cast<float>(pixel(static_cast<int>(k), 1, 2)) / 255.0f - 0.1307f) / 0.3081f;
+  BOOST_TEST(std::abs(tr.inputs[0][1 * 28 + 2].item<float>() - expected) < 1e-6f);
+
+  auto custom = load({{"root", str(dir.str())},
+                      {"mode", str("plain")},
+                      {"normalize", str("custom")},
+                      {"mean", Value::floating(0.5)},
+                      {"std", Value::floating(0.5)},
+                      {"train_limit", Value::integer(3)}})
+                    .dataset;
+  auto c = custom->split("train")->all();
+  BOOST_TEST(c.size() == 3);
+  BOOST_TEST(std::abs(c.inputs[2][0][0][0].item<float>() - (pixel(2, 0, 0) / 255.0f - 0.5f) / 0.5f) < 1e-6f);
+}
+
+BOOST_AUTO_TEST_CASE(batches_are_index_selects_of_the_split) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  auto ds = load({{"root", str(dir.str())}, {"subsample", Value::integer(1)}}).dataset;
+  auto split = ds->split("train");
+  auto all = split->all();
+  auto idx = torch::tensor(std::vector<std::int64_t>{5, 0, 27}, torch::kLong);
+  auto b = split->get(idx);
+  BOOST_TEST(torch::equal(b.inputs, all.inputs.index_select(0, idx)));
+  BOOST_TEST(torch::equal(b.groups, all.groups.index_select(0, idx)));
+  BOOST_TEST(torch::equal(b.indices, idx));
+}
+
+// ------------------------------------------------------------------ corrupt files
+
+BOOST_AUTO_TEST_CASE(truncated_gzip_images) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  auto p = dir.path / "train-images-idx3-ubyte.gz";
+  auto b = read_bytes(p);
+  write_bytes(p, b.substr(0, b.size() / 2));
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, p.string()));
+  BOOST_TEST(contains(msg, "truncated"));
+}
+
+BOOST_AUTO_TEST_CASE(truncated_raw_images_and_labels) {
+  TempDir dir;
+  write_set(dir.path, 10, false);
+  auto p = dir.path / "train-images-idx3-ubyte";
+  auto b = read_bytes(p);
+  write_bytes(p, b.substr(0, 16 + 784 * 3 + 100));
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, p.string()));
+  BOOST_TEST(contains(msg, "truncated"));
+  BOOST_TEST(contains(msg, "3 whole records"));
+
+  write_set(dir.path, 10, false);
+  auto l = dir.path / "train-labels-idx1-ubyte";
+  write_bytes(l, read_bytes(l).substr(0, 6));  // cut inside the header
+  msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, l.string()));
+  BOOST_TEST(contains(msg, "truncated"));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_magic) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  std::vector<std::uint8_t> labels(10, 1);
+  // a label file where the image file should be
+  write_idx(dir.path / "train-images-idx3-ubyte.gz", 0x801, {10}, labels, true);
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "train-images-idx3-ubyte.gz"));
+  BOOST_TEST(contains(msg, "wrong magic number 0x00000801"));
+  BOOST_TEST(contains(msg, "expected 0x00000803"));
+
+  // not an IDX file at all
+  write_bytes(dir.path / "train-images-idx3-ubyte.gz", "GIF89a this is not IDX data");
+  msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "wrong magic number"));
+  BOOST_TEST(contains(msg, "not an IDX file"));
+}
+
+BOOST_AUTO_TEST_CASE(image_label_count_mismatch) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  write_idx(dir.path / "train-labels-idx1-ubyte.gz", 0x801, {9}, std::vector<std::uint8_t>(9, 1), true);
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "count mismatch"));
+  BOOST_TEST(contains(msg, "train-images-idx3-ubyte.gz holds 10 images"));
+  BOOST_TEST(contains(msg, "train-labels-idx1-ubyte.gz holds 9 labels"));
+}
+
+BOOST_AUTO_TEST_CASE(extra_bytes_bad_labels_and_corrupt_gzip) {
+  TempDir dir;
+  write_set(dir.path, 10, false);
+  auto p = dir.path / "train-images-idx3-ubyte";
+  write_bytes(p, read_bytes(p) + "xyz");
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, p.string()));
+  BOOST_TEST(contains(msg, "3 unexpected bytes after the 10 records"));
+
+  write_set(dir.path, 10, false);
+  std::vector<std::uint8_t> labels(10, 3);
+  labels[7] = 12;
+  write_idx(dir.path / "train-labels-idx1-ubyte", 0x801, {10}, labels, false);
+  msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "label 12 of record 7"));
+
+  TempDir gz;
+  write_set(gz.path, 10, true);
+  auto g = gz.path / "train-images-idx3-ubyte.gz";
+  auto bytes = read_bytes(g);
+  for (std::size_t i = 30; i < bytes.size() - 20; i += 7) bytes[i] = static_cast<char>(bytes[i] ^ 0x5a);
+  write_bytes(g, bytes);
+  msg = load_error<modlab::DataError>({{"root", str(gz.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, g.string()));
+  BOOST_TEST((contains(msg, "corrupt gzip data") || contains(msg, "truncated")));
+}
+
+BOOST_AUTO_TEST_CASE(missing_data_and_bad_options) {
+  TempDir dir;
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "holds no train-images-idx3-ubyte"));
+
+  write_set(dir.path, 10, true);
+  fs::remove(dir.path / "t10k-labels-idx1-ubyte.gz");
+  msg = load_error<modlab::DataError>({{"root", str(dir.str())}, {"mode", str("plain")}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "t10k-labels-idx1-ubyte.gz"));
+  // the rotated task reads only the train files
+  BOOST_TEST(load({{"root", str(dir.str())}}).dataset->split("train")->size() > 0);
+
+  BOOST_TEST(contains(load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"rotations", ints({0, 45})}}),
+                      "angle 45 is not one of 0, 90, 180, 270"));
+  BOOST_TEST(contains(load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"variant", str("kmnist")}}),
+                      "dataset.variant"));
+  BOOST_TEST(contains(load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"val_fraction", Value::floating(0.1)}}),
+                      "only used with mode = \"plain\""));
+  BOOST_TEST(contains(load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"rotatoins", ints({0})}}),
+                      "did you mean"));
+  BOOST_TEST(contains(load_error<modlab::DataError>({{"root", str(dir.str())}, {"train_limit", Value::integer(11)}}),
+                      "holds only 10 images"));
+}
+
+BOOST_AUTO_TEST_CASE(not_found_says_where_it_looked) {
+  TempDir empty;
+  const char* old_data = std::getenv("MODLAB_DATA_DIR");
+  const std::string saved_data = old_data ? old_data : "";
+  const char* old_home = std::getenv("HOME");
+  const std::string saved_home = old_home ? old_home : "";
+  ::setenv("MODLAB_DATA_DIR", empty.str().c_str(), 1);
+  ::setenv("HOME", empty.str().c_str(), 1);
+  const char* old_xdg = std::getenv("XDG_CACHE_HOME");
+  const std::string saved_xdg = old_xdg ? old_xdg : "";
+  ::unsetenv("XDG_CACHE_HOME");
+  std::string msg, found;
+  try {
+    found = load({}).dataset->spec().info.at("root");  // a copy beside the working directory
+  } catch (const modlab::DataError& e) {
+    msg = e.what();
+  }
+  if (old_data) ::setenv("MODLAB_DATA_DIR", saved_data.c_str(), 1);
+  else ::unsetenv("MODLAB_DATA_DIR");
+  if (old_home) ::setenv("HOME", saved_home.c_str(), 1);
+  if (old_xdg) ::setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
+  if (!found.empty()) {
+    BOOST_TEST_MESSAGE("MNIST was found at " << found << "; the not-found message is not checked");
+    BOOST_TEST(!contains(found, empty.str()));
+    BOOST_TEST(fs::exists(fs::path(found) / "train-labels-idx1-ubyte.gz"));
+    return;
+  }
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "MNIST not found"));
+  BOOST_TEST(contains(msg, (empty.path / "mnist").string()));
+  BOOST_TEST(contains(msg, (empty.path / ".cache" / "modlab" / "mnist").string()));
+  BOOST_TEST(contains(msg, "train-images-idx3-ubyte.gz"));
+  BOOST_TEST(contains(msg, "yann.lecun.com"));
+}
+
+// ------------------------------------------------------------------ the real files
+
+BOOST_AUTO_TEST_CASE(real_mnist_plain, *utf::precondition(RealMnist())) {
+  auto ds = load({{"mode", str("plain")}}).dataset;  // found through MODLAB_DATA_DIR
+  BOOST_TEST(fs::equivalent(ds->spec().info.at("root"), real_mnist_dir()));
+  auto train = ds->split("train")->all();
+  auto test = ds->split("test")->all();
+  BOOST_TEST(train.inputs.sizes() == (std::vector<std::int64_t>{60000, 1, 28, 28}), tt::per_element());
+  BOOST_TEST(test.inputs.sizes() == (std::vector<std::int64_t>{10000, 1, 28, 28}), tt::per_element());
+  // the official label counts
+  auto tc = torch::bincount(train.targets).contiguous();
+  auto ec = torch::bincount(test.targets).contiguous();
+  std::vector<std::int64_t> got_train(tc.data_ptr<std::int64_t>(), tc.data_ptr<std::int64_t>() + 10);
+  std::vector<std::int64_t> got_test(ec.data_ptr<std::int64_t>(), ec.data_ptr<std::int64_t>() + 10);
+  BOOST_TEST(got_train == (std::vector<std::int64_t>{5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949}),
+             tt::per_element());
+  BOOST_TEST(got_test == (std::vector<std::int64_t>{980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009}),
+             tt::per_element());
+  BOOST_TEST(test.targets[0].item<std::int64_t>() == 7);  // the first test digit is a 7
+  // mean pixel of the official test images in [0,1]
+  BOOST_TEST(std::abs(test.inputs.to(torch::kDouble).mean().item<double>() - 0.13251461) < 1e-6);
+  BOOST_TEST(train.inputs.min().item<float>() == 0.0f);
+  BOOST_TEST(train.inputs.max().item<float>() == 1.0f);
+
+  auto v = load({{"mode", str("plain")}, {"val_fraction", Value::floating(0.1)}}).dataset;
+  BOOST_TEST(v->split("train")->size() == 54000);
+  BOOST_TEST(v->split("val")->size() == 6000);
+  BOOST_TEST(v->split("test")->size() == 10000);
+}
+
+BOOST_AUTO_TEST_CASE(real_mnist_rotated, *utf::precondition(RealMnist())) {
+  Loaded l = load({{"root", str(real_mnist_dir())}});
+  auto ds = l.dataset;
+  BOOST_TEST(ds->split("train")->size() == 8400);
+  BOOST_TEST(ds->split("val")->size() == 2400);
+  BOOST_TEST(ds->split("test")->size() == 1200);
+  BOOST_TEST(!l.log.empty());
+  auto b = ds->split("train")->all();
+  BOOST_TEST(((b.groups >= 0) & (b.groups < 4)).all().item<bool>());
+  // every rotation is present, and the inverted 0-degree copies are mostly bright
+  for (std::int64_t r = 0; r < 4; ++r) {
+    auto rows = (b.groups == r).nonzero().view(-1);
+    BOOST_TEST(rows.numel() > 1500);
+    double mean = b.inputs.index_select(0, rows).mean().item<double>();
+    if (r == 0) BOOST_TEST(mean > 0.8);
+    else BOOST_TEST(mean < 0.2);
+  }
+  // the same seeds give the same dataset
+  auto again = load({{"root", str(real_mnist_dir())}}).dataset->split("val")->all();
+  BOOST_TEST(torch::equal(again.inputs, ds->split("val")->all().inputs));
+}
+
+BOOST_AUTO_TEST_CASE(real_fashion_and_mix, *utf::precondition(RealFashion())) {
+  auto f = load({{"variant", str("fashion")}, {"mode", str("plain")}}).dataset;
+  BOOST_TEST(f->spec().class_names[9] == "Ankle boot");
+  auto train = f->split("train")->all();
+  BOOST_TEST(train.size() == 60000);
+  BOOST_TEST((torch::bincount(train.targets) == 6000).all().item<bool>());
+  BOOST_TEST(f->split("test")->size() == 10000);
+
+  auto mix = load({{"variant", str("fashion_mnist12")}, {"mode", str("plain")}, {"root", str(real_mnist_dir())}}).dataset;
+  BOOST_TEST(mix->spec().num_classes == 12);
+  auto m = mix->split("train")->all();
+  // 6 Fashion classes x 6000 + MNIST digits 4..9
+  BOOST_TEST(m.size() == 36000 + 5842 + 5421 + 5918 + 6265 + 5851 + 5949);
+  auto counts = torch::bincount(m.targets).contiguous();
+  BOOST_TEST(counts.numel() == 12);
+  BOOST_TEST(counts[6].item<std::int64_t>() == 5842);   // digit 4
+  BOOST_TEST(counts[11].item<std::int64_t>() == 5949);  // digit 9
+}
