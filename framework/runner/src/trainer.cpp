@@ -388,6 +388,22 @@ void save_checkpoint(const std::string& path, Model& model, torch::optim::Optimi
   fs::rename(tmp, path);
 }
 
+// Reads `key` from the archive as a contiguous tensor of `dtype`, naming the key on failure.
+torch::Tensor read_tensor(torch::serialize::InputArchive& ar, const std::string& key, torch::Dtype dtype) {
+  torch::Tensor t;
+  try {
+    ar.read(key, t);
+  } catch (const std::exception& e) {
+    throw Error("checkpoint entry '" + key + "': " + std::string(e.what()).substr(0, 200));
+  }
+  return t.to(dtype).contiguous();
+}
+
+template <class T>
+std::vector<T> to_vector(const torch::Tensor& t) {
+  return std::vector<T>(t.data_ptr<T>(), t.data_ptr<T>() + t.numel());
+}
+
 bool load_checkpoint(const std::string& path, Model& model, Position& pos, RunHistory& h,
                      torch::serialize::InputArchive& opt_state, bool& has_opt) {
   torch::serialize::InputArchive ar;
@@ -396,29 +412,24 @@ bool load_checkpoint(const std::string& path, Model& model, Position& pos, RunHi
   ar.read("model", m);
   model.load(m);
   has_opt = ar.try_read("optimizer", opt_state);
-  torch::Tensor p;
-  ar.read("position", p);
-  auto a = p.accessor<std::int64_t, 1>();
-  pos = Position{a[0], a[1], a[2], a[3]};
+  auto p = to_vector<std::int64_t>(read_tensor(ar, "position", torch::kLong));
+  if (p.size() != 4) throw Error("checkpoint entry 'position' has " + std::to_string(p.size()) + " values, expected 4");
+  pos = Position{p[0], p[1], p[2], p[3]};
   torch::Tensor rng;
   ar.read("rng", rng);
   at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle: shares the global state
   gen.set_state(rng);
-  torch::Tensor t;
-  ar.read("history.epoch", t);
-  h.epoch.assign(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
-  ar.read("history.step", t);
-  h.step.assign(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
+  h.epoch = to_vector<std::int64_t>(read_tensor(ar, "history.epoch", torch::kLong));
+  h.step = to_vector<std::int64_t>(read_tensor(ar, "history.step", torch::kLong));
   h.phase = read_strings(ar, "history.phase");
   auto names = read_strings(ar, "history.metric_names");
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    ar.read("history.metric." + std::to_string(i), t);
-    h.metrics[names[i]].assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
-  }
+  for (std::size_t i = 0; i < names.size(); ++i)
+    h.metrics[names[i]] = to_vector<double>(read_tensor(ar, "history.metric." + std::to_string(i), torch::kDouble));
   auto anames = read_strings(ar, "history.appended_names");
   for (std::size_t i = 0; i < anames.size(); ++i) {
     std::string k = "history.appended." + std::to_string(i);
     auto dims = read_strings(ar, k + ".dims");
+    torch::Tensor t;
     ar.read(k + ".values", t);
     std::vector<torch::Tensor> vals;
     for (std::int64_t j = 0; j < t.size(0); ++j) vals.push_back(t[j].clone());
@@ -502,7 +513,8 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
         resumed = load_checkpoint(paths.checkpoint, *model, pos, history, opt_state, has_opt_state);
         log("resuming from checkpoint at phase " + std::to_string(pos.phase) + ", epoch " + std::to_string(pos.epoch));
       } catch (const std::exception& e) {
-        log(std::string("checkpoint unreadable, starting over: ") + e.what());
+        std::string why = e.what();
+        log("checkpoint unreadable, starting over: " + why.substr(0, why.find('\n')));
         // rebuild a fresh model: a partial load may have changed weights
         torch::manual_seed(req.seed);
         model = host.create_model(mplug, mcfg, spec);
