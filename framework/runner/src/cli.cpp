@@ -229,7 +229,7 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
     for (const auto& m : metric_names) {
       auto it = r.final_metrics.find(m);
       std::ostringstream os;
-      if (it != r.final_metrics.end() && !std::isnan(it->second)) os << std::setprecision(4) << it->second;
+      if (it != r.final_metrics.end() && !std::isnan(it->second)) os << std::setprecision(4) << it->second + 0.0;  // no "-0"
       row.push_back(os.str());
     }
     out.push_back(row);
