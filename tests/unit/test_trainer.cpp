@@ -130,6 +130,22 @@ BOOST_AUTO_TEST_CASE(nan_loss_fails_the_run_naming_step_and_term) {
   BOOST_TEST(s->error == out.error);
 }
 
+BOOST_AUTO_TEST_CASE(keys_set_but_not_read_are_reported) {
+  TempDir d;
+  auto req = with({"model.fail_epoch=3"}, d.path);  // no effect without model.fail
+  std::vector<std::string> lines;
+  req.logger = [&](const std::string& m) { lines.push_back(m); };
+  BOOST_TEST_REQUIRE((execute_run(registry(), req).status == RunStatus::Completed));
+  bool noted = std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("note: model.fail_epoch is set but was not used by plugin 'fixture_mlp'") != std::string::npos;
+  });
+  BOOST_TEST(noted);
+  bool others = std::any_of(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.find("model.hidden") != std::string::npos || l.find("dataset.n") != std::string::npos;
+  });
+  BOOST_TEST(!others);
+}
+
 BOOST_AUTO_TEST_CASE(exception_in_model_fails_the_run) {
   TempDir d;
   auto req = with({"model.fail=\"throw\""}, d.path);

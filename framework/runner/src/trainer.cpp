@@ -449,6 +449,22 @@ std::string fmt(double v) {
 
 struct Interrupted {};
 
+void collect_leaves(const Value& v, const std::string& prefix, std::vector<std::string>& out) {
+  if (v.type() != ValueType::Table) {
+    out.push_back(prefix);
+    return;
+  }
+  for (const auto& [k, child] : v.as_table()) collect_leaves(child, prefix.empty() ? k : prefix + "." + k, out);
+}
+
+std::vector<std::string> unread_keys(const Config& table, const AccessLog& log) {
+  std::vector<std::string> leaves, out;
+  collect_leaves(table.value(), table.prefix(), leaves);
+  for (const auto& k : leaves)
+    if (k != table.dotted("plugin") && !log.was_read(k)) out.push_back(k);
+  return out;
+}
+
 }  // namespace
 
 RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
@@ -458,7 +474,8 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
     if (req.logger) req.logger(m);
   };
 
-  Config root(req.config, "");
+  auto access = std::make_shared<AccessLog>();
+  Config root(req.config, "", access);
   Config dcfg = root.sub("dataset"), mcfg = root.sub("model"), tcfg = root.sub("train");
   std::string dplug = dcfg.get<std::string>("plugin"), mplug = mcfg.get<std::string>("plugin");
   const auto& downer = registry.owner_of_dataset(dplug);
@@ -503,6 +520,12 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
     DatasetSpec spec = dataset->spec();
     model = host.create_model(mplug, mcfg, spec);
     model->to(req.device);
+    // A key the plugin declares but did not read for this config is usually a sign of a setting that
+    // has no effect here (e.g. expert_hidden with linear experts); say so in the run log.
+    for (const auto* table : {&dcfg, &mcfg})
+      for (const auto& key : unread_keys(*table, *access))
+        log("note: " + key + " is set but was not used by plugin '" +
+            table->get<std::string>("plugin") + "' with this configuration");
 
     Position pos;
     RunHistory history;

@@ -282,7 +282,7 @@ std::vector<std::string> Config::keys() const {
 }
 
 Config Config::sub(const std::string& key) const {
-  const Value* v = find(key);
+  const Value* v = lookup(key);  // viewing a table is not reading its keys
   if (!v) return Config(std::make_shared<Value>(Value::table({}, table_->where())), dotted(key), log_);
   if (v->type() != ValueType::Table) fail(key, std::string("expected a table, found ") + type_name(v->type()));
   // aliasing shared_ptr: the view keeps the whole tree alive
