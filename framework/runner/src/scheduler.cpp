@@ -23,6 +23,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <cstdio>
 #include <sstream>
 #include <thread>
 
@@ -121,45 +122,55 @@ void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions&
     throw ConfigError("--device " + o.device + ": CUDA is not available in this build or on this machine");
 }
 
+namespace {
+
+// What the index says about one run, from the files on disk.
+RunSummary summarize(const RunSpec& r, const std::string& out_dir) {
+  RunPaths p = RunPaths::of(out_dir, r.run_id);
+  RunSummary s;
+  if (auto read = read_run_summary(p.h5)) s = *read;
+  else if (fs::exists(p.h5 + ".partial") || fs::exists(p.checkpoint)) s.status = "interrupted";
+  else s.status = "pending";
+  // a worker that died without writing its file leaves the reason here
+  if (s.status != "completed" && fs::exists(p.h5 + ".error")) {
+    s.status = "failed";
+    s.error = read_file(p.h5 + ".error");
+  }
+  s.run_id = r.run_id;
+  s.index = r.index;
+  s.seed = r.seed;
+  s.file = fs::exists(p.h5) ? "runs/" + r.run_id + ".h5" : "";
+  s.params.clear();
+  for (const auto& [k, v] : r.varied) s.params[k] = v.literal();
+  return s;
+}
+
+}  // namespace
+
 void write_index(const Sweep& sweep, const std::string& out_dir) {
   std::vector<RunSummary> rows;
-  for (const auto& r : sweep.runs) {
-    RunPaths p = RunPaths::of(out_dir, r.run_id);
-    RunSummary s;
-    if (auto read = read_run_summary(p.h5)) s = *read;
-    else if (fs::exists(p.h5 + ".partial") || fs::exists(p.checkpoint)) s.status = "interrupted";
-    else s.status = "pending";
-    // a worker that died without writing its file leaves the reason here
-    if (s.status != "completed" && fs::exists(p.h5 + ".error")) {
-      s.status = "failed";
-      s.error = read_file(p.h5 + ".error");
-    }
-    s.run_id = r.run_id;
-    s.index = r.index;
-    s.seed = r.seed;
-    s.file = fs::exists(p.h5) ? "runs/" + r.run_id + ".h5" : "";
-    s.params.clear();
-    for (const auto& [k, v] : r.varied) s.params[k] = v.literal();
-    rows.push_back(std::move(s));
-  }
+  for (const auto& r : sweep.runs) rows.push_back(summarize(r, out_dir));
   write_sweep_index(out_dir, sweep.name, sweep.file, sweep.text, sweep.varied_keys, rows);
 }
 
 namespace {
 
+// A worker process. It runs one run at a time, handed to it as one line on its stdin, and asks
+// for the next when done, so LibTorch and the plugins load once per worker rather than per run.
 struct Worker {
   pid_t pid = -1;
-  int fd = -1;  // progress pipe
-  const RunSpec* run = nullptr;
+  int progress_fd = -1;  // worker → scheduler: progress and done lines
+  int command_fd = -1;   // scheduler → worker: one run per line
+  const RunSpec* run = nullptr;  // null while idle
   std::string buffer;
   Progress last;
   bool has_progress = false;
   std::chrono::steady_clock::time_point start;
 };
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log_path, int& read_fd) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+pid_t spawn(const std::vector<std::string>& args, const std::string& log_path, int& progress_fd, int& command_fd) {
+  int prog[2], cmd[2];
+  if (pipe2(prog, O_CLOEXEC) != 0 || pipe2(cmd, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -172,17 +183,31 @@ pid_t spawn(const std::vector<std::string>& args, const std::string& log_path, i
     // child: only async-signal-safe calls until exec
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the scheduler
     if (getppid() != parent) _exit(127);
-    dup2(fds[1], 3);
+    dup2(cmd[0], 0);
+    dup2(prog[1], 3);
     dup2(logfd, 1);
     dup2(logfd, 2);
     execv(argv[0], argv.data());
     _exit(127);
   }
-  close(fds[1]);
+  close(prog[1]);
+  close(cmd[0]);
   close(logfd);
-  read_fd = fds[0];
-  fcntl(read_fd, F_SETFL, O_NONBLOCK);
+  progress_fd = prog[0];
+  command_fd = cmd[1];
+  fcntl(progress_fd, F_SETFL, O_NONBLOCK);
   return pid;
+}
+
+bool write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t k = write(fd, text.data() + done, text.size() - done);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) return false;
+    done += static_cast<std::size_t>(k);
+  }
+  return true;
 }
 
 }  // namespace
@@ -192,17 +217,28 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
   const std::string out = o.out_dir;
   fs::create_directories(fs::path(out) / "runs");
 
+  // The index is kept in memory and one row replaced per finished run, so writing it stays
+  // linear in the number of runs over a whole sweep.
+  std::vector<RunSummary> index;
+  std::map<std::string, std::size_t> row_of;
   std::vector<const RunSpec*> todo;
   std::size_t skipped = 0, in_shard = 0;
   for (const auto& r : sweep.runs) {
+    row_of[r.run_id] = index.size();
+    index.push_back(summarize(r, out));
     if (r.index % o.shard_count != o.shard_index) continue;
     ++in_shard;
-    if (run_state(out, r.run_id) == "completed") {
+    if (index.back().status == "completed") {
       ++skipped;
       continue;
     }
     todo.push_back(&r);
   }
+  auto update_index = [&](const RunSpec& r) {
+    index[row_of.at(r.run_id)] = summarize(r, out);
+    write_sweep_index(out, sweep.name, sweep.file, sweep.text, sweep.varied_keys, index);
+  };
+
   const bool tty = isatty(STDERR_FILENO);
   std::cerr << "sweep " << sweep.name << ": " << sweep.runs.size() << " runs";
   if (o.shard_count > 1) std::cerr << " (" << in_shard << " in shard " << o.shard_index << "/" << o.shard_count << ")";
@@ -210,18 +246,17 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
             << " at a time -> " << out << "\n";
 
   int total_threads = o.threads > 0 ? o.threads : default_threads();
-  int per_run = std::max(1, total_threads / std::max(1, std::min<int>(o.jobs, std::max<int>(1, static_cast<int>(todo.size())))));
+  int nworkers = std::max(1, std::min<int>(o.jobs, static_cast<int>(todo.size())));
+  int per_run = std::max(1, total_threads / nworkers);
   std::string exe = o.exe.empty() ? fs::read_symlink("/proc/self/exe").string() : o.exe;
 
   install_handlers();
   g_stop.store(false);
   g_signals = 0;
-  std::map<pid_t, Worker> running;
+  std::map<pid_t, Worker> workers;
   std::size_t next = 0, done = 0, failed = 0, interrupted = 0;
   auto t0 = std::chrono::steady_clock::now();
-  double completed_seconds = 0.0;
-  std::size_t completed_count = 0;
-  bool killed = false;
+  bool killed = false, told = false;
   std::string status_line;
 
   auto clear_status = [&] {
@@ -240,7 +275,8 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
     double frac_done = static_cast<double>(done);
     std::ostringstream os;
     os << "[" << done << "/" << todo.size() << "]";
-    for (const auto& [pid, w] : running) {
+    for (const auto& [pid, w] : workers) {
+      if (!w.run) continue;
       double f = 0;
       if (w.has_progress && w.last.epochs > 0)
         f = (static_cast<double>(w.last.phase_index) + static_cast<double>(w.last.epoch) / static_cast<double>(w.last.epochs)) /
@@ -257,31 +293,81 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
     std::cerr << "\r\033[K" << status_line.substr(0, 200) << std::flush;
   };
 
-  auto launch = [&](const RunSpec& r) {
-    RunPaths p = RunPaths::of(out, r.run_id);
-    std::error_code ec;
-    fs::remove(p.h5 + ".error", ec);
-    write_file_atomic(p.spec, r.config->canonical());
-    std::vector<std::string> args = {exe, "_worker", "--spec", p.spec, "--run-id", r.run_id,
-                                     "--index", std::to_string(r.index), "--seed", std::to_string(r.seed),
-                                     "--sweep-name", sweep.name, "--sweep-dir", sweep.dir, "--out", out,
+  auto new_worker = [&]() -> Worker& {
+    std::vector<std::string> args = {exe, "_worker", "--sweep-name", sweep.name, "--sweep-dir", sweep.dir, "--out", out,
                                      "--device", o.device, "--threads", std::to_string(per_run)};
     for (const auto& d : o.plugin_path) {
       args.push_back("--plugin-path");
       args.push_back(d);
     }
     Worker w;
+    w.pid = spawn(args, (fs::path(out) / "runs" / "workers.log").string(), w.progress_fd, w.command_fd);
+    return workers[w.pid] = w;
+  };
+
+  auto assign = [&](Worker& w, const RunSpec& r) {
+    RunPaths p = RunPaths::of(out, r.run_id);
+    std::error_code ec;
+    fs::remove(p.h5 + ".error", ec);
+    write_file_atomic(p.spec, r.config->canonical());
     w.run = &r;
+    w.has_progress = false;
     w.start = std::chrono::steady_clock::now();
-    w.pid = spawn(args, p.log, w.fd);
-    running[w.pid] = w;
+    std::string line = "run " + r.run_id + " " + std::to_string(r.index) + " " + std::to_string(r.seed) + " " + p.spec + "\n";
+    if (!write_all(w.command_fd, line)) kill(w.pid, SIGKILL);  // reaped below; the run is reported failed
     if (!tty || o.verbose) print("start run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep.runs.size()) + " " + r.run_id);
+  };
+
+  // Records the end of `w`'s run: `code` is the worker's exit code for it, or -signal when it died.
+  auto finish_run = [&](Worker& w, int code) {
+    const RunSpec& r = *w.run;
+    w.run = nullptr;
+    RunPaths p = RunPaths::of(out, r.run_id);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
+    std::string line = "run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep.runs.size()) + " " + r.run_id;
+    ++done;
+    if (code == 0) {
+      auto s = read_run_summary(p.h5);
+      std::string extra;
+      if (s)
+        for (const char* m : {"test_accuracy", "val_accuracy", "train_accuracy"})
+          if (s->final_metrics.count(m)) {
+            extra = std::string(" ") + m + " " + std::to_string(s->final_metrics.at(m));
+            break;
+          }
+      print(line + " completed in " + hms(secs) + extra);
+    } else if (code == 130 || (g_stop.load() && code < 0)) {
+      ++interrupted;
+      print(line + " interrupted (resumes on the next run of this sweep)");
+    } else {
+      ++failed;
+      std::string reason;
+      if (code < 0) reason = "worker " + signal_text(-code);
+      else if (code == 3) {
+        auto s = read_run_summary(p.h5);
+        reason = s ? s->error : "failed";
+      } else reason = "worker exited with code " + std::to_string(code);
+      if (code != 3) {
+        std::string tail = last_lines(p.log, 2);
+        if (!tail.empty()) reason += "; log: " + tail;
+        try {
+          write_file_atomic(p.h5 + ".error", reason);
+        } catch (const std::exception&) {
+        }
+      }
+      print(line + " FAILED: " + reason + " (log: " + p.log + ")");
+    }
+    try {
+      update_index(r);
+    } catch (const std::exception& e) {
+      print(std::string("warning: could not update sweep.h5: ") + e.what());
+    }
   };
 
   auto drain = [&](Worker& w) {
     char buf[4096];
     while (true) {
-      ssize_t k = read(w.fd, buf, sizeof buf);
+      ssize_t k = read(w.progress_fd, buf, sizeof buf);
       if (k <= 0) break;
       w.buffer.append(buf, static_cast<std::size_t>(k));
     }
@@ -291,92 +377,67 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
       w.buffer.erase(0, nl + 1);
       std::istringstream is(line);
       std::string tag;
-      Progress p;
       is >> tag;
+      Progress p;
+      int code = 0;
       if (tag == "progress" && (is >> p.phase >> p.phase_index >> p.phases >> p.epoch >> p.epochs >> p.loss >> p.step)) {
         w.last = p;
         w.has_progress = true;
-        if (!tty && o.verbose)
+        if (!tty && o.verbose && w.run)
           print("  " + w.run->run_id + " " + p.phase + " epoch " + std::to_string(p.epoch) + "/" +
                 std::to_string(p.epochs) + " loss " + std::to_string(p.loss));
+      } else if (tag == "done" && (is >> code) && w.run) {
+        finish_run(w, code);
       }
     }
   };
 
-  while ((!g_stop.load() && next < todo.size()) || !running.empty()) {
+  while (true) {
     if (g_signals > 0 && !killed) {
-      if (g_signals == 1) {
-        static bool told = false;
-        if (!told) {
-          print("interrupt: stopping; finished runs are kept, running ones checkpoint and stop (Ctrl-C again to kill)");
-          told = true;
-          for (auto& [pid, w] : running) kill(pid, SIGINT);
-        }
-      } else {
-        for (auto& [pid, w] : running) kill(pid, SIGKILL);
+      if (!told) {
+        print("interrupt: stopping; finished runs are kept, running ones checkpoint and stop (Ctrl-C again to kill)");
+        told = true;
+        for (auto& [pid, w] : workers) kill(pid, SIGINT);
+      }
+      if (g_signals > 1) {
+        for (auto& [pid, w] : workers) kill(pid, SIGKILL);
         killed = true;
       }
     }
-    while (!g_stop.load() && next < todo.size() && static_cast<int>(running.size()) < o.jobs) launch(*todo[next++]);
+    // hand out runs: idle workers first, then new ones up to --jobs; close idle workers when nothing is left
+    bool more = !g_stop.load() && next < todo.size();
+    for (auto& [pid, w] : workers) {
+      if (w.run || w.command_fd < 0) continue;
+      if (more) {
+        assign(w, *todo[next++]);
+        more = next < todo.size();
+      } else {
+        close(w.command_fd);  // EOF: the worker exits
+        w.command_fd = -1;
+      }
+    }
+    while (more && static_cast<int>(workers.size()) < o.jobs) {
+      assign(new_worker(), *todo[next++]);
+      more = next < todo.size();
+    }
+    if (workers.empty()) break;
 
     std::vector<pollfd> pfds;
-    for (auto& [pid, w] : running) pfds.push_back(pollfd{w.fd, POLLIN, 0});
-    if (!pfds.empty()) poll(pfds.data(), pfds.size(), 200);
-    else std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    for (auto& [pid, w] : running) drain(w);
+    for (auto& [pid, w] : workers) pfds.push_back(pollfd{w.progress_fd, POLLIN, 0});
+    poll(pfds.data(), pfds.size(), 200);
+    for (auto& [pid, w] : workers) drain(w);
 
     int st = 0;
     pid_t pid;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-      auto it = running.find(pid);
-      if (it == running.end()) continue;
-      Worker w = it->second;
+      auto it = workers.find(pid);
+      if (it == workers.end()) continue;
+      Worker& w = it->second;
       drain(w);
-      close(w.fd);
-      running.erase(it);
-      const RunSpec& r = *w.run;
-      RunPaths p = RunPaths::of(out, r.run_id);
-      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
-      std::string line = "run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep.runs.size()) + " " + r.run_id;
-      ++done;
-      if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-        completed_seconds += secs;
-        ++completed_count;
-        auto s = read_run_summary(p.h5);
-        std::string extra;
-        if (s)
-          for (const char* m : {"test_accuracy", "val_accuracy", "train_accuracy"})
-            if (s->final_metrics.count(m)) {
-              extra = std::string(" ") + m + " " + std::to_string(s->final_metrics.at(m));
-              break;
-            }
-        print(line + " completed in " + hms(secs) + extra);
-      } else if ((WIFEXITED(st) && WEXITSTATUS(st) == 130) || (g_stop.load() && WIFSIGNALED(st))) {
-        ++interrupted;
-        print(line + " interrupted (resumes on the next run of this sweep)");
-      } else {
-        ++failed;
-        std::string reason;
-        if (WIFSIGNALED(st)) reason = "worker " + signal_text(WTERMSIG(st));
-        else if (WEXITSTATUS(st) == 3) {
-          auto s = read_run_summary(p.h5);
-          reason = s ? s->error : "failed";
-        } else reason = "worker exited with code " + std::to_string(WEXITSTATUS(st));
-        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 3)) {
-          std::string tail = last_lines(p.log, 2);
-          if (!tail.empty()) reason += "; log: " + tail;
-          try {
-            write_file_atomic(p.h5 + ".error", reason);
-          } catch (const std::exception&) {
-          }
-        }
-        print(line + " FAILED: " + reason + " (log: " + p.log + ")");
-      }
-      try {
-        write_index(sweep, out);
-      } catch (const std::exception& e) {
-        print(std::string("warning: could not update sweep.h5: ") + e.what());
-      }
+      if (w.run) finish_run(w, WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st) == 0 ? 1 : WEXITSTATUS(st));
+      close(w.progress_fd);
+      if (w.command_fd >= 0) close(w.command_fd);
+      workers.erase(it);
     }
     draw_status();
   }
@@ -398,39 +459,68 @@ int worker_main(const std::vector<std::string>& args) {
     else a[args[i].substr(2)] = args[i + 1];
   }
   install_handlers();
+  signal(SIGPIPE, SIG_IGN);
   Registry registry;
   registry.load_directories(plugin_search_path(plugin_path));
-  RunRequest req;
-  req.run_id = a.at("run-id");
-  req.index = std::stoll(a.at("index"));
-  req.seed = std::stoll(a.at("seed"));
-  req.sweep_name = a.at("sweep-name");
-  req.sweep_dir = a.at("sweep-dir");
-  req.out_dir = a.at("out");
-  req.device = torch::Device(a.at("device"));
-  req.threads = std::stoi(a.at("threads"));
-  req.config = std::make_shared<const Value>(parse_toml_file(a.at("spec")));
-  req.stop = &g_stop;
-  torch::set_num_threads(req.threads);
+  const int threads = std::stoi(a.at("threads"));
+  torch::set_num_threads(threads);
   FILE* progress = fdopen(3, "w");
-  req.on_progress = [progress](const Progress& p) {
+  auto report = [progress](const std::string& line) {
     if (!progress) return;
-    std::fprintf(progress, "progress %s %lld %lld %lld %lld %.6g %lld\n", p.phase.c_str(),
-                 static_cast<long long>(p.phase_index), static_cast<long long>(p.phases),
-                 static_cast<long long>(p.epoch), static_cast<long long>(p.epochs), p.loss,
-                 static_cast<long long>(p.step));
+    std::fputs(line.c_str(), progress);
     std::fflush(progress);
   };
-  req.logger = [](const std::string& m) { std::cerr << m << std::endl; };
-  std::cerr << "run " << req.run_id << " (seed " << req.seed << ", " << req.threads << " threads, " << req.device.str()
-            << ")" << std::endl;
-  RunOutcome out = execute_run(registry, req);
-  switch (out.status) {
-    case RunStatus::Completed: std::cerr << "completed" << std::endl; return 0;
-    case RunStatus::Interrupted: std::cerr << "interrupted" << std::endl; return 130;
-    case RunStatus::Failed: std::cerr << "failed: " << out.error << std::endl; return 3;
+  // One run per line on stdin: "run <run_id> <index> <seed> <spec file>"; EOF ends the worker.
+  std::string line;
+  while (!g_stop.load() && std::getline(std::cin, line)) {
+    std::istringstream is(line);
+    std::string tag, spec;
+    RunRequest req;
+    if (!(is >> tag >> req.run_id >> req.index >> req.seed >> spec) || tag != "run") {
+      std::cerr << "worker: bad command line: " << line << std::endl;
+      return 2;
+    }
+    RunPaths paths = RunPaths::of(a.at("out"), req.run_id);
+    // each run's output goes to its own log
+    int logfd = open(paths.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd >= 0) {
+      std::fflush(stdout);
+      std::cerr.flush();
+      dup2(logfd, 1);
+      dup2(logfd, 2);
+      close(logfd);
+    }
+    req.sweep_name = a.at("sweep-name");
+    req.sweep_dir = a.at("sweep-dir");
+    req.out_dir = a.at("out");
+    req.device = torch::Device(a.at("device"));
+    req.threads = threads;
+    req.stop = &g_stop;
+    req.on_progress = [&report](const Progress& p) {
+      std::ostringstream os;
+      os << "progress " << p.phase << " " << p.phase_index << " " << p.phases << " " << p.epoch << " " << p.epochs << " "
+         << std::setprecision(6) << p.loss << " " << p.step << "\n";
+      report(os.str());
+    };
+    req.logger = [](const std::string& m) { std::cerr << m << std::endl; };
+    std::cerr << "run " << req.run_id << " (seed " << req.seed << ", " << req.threads << " threads, "
+              << req.device.str() << ", worker " << getpid() << ")" << std::endl;
+    RunOutcome outcome;
+    try {
+      req.config = std::make_shared<const Value>(parse_toml_file(spec));
+      outcome = execute_run(registry, req);
+    } catch (const std::exception& e) {
+      outcome = RunOutcome{RunStatus::Failed, e.what()};
+    }
+    int code = 3;
+    switch (outcome.status) {
+      case RunStatus::Completed: std::cerr << "completed" << std::endl; code = 0; break;
+      case RunStatus::Interrupted: std::cerr << "interrupted" << std::endl; code = 130; break;
+      case RunStatus::Failed: std::cerr << "failed: " << outcome.error << std::endl; code = 3; break;
+    }
+    report("done " + std::to_string(code) + "\n");
   }
-  return 3;
+  return g_stop.load() ? 130 : 0;
 }
 
 }  // namespace modlab::runner
