@@ -1,0 +1,244 @@
+// Throughput of the hier_modular generalization sweep: the [6,3,2,2] half of
+// sweeps/hier_modular/{mlp,modular,shared}.toml (6 model variants x 7 training fractions x N seeds)
+// run by the modlab executable with --jobs J, against the same models written in idiomatic PyTorch
+// (bench/python/hier_modular_ref.py) run one after another in one Python process on the same
+// machine. Prints one row per model variant and the total.
+//
+//   build/bin/bench_hier_modular [--exe build/bin/modlab] [--epochs 500] [--seeds 10] [--jobs 2]
+//                                [--python-runs 3] [--out /tmp/bench_hier_modular]
+//
+// The modlab executable defaults to the one beside this binary. Every model variant gets a fresh
+// output folder, so nothing is skipped as already completed. Besides wall time the bench reports the
+// CPU seconds each side spends per run (getrusage of the child processes), which stay comparable
+// when other users load the machine; "runs/min on free cores" is 60 x cores / (CPU s per run), with
+// the jobs' cores for modlab and one core for the sequential Python process.
+#include "bench_util.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Variant {
+  std::string name;     ///< as hier_modular_ref.py --models names it
+  std::string label;    ///< table row
+  std::string sweep;    ///< file under sweeps/hier_modular/
+  std::string zip;      ///< --set sweep.zip=... selecting this variant ("" = the file has none)
+};
+
+const std::vector<Variant> kVariants = {
+    {"mlp", "MLP 6-36-36-36-2", "mlp.toml", ""},
+    {"modular", "modular, learned routing, tau=2", "modular.toml",
+     R"([{ "model.tau" = [2.0], "model.use_gumbel" = [false], "model.per_sample_routing" = [false], "model.known_module_inputs" = [false] }])"},
+    {"modular_gumbel", "modular, learned, Gumbel, per-sample, tau=1", "modular.toml",
+     R"([{ "model.tau" = [1.0], "model.use_gumbel" = [true], "model.per_sample_routing" = [true], "model.known_module_inputs" = [false] }])"},
+    {"modular_known", "modular, known routing", "modular.toml",
+     R"([{ "model.tau" = [2.0], "model.use_gumbel" = [false], "model.per_sample_routing" = [false], "model.known_module_inputs" = [true] }])"},
+    {"shared", "shared modules, learned", "shared.toml",
+     R"([{ "model.known_module_inputs" = [false], "model.known_module_locations" = [false] }])"},
+    {"shared_known", "shared modules, known routing + locations", "shared.toml",
+     R"([{ "model.known_module_inputs" = [true], "model.known_module_locations" = [true] }])"},
+};
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string self_dir() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  return fs::path(std::string(buf, static_cast<std::size_t>(n))).parent_path().string();
+}
+
+std::string loadavg() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// User + system CPU seconds of every finished child process (and their waited-for descendants):
+/// unlike wall time, it does not grow when other users load the machine.
+double children_cpu() {
+  rusage u{};
+  getrusage(RUSAGE_CHILDREN, &u);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
+/// Runs `cmd` and returns (output, wall seconds, CPU seconds of the processes it started).
+struct Timed {
+  std::string out;
+  int code = 0;
+  double wall = 0, cpu = 0;
+};
+Timed timed(const std::string& cmd) {
+  Timed t;
+  const double c0 = children_cpu();
+  const auto t0 = std::chrono::steady_clock::now();
+  t.out = bench::capture(cmd, &t.code);
+  t.wall = seconds_since(t0);
+  t.cpu = children_cpu() - c0;
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string exe = (fs::path(self_dir()) / "modlab").string();
+  std::string out = (fs::temp_directory_path() / "bench_hier_modular").string();
+  int epochs = 500, seeds = 10, jobs = 2, python_runs = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--exe") exe = v;
+    else if (a == "--epochs") epochs = std::stoi(v);
+    else if (a == "--seeds") seeds = std::stoi(v);
+    else if (a == "--jobs") jobs = std::stoi(v);
+    else if (a == "--python-runs") python_runs = std::stoi(v);
+    else if (a == "--out") out = v;
+    else {
+      std::cerr << "unknown option " << a << "\n";
+      return 2;
+    }
+  }
+  if (!fs::exists(exe)) {
+    std::cerr << "modlab executable not found: " << exe << " (pass --exe)\n";
+    return 2;
+  }
+  const fs::path src(MODLAB_SOURCE_DIR);
+  const std::string python = "/usr/bin/python3";
+  const std::string ref = (src / "bench" / "python" / "hier_modular_ref.py").string();
+
+  std::cout << "# hier_modular sweep throughput\n\n";
+  std::cout << "- modlab: " << exe << " run --jobs " << jobs << ", [6,3,2,2], 7 fractions x " << seeds << " seeds, "
+            << epochs << " epochs (eval every 10)\n";
+  std::cout << "- BLAS: " << bench::active_blas() << "\n";
+  std::cout << "- cores: " << std::thread::hardware_concurrency() << ", load average at start: " << loadavg() << "\n";
+  std::cout.flush();
+
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const std::string common = " --set 'sweep.grid={ \"dataset.structure\" = [[6, 3, 2, 2]], \"dataset.train_fraction\" = "
+                             "[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }' --set sweep.seeds=" +
+                             std::to_string(seeds) + " --set train.epochs=" + std::to_string(epochs);
+  std::regex done_re(R"(done in [0-9:]+: ([0-9]+) completed, ([0-9]+) failed)");
+
+  struct Row {
+    std::string label;
+    int runs = 0, failed = 0, py_runs = 0;
+    double wall = 0, cpu = 0, py_wall = 0, py_cpu = 0;
+  };
+  std::vector<Row> rows;
+
+  // Fixed cost of every run: a worker is a fresh process, so LibTorch initialises each time.
+  Timed start = timed(quote(exe) + " --version > /dev/null 2>&1");
+  std::cout << "- process start of the modlab executable (LibTorch initialisation, paid by every run's worker): "
+            << bench::num(start.cpu, 2) << " s CPU\n\n";
+  std::cout.flush();
+
+  for (const auto& v : kVariants) {
+    Row r;
+    r.label = v.label;
+    const std::string dir = (fs::path(out) / v.name).string();
+    std::string cmd = quote(exe) + " run " + quote((src / "sweeps" / "hier_modular" / v.sweep).string()) + " --jobs " +
+                      std::to_string(jobs) + " --out " + quote(dir) + common;
+    if (!v.zip.empty()) cmd += " --set " + quote("sweep.zip=" + v.zip);
+    const Timed t = timed(cmd + " 2>&1");
+    r.wall = t.wall;
+    r.cpu = t.cpu;
+    std::ofstream(fs::path(out) / (v.name + ".log")) << t.out;
+    std::smatch m;
+    if (std::regex_search(t.out, m, done_re)) {
+      r.runs = std::stoi(m[1]);
+      r.failed = std::stoi(m[2]);
+    }
+    if (t.code != 0 || r.runs == 0) {
+      std::cerr << "modlab failed for " << v.name << " (exit " << t.code << "); log: " << out << "/" << v.name << ".log\n"
+                << t.out.substr(t.out.size() > 2000 ? t.out.size() - 2000 : 0) << "\n";
+      return 1;
+    }
+    std::cout << "  modlab " << v.name << ": " << r.runs << " runs in " << bench::num(r.wall, 1) << " s wall, "
+              << bench::num(r.cpu, 1) << " s CPU (load " << loadavg() << ")\n";
+    std::cout.flush();
+    rows.push_back(r);
+  }
+
+  // The Python reference: a sample of runs per variant (spread over the fractions), sequentially,
+  // one thread (as one modlab worker).
+  std::regex runs_re(R"("runs": ([0-9]+), "seconds": ([0-9.eE+-]+), "cpu_seconds": ([0-9.eE+-]+))");
+  std::vector<std::string> fracs = {"0.3", "0.6", "0.9", "0.4", "0.7", "0.5", "0.8"};
+  for (std::size_t i = 0; i < kVariants.size(); ++i) {
+    std::string fr;
+    for (int j = 0; j < python_runs; ++j) fr += " " + fracs[static_cast<std::size_t>(j) % fracs.size()];
+    const std::string cmd = python + " " + quote(ref) + " --models " + kVariants[i].name + " --fractions" + fr +
+                            " --seeds 0 --threads 1 --epochs " + std::to_string(epochs) + " --eval-every 10 2>&1";
+    const Timed t = timed(cmd);
+    std::smatch m;
+    if (t.code != 0 || !std::regex_search(t.out, m, runs_re)) {
+      std::cerr << "python reference failed for " << kVariants[i].name << ":\n" << t.out << "\n";
+      return 1;
+    }
+    // Only the runs count (timed by the script), not the interpreter's start and `import torch`,
+    // which a sequential Python sweep pays once.
+    const double n = std::stod(m[1]), s = std::stod(m[2]);
+    rows[i].py_runs = static_cast<int>(n);
+    rows[i].py_wall = s;
+    rows[i].py_cpu = std::stod(m[3]);
+    std::cout << "  python " << kVariants[i].name << ": " << n << " runs in " << bench::num(s, 1) << " s wall (load "
+              << loadavg() << ")\n";
+    std::cout.flush();
+  }
+
+  std::cout << "\n";
+  std::vector<std::vector<std::string>> table;
+  double tw = 0, tc = 0, pw = 0, pc = 0;
+  int tr = 0, pr = 0;
+  auto add_row = [&](const std::string& label, int runs, double wall, double cpu, int py_runs, double py_wall,
+                     double py_cpu) {
+    const double rpm = 60.0 * runs / wall, py_rpm = 60.0 * py_runs / py_wall;
+    const double free_rpm = 60.0 * jobs * runs / cpu, py_free_rpm = 60.0 * py_runs / py_cpu;
+    table.push_back({label, std::to_string(runs), bench::num(wall, 1), bench::num(cpu / runs, 2), bench::num(rpm, 1),
+                     bench::num(free_rpm, 1), bench::num(py_cpu / py_runs, 2), bench::num(py_rpm, 1),
+                     bench::num(py_free_rpm, 1), bench::num(rpm / py_rpm, 1) + "x", bench::num(free_rpm / py_free_rpm, 1) + "x"});
+  };
+  for (const auto& r : rows) {
+    add_row(r.label + (r.failed ? " (" + std::to_string(r.failed) + " failed)" : ""), r.runs, r.wall, r.cpu, r.py_runs,
+            r.py_wall, r.py_cpu);
+    tw += r.wall, tc += r.cpu, tr += r.runs, pw += r.py_wall, pc += r.py_cpu, pr += r.py_runs;
+  }
+  add_row("**whole sweep**", tr, tw, tc, pr, pw, pc);
+  const std::string J = std::to_string(jobs);
+  bench::table({"model", "runs", "modlab wall s", "modlab CPU s/run", "modlab runs/min (wall, --jobs " + J + ")",
+                "modlab runs/min (" + J + " free cores)", "python CPU s/run", "python runs/min (wall)",
+                "python runs/min (1 free core)", "speedup (wall)", "speedup (free cores)"},
+               table);
+  const double free_wall = tc / jobs;
+  const double speed_wall = (60.0 * tr / tw) / (60.0 * pr / pw), speed_free = (60.0 * jobs * tr / tc) / (60.0 * pr / pc);
+  std::cout << "\nwhole sweep: " << bench::num(tw, 1) << " s wall (goal < 300 s: " << (tw < 300 ? "met" : "missed")
+            << "); on " << J << " free cores its CPU time would take " << bench::num(free_wall, 1) << " s ("
+            << (free_wall < 300 ? "met" : "missed") << ")\n";
+  std::cout << "speedup over sequential PyTorch: " << bench::num(speed_wall, 1) << "x wall, " << bench::num(speed_free, 1)
+            << "x on free cores (goal >= 5x: " << (speed_free >= 5 ? "met" : "missed") << ")\n";
+  std::cout << "load average at end: " << loadavg() << " (the machine may be shared; compare runs at similar load)\n";
+  return 0;
+}

@@ -1,0 +1,701 @@
+// The `hier_modular` model plugin (hier_modular §5.3): an MLP with fixed random pruning, the
+// hierarchically modular network with learned top-k input routing, and its variant whose slots are
+// filled from a pool of shared modules chosen by learned locations. All outputs are logits of
+// independent bits (BCE with logits, per-bit accuracy: the SDK defaults for multi-label data).
+//
+// The modules of one layer run as one chain of batched matmuls (ModuleBank), never a loop over
+// modules; routing is a top-k selection with straight-through one-hot selectors (routing_ops.hpp).
+// The true routing of the Boolean tasks and the test of whether a learned routing recovers it up
+// to the symmetries of the task live in routing.hpp.
+#include "routing.hpp"
+#include "routing_ops.hpp"
+
+#include <modlab/errors.hpp>
+#include <modlab/plugin.hpp>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace modlab::hier_modular {
+namespace {
+
+std::string list_text(const std::vector<std::int64_t>& v) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+/// Number of tasks: the dataset's task groups (1 when it has none).
+std::int64_t task_count(const DatasetSpec& spec) {
+  if (spec.group_kind == "task" && !spec.group_names.empty()) return static_cast<std::int64_t>(spec.group_names.size());
+  return 1;
+}
+
+/// Task id per sample ([B] int64), or an undefined tensor for single-task models.
+torch::Tensor task_ids(const Batch& batch, std::int64_t tasks) {
+  if (tasks <= 1) return {};
+  if (!batch.groups.defined())
+    throw DataError("hier_modular: the model has " + std::to_string(tasks) +
+                    " tasks but the batch carries no task ids (Batch::groups)");
+  return batch.groups;
+}
+
+void check_dataset(const DatasetSpec& spec, const std::string& model) {
+  if (spec.task != TaskKind::MultiLabel && spec.task != TaskKind::Regression)
+    throw ConfigError("model '" + model + "' needs a multi-label dataset (independent output bits), but '" + spec.name +
+                      "' is " + task_kind_name(spec.task));
+  if (spec.num_outputs < 1 || spec.input_numel() < 1)
+    throw ConfigError("model '" + model + "': dataset '" + spec.name + "' has " + std::to_string(spec.input_numel()) +
+                      " inputs and " + std::to_string(spec.num_outputs) + " outputs; need >= 1 of each");
+}
+
+// ------------------------------------------------------------------------------------------- mlp
+
+/// MLP arch[0] → … → arch[-1] with ReLU hidden layers and a linear head (logits). With
+/// `pruning_ratio` q, each layer keeps a fixed random mask: the round(q·n/100) weights with the
+/// lowest uniform random scores (the q-th percentile of the scores) are zeroed once; a bias is
+/// zeroed when its whole weight row is pruned. Pruned entries get zero gradients, so they stay zero
+/// under every optimizer the trainer offers (L2 decay of a zero weight is zero).
+class MlpModel : public Model {
+ public:
+  MlpModel(const std::vector<std::int64_t>& arch, double pruning_ratio, std::int64_t tasks)
+      : tasks_(tasks), pruning_ratio_(pruning_ratio) {
+    for (std::size_t i = 0; i + 1 < arch.size(); ++i)
+      layers_.push_back(register_module("fc" + std::to_string(i), modlab::nn::Linear(arch[i], arch[i + 1])));
+    if (pruning_ratio_ > 0.0) prune();
+  }
+
+  Output forward(const Batch& batch) override {
+    auto x = batch.inputs.reshape({batch.inputs.size(0), -1}).to(layers_.front()->weight.scalar_type());
+    // Multi-task: the task id is appended as one more input (as the reference's MLP does).
+    if (tasks_ > 1) x = torch::cat({x, task_ids(batch, tasks_).to(x.dtype()).unsqueeze(1)}, 1);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      x = layers_[i]->forward(x);
+      if (i + 1 < layers_.size()) x = torch::relu(x);
+    }
+    Output out;
+    out.prediction = x;
+    out.kind = Output::Kind::Logits;
+    return out;
+  }
+
+  void record(Recorder& recorder) override {
+    if (masks_.empty()) return;
+    std::int64_t pruned = 0, total = 0;
+    for (std::size_t i = 0; i < masks_.size(); ++i) {
+      recorder.tensor("pruning.mask" + std::to_string(i), masks_[i].to(torch::kBool), {"out", "in"});
+      pruned += (masks_[i] == 0).sum().item<std::int64_t>();
+      total += masks_[i].numel();
+    }
+    recorder.note("pruned_weights", std::to_string(pruned) + " of " + std::to_string(total));
+  }
+
+ private:
+  void prune() {
+    torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      auto& w = layers_[i]->weight;
+      auto& b = layers_[i]->bias;
+      const std::int64_t n = w.numel();
+      const auto cut = static_cast<std::int64_t>(std::llround(pruning_ratio_ / 100.0 * static_cast<double>(n)));
+      auto mask = torch::ones({n}, w.options());
+      if (cut > 0) mask.index_fill_(0, torch::rand({n}).argsort().slice(0, 0, cut), 0.0);
+      mask = mask.view_as(w);
+      auto bias_mask = (mask.sum(1) > 0).to(w.scalar_type());
+      w.mul_(mask);
+      b.mul_(bias_mask);
+      masks_.push_back(register_buffer("prune_mask" + std::to_string(i), mask));
+      bias_masks_.push_back(register_buffer("prune_bias_mask" + std::to_string(i), bias_mask));
+      // The hooks hold the buffers themselves, which follow the module across devices.
+      const auto m = masks_.back(), bm = bias_masks_.back();
+      w.register_hook([m](const torch::Tensor& g) { return g * m; });
+      b.register_hook([bm](const torch::Tensor& g) { return g * bm; });
+    }
+  }
+
+  std::int64_t tasks_;
+  double pruning_ratio_;
+  std::vector<modlab::nn::Linear> layers_;
+  std::vector<torch::Tensor> masks_, bias_masks_;
+};
+
+std::shared_ptr<Model> make_mlp(const Config& c, const DatasetSpec& spec, Host&) {
+  check_dataset(spec, "mlp");
+  const std::int64_t tasks = task_count(spec);
+  const std::int64_t in = spec.input_numel() + (tasks > 1 ? 1 : 0), out = spec.num_outputs;
+  auto arch = c.get_or<std::vector<std::int64_t>>("arch", {in, 36, 36, 36, out});
+  const double q = c.get_or<double>("pruning_ratio", 0.0);
+  if (arch.size() < 2) c.fail("arch", "expected at least [inputs, outputs], got " + list_text(arch));
+  for (auto a : arch)
+    if (a < 1) c.fail("arch", "layer widths must be positive, got " + list_text(arch));
+  if (arch.front() != in)
+    c.fail("arch", "first width must be the number of inputs " + std::to_string(in) +
+                       (tasks > 1 ? " (features + the appended task id)" : "") + ", got " + list_text(arch));
+  if (arch.back() != out)
+    c.fail("arch", "last width must be the number of outputs " + std::to_string(out) + ", got " + list_text(arch));
+  if (!(q >= 0.0 && q <= 100.0)) c.fail("pruning_ratio", "expected a percentage in [0, 100], got " + std::to_string(q));
+  return std::make_shared<MlpModel>(arch, q, tasks);
+}
+
+// ------------------------------------------------------------------------------- modular models
+
+/// The resolved `[model]` table of the two modular models.
+struct ModularOptions {
+  bool shared = false;
+  std::vector<std::int64_t> layers;  ///< modules (or slots) per hidden layer
+  std::vector<std::int64_t> module_arch = {2, 12, 1};
+  std::int64_t topk = 2;
+  double tau = 1.0;
+  bool use_gumbel = false;
+  bool per_sample_routing = false;
+  std::string routing_init = "randn";
+  bool known_module_inputs = false;
+  bool known_func_outputs = false;
+  double lr_module_input = 0.0;
+  // shared modules only
+  std::int64_t num_shared_modules = 0;
+  bool known_module_locations = false;
+  std::string location_init = "randn";
+  double lr_module_location = 0.0;
+  double location_tau = 1.0;
+  bool location_noise = true;
+};
+
+/// What the model is built against: widths, tasks and (when the structure is a known Boolean task)
+/// the true routing of every task.
+struct Layout {
+  std::int64_t inputs = 0, outputs = 0, tasks = 1;
+  std::vector<std::int64_t> structure;
+  std::vector<Routing> truth;  ///< one per task; empty when the true routing is unknown
+  std::string no_truth_reason;
+};
+
+ModularOptions read_modular(const Config& c, bool shared, Layout& layout) {
+  ModularOptions o;
+  o.shared = shared;
+  const char* layers_key = shared ? "num_slots" : "num_modules";
+  o.layers = c.get_or<std::vector<std::int64_t>>(layers_key, {});
+  o.module_arch = c.get_or<std::vector<std::int64_t>>("module_arch", o.module_arch);
+  o.topk = c.get_or<std::int64_t>("topk", o.topk);
+  o.tau = c.get_or<double>("tau", o.tau);
+  o.use_gumbel = c.get_or<bool>("use_gumbel", o.use_gumbel);
+  o.per_sample_routing = c.get_or<bool>("per_sample_routing", o.per_sample_routing);
+  o.routing_init = c.get_or<std::string>("routing_init", o.routing_init);
+  o.known_module_inputs = c.get_or<bool>("known_module_inputs", o.known_module_inputs);
+  o.known_func_outputs = c.get_or<bool>("known_func_outputs", o.known_func_outputs);
+  o.lr_module_input = c.get_or<double>("lr_module_input", o.lr_module_input);
+  const auto structure_key = c.get_or<std::vector<std::int64_t>>("structure", {});
+  if (shared) {
+    o.num_shared_modules = c.get_or<std::int64_t>("num_shared_modules", o.num_shared_modules);
+    o.known_module_locations = c.get_or<bool>("known_module_locations", o.known_module_locations);
+    o.location_init = c.get_or<std::string>("location_init", o.location_init);
+    o.lr_module_location = c.get_or<double>("lr_module_location", o.lr_module_location);
+    o.location_tau = c.get_or<double>("location_tau", o.location_tau);
+    o.location_noise = c.get_or<bool>("location_noise", o.location_noise);
+  }
+
+  // The structure: the model's `structure` key; the caller falls back to the dataset's.
+  layout.structure = structure_key;
+  return o;
+}
+
+/// Validates options against the dataset and resolves defaults taken from the structure.
+void resolve(const Config& c, ModularOptions& o, Layout& L) {
+  const char* layers_key = o.shared ? "num_slots" : "num_modules";
+  if (o.layers.empty()) {
+    o.layers = hidden_layers(L.structure);
+    if (o.layers.empty())
+      c.fail(layers_key, "not set, and the dataset records no structure to take it from (set it, or `structure`)");
+  }
+  for (auto m : o.layers)
+    if (m < 1) c.fail(layers_key, "expected positive module counts, got " + list_text(o.layers));
+  if (o.topk < 1) c.fail("topk", "expected k >= 1 inputs per module, got " + std::to_string(o.topk));
+  if (o.module_arch.size() < 2 || o.module_arch.front() != o.topk || o.module_arch.back() != 1)
+    c.fail("module_arch", "expected [topk = " + std::to_string(o.topk) + ", hidden..., 1], got " + list_text(o.module_arch));
+  for (auto a : o.module_arch)
+    if (a < 1) c.fail("module_arch", "widths must be positive, got " + list_text(o.module_arch));
+  std::int64_t width = L.inputs;
+  for (std::size_t l = 0; l < o.layers.size(); ++l) {
+    if (o.topk > width)
+      c.fail("topk", "layer " + std::to_string(l) + " reads " + std::to_string(width) + " inputs, fewer than topk = " +
+                         std::to_string(o.topk));
+    width = o.layers[l];
+  }
+  if (L.outputs > width)
+    c.fail(layers_key, "the output routing picks " + std::to_string(L.outputs) + " outputs from the last layer's " +
+                           std::to_string(width) + " modules");
+  if (!(o.tau > 0.0)) c.fail("tau", "expected a temperature > 0");
+  if (o.routing_init != "randn" && o.routing_init != "known")
+    c.fail("routing_init", "expected \"randn\" or \"known\", got \"" + o.routing_init + "\"");
+  if (o.lr_module_input < 0.0) c.fail("lr_module_input", "expected a learning rate >= 0 (0 = train.lr)");
+  if (o.shared) {
+    if (o.num_shared_modules == 0) {
+      o.num_shared_modules = static_cast<std::int64_t>(o.layers.size());  // one module function per layer
+    }
+    if (o.num_shared_modules < 1) c.fail("num_shared_modules", "expected at least 1 shared module");
+    if (o.location_init != "randn" && o.location_init != "known")
+      c.fail("location_init", "expected \"randn\" or \"known\", got \"" + o.location_init + "\"");
+    if (!(o.location_tau > 0.0)) c.fail("location_tau", "expected a temperature > 0");
+    if (o.lr_module_location < 0.0) c.fail("lr_module_location", "expected a learning rate >= 0 (0 = train.lr)");
+  }
+
+  // The true routing, when the structure is a known Boolean task and the model matches it.
+  if (L.structure.empty()) {
+    L.no_truth_reason = "the dataset records no structure and the model sets none";
+  } else if (!true_routing(L.structure)) {
+    L.no_truth_reason = "no known routing for structure " + list_text(L.structure);
+  } else if (hidden_layers(L.structure) != o.layers) {
+    L.no_truth_reason = std::string(layers_key) + " = " + list_text(o.layers) + " does not match structure " +
+                        list_text(L.structure);
+  } else if (L.structure.front() != L.inputs || L.structure.back() != L.outputs) {
+    L.no_truth_reason = "structure " + list_text(L.structure) + " does not match the dataset's " +
+                        std::to_string(L.inputs) + " inputs and " + std::to_string(L.outputs) + " outputs";
+  } else if (o.topk < 2) {
+    L.no_truth_reason = "topk = " + std::to_string(o.topk) + " cannot read the 2 inputs of the true modules";
+  } else if (o.shared && o.num_shared_modules < static_cast<std::int64_t>(o.layers.size())) {
+    L.no_truth_reason = "the true routing uses " + std::to_string(o.layers.size()) + " shared modules, num_shared_modules = " +
+                        std::to_string(o.num_shared_modules);
+  } else {
+    for (std::int64_t t = 0; t < L.tasks; ++t) L.truth.push_back(*true_routing(L.structure, t));
+  }
+  auto need_truth = [&](bool wanted, const std::string& key) {
+    if (wanted && L.truth.empty()) c.fail(key, "needs the true routing, but " + L.no_truth_reason);
+  };
+  need_truth(o.routing_init == "known", "routing_init");
+  need_truth(o.known_module_inputs, "known_module_inputs");
+  need_truth(o.known_func_outputs, "known_func_outputs");
+  if (o.shared) {
+    need_truth(o.location_init == "known", "location_init");
+    need_truth(o.known_module_locations, "known_module_locations");
+  }
+}
+
+/// A routing layer's logits with whether they are learned.
+struct RoutingParam {
+  torch::Tensor logits;  ///< [T, M, I]
+  bool learned = true;
+};
+
+/// What the two modular models share: input routing per hidden layer, the output routing, the
+/// parameter groups, the recovery metric and the recorded routing tables. Subclasses supply the
+/// modules that turn each layer's routed inputs [B, M·k] into its outputs [B, M].
+class RoutedModel : public Model {
+ public:
+  RoutedModel(ModularOptions opt, Layout layout) : opt_(std::move(opt)), layout_(std::move(layout)) {
+    const std::int64_t T = layout_.tasks;
+    const bool known_init = opt_.routing_init == "known" || opt_.known_module_inputs;
+    std::int64_t width = layout_.inputs;
+    for (std::size_t l = 0; l < opt_.layers.size(); ++l) {
+      const std::int64_t M = opt_.layers[l];
+      torch::Tensor r;
+      if (known_init) {
+        r = torch::zeros({T, M, width});
+        auto a = r.accessor<float, 3>();
+        for (std::int64_t t = 0; t < T; ++t)
+          for (std::int64_t m = 0; m < M; ++m) {
+            const auto sel = known_selection(layout_.truth[static_cast<std::size_t>(t)].layers[l][static_cast<std::size_t>(m)],
+                                             opt_.topk, width);
+            for (std::size_t j = 0; j < sel.size(); ++j)
+              a[t][m][sel[j]] = static_cast<float>(known_logit(static_cast<std::int64_t>(j), opt_.topk));
+          }
+      } else {
+        r = torch::randn({T, M, width});
+      }
+      const bool learned = !opt_.known_module_inputs;
+      inputs_.push_back({register_parameter("routing_logits" + std::to_string(l), r, learned), learned});
+      layer_names_.push_back("routing.layer" + std::to_string(l));
+      width = M;
+    }
+    torch::Tensor r;
+    const std::int64_t n_out = layout_.outputs;
+    if (known_init || opt_.known_func_outputs) {
+      r = torch::zeros({T, 1, width});
+      auto a = r.accessor<float, 3>();
+      for (std::int64_t t = 0; t < T; ++t) {
+        const auto sel = known_selection(layout_.truth[static_cast<std::size_t>(t)].output, n_out, width);
+        for (std::size_t j = 0; j < sel.size(); ++j)
+          a[t][0][sel[j]] = static_cast<float>(known_logit(static_cast<std::int64_t>(j), n_out));
+      }
+    } else {
+      r = torch::randn({T, 1, width});
+    }
+    const bool learned = !(opt_.known_module_inputs || opt_.known_func_outputs);
+    output_ = {register_parameter("output_logits", r, learned), learned};
+  }
+
+  Output forward(const Batch& batch) override {
+    const auto x = batch.inputs.reshape({batch.inputs.size(0), -1}).to(output_.logits.scalar_type());
+    const auto task = task_ids(batch, layout_.tasks);
+    const bool train = is_training();
+    Output out;
+    out.kind = Output::Kind::Logits;
+    torch::Tensor h = x;
+    for (std::size_t l = 0; l < inputs_.size(); ++l) {
+      const Routed r = route(h, inputs_[l].logits, task, mode(inputs_[l], opt_.topk, train));
+      h = layer_forward(l, r.inputs, task, train, out);
+      out.aux[layer_names_[l]] = r.indices;
+    }
+    const Routed r = route(h, output_.logits, task, mode(output_, layout_.outputs, train));
+    out.prediction = r.inputs;  // one routing "module" reading `outputs` inputs: [B, outputs]
+    out.aux["routing.output"] = r.indices;
+    return out;
+  }
+
+  std::vector<ParamGroup> param_groups(const std::string&) override {
+    ParamGroup modules{"modules", module_parameters(), std::nullopt, std::nullopt};
+    ParamGroup routing{"routing", {}, std::nullopt, std::nullopt};
+    if (opt_.lr_module_input > 0.0) routing.lr = opt_.lr_module_input;
+    for (const auto& p : inputs_)
+      if (p.learned) routing.params.push_back(p.logits);
+    if (output_.learned) routing.params.push_back(output_.logits);
+    std::vector<ParamGroup> groups = {modules, routing};
+    extra_groups(groups);
+    return groups;
+  }
+
+  void eval_end(const std::string&, MetricSet& metrics, Recorder&) override {
+    if (layout_.truth.empty()) return;
+    refresh_recovery();
+    metrics.set("routing_correct", routing_correct_ ? 1.0 : 0.0);
+    if (opt_.shared) metrics.set("locations_correct", locations_correct_ ? 1.0 : 0.0);
+  }
+
+  void record(Recorder& recorder) override {
+    const std::int64_t T = layout_.tasks;
+    const auto learned = learned_routing();
+    for (std::size_t l = 0; l < inputs_.size(); ++l) {
+      const std::int64_t M = opt_.layers[l];
+      auto idx = torch::empty({T, M, opt_.topk}, torch::kLong);
+      for (std::int64_t t = 0; t < T; ++t)
+        for (std::int64_t m = 0; m < M; ++m)
+          for (std::int64_t j = 0; j < opt_.topk; ++j)
+            idx[t][m][j] = learned[static_cast<std::size_t>(t)].layers[l][static_cast<std::size_t>(m)][static_cast<std::size_t>(j)];
+      recorder.tensor(layer_names_[l], idx, {"task", "module", "rank"});
+      recorder.tensor("routing.logits.layer" + std::to_string(l), inputs_[l].logits.detach(), {"task", "module", "input"});
+    }
+    auto out = torch::empty({T, layout_.outputs}, torch::kLong);
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < layout_.outputs; ++j) out[t][j] = learned[static_cast<std::size_t>(t)].output[static_cast<std::size_t>(j)];
+    recorder.tensor("routing.output", out, {"task", "output"});
+    recorder.tensor("routing.logits.output", output_.logits.detach().squeeze(1), {"task", "input"});
+    if (!layout_.truth.empty()) {
+      for (std::size_t l = 0; l < inputs_.size(); ++l) {
+        const std::int64_t M = opt_.layers[l];
+        auto idx = torch::empty({T, M, 2}, torch::kLong);
+        for (std::int64_t t = 0; t < T; ++t)
+          for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t j = 0; j < 2; ++j)
+              idx[t][m][j] = layout_.truth[static_cast<std::size_t>(t)].layers[l][static_cast<std::size_t>(m)][static_cast<std::size_t>(j)];
+        recorder.tensor("routing.true.layer" + std::to_string(l), idx, {"task", "module", "rank"});
+      }
+      auto tout = torch::empty({T, layout_.outputs}, torch::kLong);
+      for (std::int64_t t = 0; t < T; ++t)
+        for (std::int64_t j = 0; j < layout_.outputs; ++j)
+          tout[t][j] = layout_.truth[static_cast<std::size_t>(t)].output[static_cast<std::size_t>(j)];
+      recorder.tensor("routing.true.output", tout, {"task", "output"});
+      refresh_recovery();
+      recorder.tensor("routing.correct", torch::tensor(routing_correct_ ? 1 : 0, torch::kLong));
+      if (opt_.shared) recorder.tensor("locations.correct", torch::tensor(locations_correct_ ? 1 : 0, torch::kLong));
+    }
+    recorder.note("routing_truth", layout_.truth.empty() ? "none: " + layout_.no_truth_reason
+                                                         : "structure " + list_text(layout_.structure));
+    record_extra(recorder);
+  }
+
+ protected:
+  /// The outputs [B, M] of hidden layer `l` from its routed inputs [B, M·k].
+  virtual torch::Tensor layer_forward(std::size_t l, const torch::Tensor& inputs, const torch::Tensor& task, bool train,
+                                      Output& out) = 0;
+  virtual std::vector<torch::Tensor> module_parameters() = 0;
+  virtual void extra_groups(std::vector<ParamGroup>&) {}
+  virtual void record_extra(Recorder&) {}
+  /// Adds the chosen shared module of every slot to `learned` (shared modules only).
+  virtual void learned_locations(std::vector<Routing>&) const {}
+  /// Parameters whose in-place updates change the learned routing (cache key of the recovery test).
+  virtual void routing_state(std::vector<torch::Tensor>& out) const {
+    for (const auto& p : inputs_) out.push_back(p.logits);
+    out.push_back(output_.logits);
+  }
+
+  RouteMode mode(const RoutingParam& p, std::int64_t k, bool train) const {
+    RouteMode m;
+    m.k = k;
+    m.tau = train ? opt_.tau : 1.0;  // eval: τ = None
+    m.noise = train && opt_.use_gumbel && p.learned;
+    m.per_sample = train && opt_.per_sample_routing && p.learned;
+    return m;
+  }
+
+  /// The deterministic (eval) routing of every task.
+  std::vector<Routing> learned_routing() const {
+    torch::NoGradGuard no_grad;
+    std::vector<Routing> out(static_cast<std::size_t>(layout_.tasks));
+    auto top = [](const torch::Tensor& logits, std::int64_t k) {
+      return std::get<1>(logits.detach().to(torch::kCPU).topk(k, -1, true, true)).contiguous();  // [T, M, k]
+    };
+    for (std::size_t l = 0; l < inputs_.size(); ++l) {
+      const auto idx = top(inputs_[l].logits, opt_.topk);
+      const auto a = idx.accessor<std::int64_t, 3>();
+      for (std::int64_t t = 0; t < layout_.tasks; ++t) {
+        std::vector<Indices> layer(static_cast<std::size_t>(idx.size(1)));
+        for (std::int64_t m = 0; m < idx.size(1); ++m)
+          for (std::int64_t j = 0; j < idx.size(2); ++j) layer[static_cast<std::size_t>(m)].push_back(a[t][m][j]);
+        out[static_cast<std::size_t>(t)].layers.push_back(std::move(layer));
+      }
+    }
+    const auto idx = top(output_.logits, layout_.outputs);
+    const auto a = idx.accessor<std::int64_t, 3>();
+    for (std::int64_t t = 0; t < layout_.tasks; ++t)
+      for (std::int64_t j = 0; j < idx.size(2); ++j) out[static_cast<std::size_t>(t)].output.push_back(a[t][0][j]);
+    learned_locations(out);
+    return out;
+  }
+
+  /// Recomputes whether the learned routing recovers the truth, unless no routing parameter changed.
+  void refresh_recovery() {
+    std::vector<torch::Tensor> state;
+    routing_state(state);
+    std::vector<std::int64_t> versions;
+    for (const auto& t : state) versions.push_back(static_cast<std::int64_t>(t._version()));
+    if (versions == cached_versions_) return;
+    const auto learned = learned_routing();
+    routing_correct_ = recovers(learned, layout_.truth, RecoveryCheck{true, true, opt_.shared});
+    if (opt_.shared) locations_correct_ = recovers(learned, layout_.truth, RecoveryCheck{false, false, true});
+    cached_versions_ = versions;
+  }
+
+  ModularOptions opt_;
+  Layout layout_;
+  std::vector<RoutingParam> inputs_;
+  RoutingParam output_;
+  std::vector<std::string> layer_names_;
+  std::vector<std::int64_t> cached_versions_;
+  bool routing_correct_ = false, locations_correct_ = false;
+};
+
+/// hierarchically_modular: M_ℓ module MLPs per hidden layer, one bank (stacked weights) per layer.
+class HierModularModel : public RoutedModel {
+ public:
+  HierModularModel(ModularOptions opt, Layout layout) : RoutedModel(std::move(opt), std::move(layout)) {
+    for (std::size_t l = 0; l < opt_.layers.size(); ++l)
+      banks_.push_back(register_module("modules" + std::to_string(l), ModuleBank(opt_.layers[l], opt_.module_arch)));
+  }
+
+ protected:
+  torch::Tensor layer_forward(std::size_t l, const torch::Tensor& inputs, const torch::Tensor&, bool, Output&) override {
+    return banks_[l]->forward_blocks(inputs);
+  }
+  std::vector<torch::Tensor> module_parameters() override {
+    std::vector<torch::Tensor> p;
+    for (auto& b : banks_)
+      for (auto& t : b->parameters()) p.push_back(t);
+    return p;
+  }
+
+ private:
+  std::vector<ModuleBank> banks_;
+};
+
+/// hierarchically_modular_shared_modules: one pool of S module MLPs; each slot of each layer has
+/// input routing and location logits L_ℓ [T, slots, S] choosing (hard Gumbel-softmax) which shared
+/// module fills it. All S modules run on every slot input in one batched chain; the one-hot picks.
+class SharedModulesModel : public RoutedModel {
+ public:
+  SharedModulesModel(ModularOptions opt, Layout layout) : RoutedModel(std::move(opt), std::move(layout)) {
+    const std::int64_t S = opt_.num_shared_modules, T = layout_.tasks;
+    bank_ = register_module("modules", ModuleBank(S, opt_.module_arch));
+    const bool known_init = opt_.location_init == "known" || opt_.known_module_locations;
+    for (std::size_t l = 0; l < opt_.layers.size(); ++l) {
+      const std::int64_t slots = opt_.layers[l];
+      torch::Tensor r;
+      if (known_init) {
+        r = torch::zeros({T, slots, S});
+        auto a = r.accessor<float, 3>();
+        for (std::int64_t t = 0; t < T; ++t)
+          for (std::int64_t s = 0; s < slots; ++s)
+            a[t][s][layout_.truth[static_cast<std::size_t>(t)].locations[l][static_cast<std::size_t>(s)]] = 1.0f;
+      } else {
+        r = torch::randn({T, slots, S});
+      }
+      const bool learned = !opt_.known_module_locations;
+      locations_.push_back({register_parameter("location_logits" + std::to_string(l), r, learned), learned});
+      location_names_.push_back("locations.layer" + std::to_string(l));
+    }
+  }
+
+ protected:
+  torch::Tensor layer_forward(std::size_t l, const torch::Tensor& inputs, const torch::Tensor& task, bool train,
+                              Output& out) override {
+    const std::int64_t S = opt_.num_shared_modules, slots = opt_.layers[l], B = inputs.size(0);
+    // every shared module on every slot input: [B·slots, k] → [B·slots, S]
+    const auto y = bank_->forward_shared(inputs.reshape({B * slots, opt_.topk})).view({B, slots, S});
+    const auto& p = locations_[l];
+    const bool per_sample = train && opt_.per_sample_routing && p.learned;
+    const auto w = locations(p.logits, task, B, train ? opt_.location_tau : 1.0, train && p.learned && opt_.location_noise,
+                             per_sample);  // [N, slots, S]
+    out.aux[location_names_[l]] = w;
+    return combine_locations(y, w, task, per_sample);
+  }
+
+  std::vector<torch::Tensor> module_parameters() override { return bank_->parameters(); }
+
+  void extra_groups(std::vector<ParamGroup>& groups) override {
+    ParamGroup g{"locations", {}, std::nullopt, std::nullopt};
+    if (opt_.lr_module_location > 0.0) g.lr = opt_.lr_module_location;
+    for (const auto& p : locations_)
+      if (p.learned) g.params.push_back(p.logits);
+    groups.push_back(g);
+  }
+
+  void learned_locations(std::vector<Routing>& out) const override {
+    for (const auto& p : locations_) {
+      const auto idx = p.logits.detach().to(torch::kCPU).argmax(-1).contiguous();  // [T, slots]
+      const auto a = idx.accessor<std::int64_t, 2>();
+      for (std::int64_t t = 0; t < idx.size(0); ++t) {
+        Indices slots;
+        for (std::int64_t s = 0; s < idx.size(1); ++s) slots.push_back(a[t][s]);
+        out[static_cast<std::size_t>(t)].locations.push_back(std::move(slots));
+      }
+    }
+  }
+
+  void routing_state(std::vector<torch::Tensor>& out) const override {
+    RoutedModel::routing_state(out);
+    for (const auto& p : locations_) out.push_back(p.logits);
+  }
+
+  void record_extra(Recorder& recorder) override {
+    torch::NoGradGuard no_grad;
+    for (std::size_t l = 0; l < locations_.size(); ++l) {
+      recorder.tensor(location_names_[l], locations_[l].logits.argmax(-1), {"task", "slot"});
+      recorder.tensor("locations.logits.layer" + std::to_string(l), locations_[l].logits.detach(), {"task", "slot", "module"});
+      if (!layout_.truth.empty()) {
+        const std::int64_t T = layout_.tasks, slots = opt_.layers[l];
+        auto idx = torch::empty({T, slots}, torch::kLong);
+        for (std::int64_t t = 0; t < T; ++t)
+          for (std::int64_t s = 0; s < slots; ++s)
+            idx[t][s] = layout_.truth[static_cast<std::size_t>(t)].locations[l][static_cast<std::size_t>(s)];
+        recorder.tensor("locations.true.layer" + std::to_string(l), idx, {"task", "slot"});
+      }
+    }
+  }
+
+ private:
+  ModuleBank bank_{nullptr};
+  std::vector<RoutingParam> locations_;
+  std::vector<std::string> location_names_;
+};
+
+template <bool Shared>
+std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Host&) {
+  const char* name = Shared ? "hierarchically_modular_shared_modules" : "hierarchically_modular";
+  check_dataset(spec, name);
+  Layout layout;
+  layout.inputs = spec.input_numel();
+  layout.outputs = spec.num_outputs;
+  layout.tasks = task_count(spec);
+  ModularOptions o = read_modular(c, Shared, layout);
+  if (layout.structure.empty()) {
+    auto it = spec.info.find("structure");
+    if (it != spec.info.end()) layout.structure = parse_structure(it->second);
+  }
+  resolve(c, o, layout);
+  if (Shared) return std::make_shared<SharedModulesModel>(std::move(o), std::move(layout));
+  return std::make_shared<HierModularModel>(std::move(o), std::move(layout));
+}
+
+// ---------------------------------------------------------------------------------- registration
+
+KeySpec key(std::string name, ValueType type, std::string def, std::string doc, ValueType element = ValueType::Null) {
+  KeySpec k;
+  k.name = std::move(name);
+  k.type = type;
+  k.element = element;
+  k.default_value = std::move(def);
+  k.doc = std::move(doc);
+  return k;
+}
+
+std::vector<KeySpec> modular_keys(bool shared) {
+  std::vector<KeySpec> keys;
+  if (shared) {
+    keys.push_back(key("num_slots", ValueType::Array, "[]",
+                       "slots per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
+                       ValueType::Int));
+    keys.push_back(key("num_shared_modules", ValueType::Int, "0",
+                       "size S of the shared module pool; 0 = one per hidden layer (the true tables' count)"));
+  } else {
+    keys.push_back(key("num_modules", ValueType::Array, "[]",
+                       "modules per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
+                       ValueType::Int));
+  }
+  keys.push_back(key("module_arch", ValueType::Array, "[2, 12, 1]",
+                     "module MLP widths [topk, hidden..., 1], ReLU between layers, no output activation", ValueType::Int));
+  keys.push_back(key("topk", ValueType::Int, "2", "inputs k each module selects (top-k of its routing logits)"));
+  keys.push_back(key("tau", ValueType::Float, "1.0", "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)"));
+  keys.push_back(key("use_gumbel", ValueType::Bool, "false", "add Gumbel noise to learned routing logits in training"));
+  keys.push_back(key("per_sample_routing", ValueType::Bool, "false",
+                     "index routing logits per sample by task id and sample the noise per sample (else once per batch)"));
+  keys.push_back(key("routing_init", ValueType::String, "\"randn\"",
+                     "randn | known: routing logits start at N(0,1) or at the true routing (1.1 / 1.0 on its inputs)"));
+  keys.push_back(key("known_module_inputs", ValueType::Bool, "false",
+                     "fix the input and output routing at the true one; only modules (and locations) train"));
+  keys.push_back(key("known_func_outputs", ValueType::Bool, "false", "fix the output routing at the true one"));
+  keys.push_back(key("lr_module_input", ValueType::Float, "0.0",
+                     "learning rate of the routing group (input + output routing logits); 0 = train.lr"));
+  keys.push_back(key("structure", ValueType::Array, "[]",
+                     "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)", ValueType::Int));
+  if (shared) {
+    keys.push_back(key("known_module_locations", ValueType::Bool, "false", "fix each slot's module at the true one"));
+    keys.push_back(key("location_init", ValueType::String, "\"randn\"",
+                       "randn | known: location logits start at N(0,1) or at 1 on the true module"));
+    keys.push_back(key("lr_module_location", ValueType::Float, "0.0", "learning rate of the locations group; 0 = train.lr"));
+    keys.push_back(key("location_tau", ValueType::Float, "1.0", "temperature of the location Gumbel-softmax"));
+    keys.push_back(key("location_noise", ValueType::Bool, "true",
+                       "Gumbel noise on learned location logits in training (false: straight-through argmax)"));
+  }
+  return keys;
+}
+
+void register_hier_modular(Registrar& registrar) {
+  ModelEntry mlp;
+  mlp.name = "mlp";
+  mlp.description = "MLP with ReLU hidden layers and logits out, optional fixed random pruning";
+  mlp.keys = {
+      key("arch", ValueType::Array, "[6, 36, 36, 36, 2]",
+          "layer widths [inputs, hidden..., outputs] (inputs + 1 with several tasks: the task id is appended)",
+          ValueType::Int),
+      key("pruning_ratio", ValueType::Float, "0.0",
+          "percent q (0-100) of each layer's weights pruned at random, fixed at initialisation"),
+  };
+  mlp.factory = &make_mlp;
+  registrar.add_model(std::move(mlp));
+
+  ModelEntry hm;
+  hm.name = "hierarchically_modular";
+  hm.description = "layers of module MLPs, each reading top-k inputs picked by learned routing logits";
+  hm.keys = modular_keys(false);
+  hm.factory = &make_modular<false>;
+  registrar.add_model(std::move(hm));
+
+  ModelEntry sm;
+  sm.name = "hierarchically_modular_shared_modules";
+  sm.description = "slots with learned input routing, filled from a pool of shared module MLPs by learned locations";
+  sm.keys = modular_keys(true);
+  sm.factory = &make_modular<true>;
+  registrar.add_model(std::move(sm));
+}
+
+}  // namespace
+}  // namespace modlab::hier_modular
+
+MODLAB_PLUGIN("hier_modular", modlab::kModelPlugin, "1.0.0", "MLP and hierarchically modular networks (Boolean tasks)",
+              modlab::hier_modular::register_hier_modular)
