@@ -53,6 +53,29 @@ class MlpExpertBank : public ExpertBank {
   std::vector<modlab::nn::StackedLinear> layers_;
 };
 
+/// Convolutional experts on images [B, Cin, H, W] (the MNIST / Fashion-MNIST experts of the AISTATS
+/// paper): Conv(Cin → k, 3×3, no padding) → ReLU → MaxPool 2 → flatten → StackedLinear MLP
+/// (`hidden` widths, ReLU between) → C. All E convolutions run as ONE grouped convolution (the input
+/// repeated E times along channels, groups = E), the MLPs as batched matmuls.
+class ConvExpertBank : public ExpertBank {
+ public:
+  ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,
+                 const std::vector<std::int64_t>& hidden, std::int64_t out);
+  ~ConvExpertBank() override;
+  ExpertOutput forward(const torch::Tensor& x) override;
+  std::int64_t members() const override { return members_; }
+  std::int64_t outputs() const override { return mlp_->outputs(); }
+  torch::Tensor conv_weight;  ///< [E·k, Cin, 3, 3]: expert e owns output channels e·k … e·k + k − 1
+  torch::Tensor conv_bias;    ///< [E·k]
+  std::shared_ptr<MlpExpertBank> mlp() const { return mlp_; }
+  /// The conv stage alone: [B, Cin, H, W] → [E, B, k·H'·W'] (what the MLP stage reads).
+  torch::Tensor features(const torch::Tensor& x) const;
+
+ private:
+  std::int64_t members_, in_channels_, channels_;
+  std::shared_ptr<MlpExpertBank> mlp_;
+};
+
 /// The expectation mixture ŷ = Σ_e g_e f_e: `gate` [B, E], `probs` [B, E, C] → [B, C], as one bmm.
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs);
 

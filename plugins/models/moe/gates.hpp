@@ -6,10 +6,14 @@
 
 #include <modlab/nn/layers.hpp>
 
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace modlab::moe {
@@ -43,6 +47,35 @@ class MlpGate : public Gate {
  private:
   std::int64_t experts_;
   std::vector<modlab::nn::Linear> layers_;
+};
+
+/// A convolutional gate on images: Conv(Cin → k, 3×3) [→ BatchNorm] → ReLU → MaxPool 2 → flatten →
+/// MLP (`hidden`, ReLU between) → E. The last hidden layer (pre-ReLU) is `GateOutput::hidden`.
+class ConvGate : public Gate {
+ public:
+  ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels, bool batch_norm,
+           const std::vector<std::int64_t>& hidden, std::int64_t experts);
+  ~ConvGate() override;
+  GateOutput forward(const torch::Tensor& x) override;
+  std::int64_t experts() const override { return mlp_->experts(); }
+
+ private:
+  torch::nn::Conv2d conv_{nullptr};
+  torch::nn::BatchNorm2d bn_{nullptr};
+  std::shared_ptr<MlpGate> mlp_;
+};
+
+/// Attentive gating (AISTATS): query Q = W_q h_g from the gate's last hidden layer, keys
+/// K_e = W_k h_e from each expert's last hidden layer, both without bias; the scores
+/// a_e = Q·K_e / √dim are the gate logits.
+class Attention : public torch::nn::Module {
+ public:
+  Attention(std::int64_t query_in, std::int64_t key_in, std::int64_t dim);
+  ~Attention() override;
+  /// `query_hidden` [B, Hq], `key_hidden` [B, E, Hk] → scores [B, E].
+  torch::Tensor forward(const torch::Tensor& query_hidden, const torch::Tensor& key_hidden);
+  torch::Tensor w_q, w_k;  ///< [dim, Hq], [dim, Hk]
+  std::int64_t dim;
 };
 
 /// Boolean mask [B, E] of the `k` largest logits of each row (all true when k ≤ 0 or k ≥ E).

@@ -8,6 +8,7 @@
 #include "experts.hpp"
 #include "gate_metrics.hpp"
 #include "gates.hpp"
+#include "regularizers.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
@@ -15,6 +16,7 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,109 +27,350 @@ namespace {
 
 /// The resolved `[model]` table.
 struct MoeOptions {
+  std::string method = "expectation";
   std::int64_t num_experts = 4;
   std::string expert = "linear";
   std::vector<std::int64_t> expert_hidden = {4};
   std::string gate = "linear";
   std::vector<std::int64_t> gate_hidden;
+  std::string gating = "softmax";
+  std::int64_t attention_dim = 32;
   double temperature = 1.0;
+  std::vector<double> temperature_schedule;
+  double temperature_decay = 0.0;
+  std::int64_t temperature_decay_start = 0;
   std::int64_t top_k = 0;
   bool top1_softmax_quirk = false;
   double eps = 1e-15;
+  double w_importance = 0.0;
+  double w_ortho = 0.0;
+  std::string ortho_form = "master";
+  double w_ideal_gate = 0.0;
+  double beta_same = 0.0;
+  double beta_diff = 0.0;
+  std::string sample_similarity_form = "normalized";
+  std::int64_t em_estep_samples = 128;
+  std::string selection = "self_information";
+  std::string selection_output = "argmax";
+  std::int64_t gate_epochs = -1;
+  std::int64_t decision_grid = 100;
 };
+
+const std::vector<std::string> kMethods = {"expectation", "stochastic", "pre_softmax",  "em",
+                                           "dual_temperature", "no_gate", "expert_loss"};
+const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn"};
 
 void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
   for (auto s : sizes)
     if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
 }
 
+void check_choice(const Config& c, const std::string& key, const std::string& value,
+                  const std::vector<std::string>& choices) {
+  std::string list;
+  for (const auto& ch : choices) {
+    if (ch == value) return;
+    list += (list.empty() ? "\"" : ", \"") + ch + "\"";
+  }
+  c.fail(key, "expected one of " + list + ", got \"" + value + "\"");
+}
+
+bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn"; }
+
 MoeOptions read_options(const Config& c) {
   MoeOptions o;
+  o.method = c.get_or<std::string>("method", o.method);
   o.num_experts = c.get_or<std::int64_t>("num_experts", o.num_experts);
   o.expert = c.get_or<std::string>("expert", o.expert);
   o.expert_hidden = c.get_or<std::vector<std::int64_t>>("expert_hidden", o.expert_hidden);
   o.gate = c.get_or<std::string>("gate", o.gate);
   o.gate_hidden = c.get_or<std::vector<std::int64_t>>("gate_hidden", o.gate_hidden);
+  o.gating = c.get_or<std::string>("gating", o.gating);
+  o.attention_dim = c.get_or<std::int64_t>("attention_dim", o.attention_dim);
   o.temperature = c.get_or<double>("temperature", o.temperature);
+  o.temperature_schedule = c.get_or<std::vector<double>>("temperature_schedule", o.temperature_schedule);
+  o.temperature_decay = c.get_or<double>("temperature_decay", o.temperature_decay);
+  o.temperature_decay_start = c.get_or<std::int64_t>("temperature_decay_start", o.temperature_decay_start);
   o.top_k = c.get_or<std::int64_t>("top_k", o.top_k);
   o.top1_softmax_quirk = c.get_or<bool>("top1_softmax_quirk", o.top1_softmax_quirk);
   o.eps = c.get_or<double>("eps", o.eps);
+  o.w_importance = c.get_or<double>("w_importance", o.w_importance);
+  o.w_ortho = c.get_or<double>("w_ortho", o.w_ortho);
+  o.ortho_form = c.get_or<std::string>("ortho_form", o.ortho_form);
+  o.w_ideal_gate = c.get_or<double>("w_ideal_gate", o.w_ideal_gate);
+  o.beta_same = c.get_or<double>("beta_same", o.beta_same);
+  o.beta_diff = c.get_or<double>("beta_diff", o.beta_diff);
+  o.sample_similarity_form = c.get_or<std::string>("sample_similarity_form", o.sample_similarity_form);
+  o.em_estep_samples = c.get_or<std::int64_t>("em_estep_samples", o.em_estep_samples);
+  o.selection = c.get_or<std::string>("selection", o.selection);
+  o.selection_output = c.get_or<std::string>("selection_output", o.selection_output);
+  o.gate_epochs = c.get_or<std::int64_t>("gate_epochs", o.gate_epochs);
+  o.decision_grid = c.get_or<std::int64_t>("decision_grid", o.decision_grid);
 
+  check_choice(c, "method", o.method, kMethods);
   if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
-  if (o.expert != "linear" && o.expert != "mlp")
-    c.fail("expert", "expected \"linear\" or \"mlp\", got \"" + o.expert + "\"");
-  if (o.gate != "linear" && o.gate != "mlp") c.fail("gate", "expected \"linear\" or \"mlp\", got \"" + o.gate + "\"");
+  check_choice(c, "expert", o.expert, kNetworks);
+  check_choice(c, "gate", o.gate, kNetworks);
+  check_choice(c, "gating", o.gating, {"softmax", "attentive"});
+  check_choice(c, "ortho_form", o.ortho_form, {"master", "xai"});
+  check_choice(c, "sample_similarity_form", o.sample_similarity_form, {"normalized", "reference"});
+  check_choice(c, "selection", o.selection, {"self_information", "entropy"});
+  check_choice(c, "selection_output", o.selection_output, {"argmax", "sample", "expectation"});
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
   if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
   check_sizes(c, "expert_hidden", o.expert_hidden);
   check_sizes(c, "gate_hidden", o.gate_hidden);
   if (!(o.temperature > 0.0)) c.fail("temperature", "expected a temperature > 0");
+  for (double t : o.temperature_schedule)
+    if (!(t > 0.0)) c.fail("temperature_schedule", "expected temperatures > 0");
+  if (o.temperature_decay < 0.0) c.fail("temperature_decay", "expected a decay >= 0");
   if (o.top_k < 0 || o.top_k > o.num_experts)
     c.fail("top_k", "expected 0 (all experts) to num_experts = " + std::to_string(o.num_experts) + ", got " +
                         std::to_string(o.top_k));
   if (!(o.eps >= 0.0)) c.fail("eps", "expected eps >= 0");
-  // A linear expert / gate has no hidden layers, whatever *_hidden says (so a sweep may vary
-  // `expert` alone).
+  if (o.attention_dim < 1) c.fail("attention_dim", "expected a positive width");
+  if (o.em_estep_samples < 1) c.fail("em_estep_samples", "expected at least 1 sample");
+  if (o.decision_grid < 0) c.fail("decision_grid", "expected 0 (off) or a grid side");
+  if (o.gate_epochs < -1) c.fail("gate_epochs", "expected -1 (trainer epochs), 0 (no gate phase) or more");
   if (o.expert == "linear") o.expert_hidden.clear();
   if (o.gate == "linear") o.gate_hidden.clear();
+  if (o.expert == "mnist_cnn") o.expert_hidden = {5, 32};
+  if (o.expert == "fmnist_cnn") o.expert_hidden = {64, 32};
+  if (o.gate == "mnist_cnn") o.gate_hidden = {128, 32};
+  if (o.gate == "fmnist_cnn") o.gate_hidden = {512, 32};
+  if (o.gating == "attentive") {
+    if (o.expert_hidden.empty()) c.fail("gating", "attentive gating needs experts with a hidden layer (the keys)");
+    if (o.gate_hidden.empty()) c.fail("gating", "attentive gating needs a gate with a hidden layer (the query)");
+  }
   return o;
 }
 
-/// The expectation MoE.
+/// One model for every training method of the reference; `method` picks how the gate and the
+/// experts combine, train and predict (README).
 class MoeModel : public Model {
  public:
   MoeModel(MoeOptions opt, const DatasetSpec& spec)
-      : opt_(std::move(opt)), inputs_(spec.input_numel()), classes_(spec.num_classes) {
-    experts_ = register_module(
-        "experts", std::make_shared<MlpExpertBank>(opt_.num_experts, inputs_, opt_.expert_hidden, classes_));
-    gate_ = register_module("gate", std::make_shared<MlpGate>(inputs_, opt_.gate_hidden, opt_.num_experts));
+      : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
+    if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
+    if (is_cnn(opt_.expert)) {
+      check_image("expert");
+      experts_ = register_module("experts", std::make_shared<ConvExpertBank>(opt_.num_experts, input_shape_, 1,
+                                                                             opt_.expert_hidden, classes_));
+    } else {
+      experts_ = register_module(
+          "experts", std::make_shared<MlpExpertBank>(opt_.num_experts, inputs_, opt_.expert_hidden, classes_));
+    }
+    if (is_cnn(opt_.gate)) {
+      check_image("gate");
+      const bool fashion = opt_.gate == "fmnist_cnn";
+      gate_ = register_module("gate", std::make_shared<ConvGate>(input_shape_, fashion ? 8 : 1, fashion,
+                                                                 opt_.gate_hidden, opt_.num_experts));
+    } else {
+      gate_ = register_module("gate", std::make_shared<MlpGate>(inputs_, opt_.gate_hidden, opt_.num_experts));
+    }
+    if (opt_.gating == "attentive")
+      attention_ = register_module(
+          "attention", std::make_shared<Attention>(opt_.gate_hidden.back(), opt_.expert_hidden.back(), opt_.attention_dim));
+    temperature_ = opt_.temperature;
   }
 
   Output forward(const Batch& batch) override {
-    const auto x = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
-    const GateOutput a = gate_->forward(x);
-    const auto g = gate_probabilities(a.logits, opt_.temperature, opt_.top_k);  // [B, E]
-    const ExpertOutput f = experts_->forward(x);                                // [B, E, C]
-    auto y = mix(g, f.probs);
-    // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
-    if (opt_.top_k == 1 && opt_.top1_softmax_quirk) y = torch::softmax(y, -1);
+    const double t = opt_.method == "dual_temperature" ? (is_training() ? temperature_ : 1.0) : opt_.temperature;
+    return forward_at(batch, t);
+  }
+
+  /// The forward pass with gate temperature `t`.
+  Output forward_at(const Batch& batch, double t) {
+    const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+    const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
+    const ExpertOutput f = experts_->forward(is_cnn(opt_.expert) ? image : flat);  // [B, E, C]
+    const GateOutput a = gate_->forward(is_cnn(opt_.gate) ? image : flat);
+    torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
+    torch::Tensor g = gate_probabilities(logits, t, opt_.top_k);  // [B, E]
     Output out;
-    out.prediction = y;
     out.kind = Output::Kind::Probabilities;
+    const auto& m = opt_.method;
+    if (m == "no_gate" && phase_ != "gate") {
+      g = no_gate_selection(f.probs, batch.targets);
+      if (opt_.selection_output == "expectation")
+        out.prediction = mix(g, f.probs);
+      else
+        out.prediction = select_expert(f.probs, pick(g, opt_.selection_output == "sample"));
+    } else if (m == "stochastic") {
+      out.prediction = select_expert(f.probs, pick(g, is_training()));
+    } else if (m == "em" || m == "expert_loss" || m == "no_gate") {
+      out.prediction = select_expert(f.probs, g.argmax(1));
+    } else if (m == "pre_softmax") {
+      out.prediction = torch::softmax(mix(g, f.logits) / t, -1);
+    } else {
+      out.prediction = mix(g, f.probs);
+      // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
+      if (opt_.top_k == 1 && opt_.top1_softmax_quirk) out.prediction = torch::softmax(out.prediction, -1);
+    }
     out.aux["gate"] = g;
-    out.aux["gate_logits"] = a.logits;
+    out.aux["gate_logits"] = logits;
     out.aux["experts"] = f.probs;
+    out.aux["expert_logits"] = f.logits;
+    out.aux["inputs"] = flat;
     return out;
   }
 
   Losses loss(const Batch& batch, const Output& out) override {
     namespace F = torch::nn::functional;
-    return {{"task", F::nll_loss(torch::log(out.prediction + opt_.eps), batch.targets)}};
+    const auto& g = out.aux.at("gate");
+    const auto& f = out.aux.at("experts");
+    const auto& y = batch.targets;
+    const auto& m = opt_.method;
+    if (m == "no_gate" && phase_ == "gate") {
+      // Reverse distillation: the gate learns to predict the expert the no-gate rule selects.
+      torch::Tensor target;
+      {
+        torch::NoGradGuard ng;
+        target = no_gate_selection(f, y).argmax(1);
+      }
+      return {{"gate_distill", F::cross_entropy(out.aux.at("gate_logits"), target)}};
+    }
+    Losses losses;
+    if (m == "stochastic") {
+      losses.push_back({"task", jacobs_loss(g, f, y, opt_.eps)});
+    } else if (m == "em") {
+      torch::Tensor assign;
+      if (is_training() && assignments_.defined() && batch.indices.defined())
+        assign = assignments_.index_select(0, batch.indices.to(torch::kCPU)).to(g.device());
+      else
+        assign = g.detach().argmax(1);
+      losses.push_back({"task", em_loss(g, f, y, assign, 1e-7)});
+    } else {
+      losses.push_back({"task", F::nll_loss(torch::log(out.prediction + opt_.eps), y)});
+      if (m == "expert_loss") losses.push_back({"gate", expert_loss_gate_loss(g, f, y, opt_.eps)});
+    }
+    if (m == "no_gate") return losses;
+    if (opt_.w_importance > 0) losses.push_back({"importance", opt_.w_importance * importance_loss(g)});
+    if (opt_.w_ortho > 0) losses.push_back({"ortho", opt_.w_ortho * ortho_loss(g, f, opt_.ortho_form)});
+    if (opt_.w_ideal_gate > 0) losses.push_back({"ideal_gate", opt_.w_ideal_gate * ideal_gate_loss(g, f, y)});
+    // L_s is O(B²) in the batch: training batches only, so a 10,000-example evaluation batch does
+    // not build a 10⁴ × 10⁴ distance matrix.
+    if ((opt_.beta_same != 0 || opt_.beta_diff != 0) && is_training())
+      losses.push_back({"sample_similarity", sample_similarity_loss(out.aux.at("inputs"), g, opt_.beta_same,
+                                                                    opt_.beta_diff, opt_.sample_similarity_form)});
+    return losses;
   }
+
+  Losses train_step(const Batch& batch, StepContext& ctx) override {
+    if (opt_.method != "dual_temperature") return Model::train_step(batch, ctx);
+    // Experts follow the loss at temperature T, the gate the loss at T = 1 (expert grads excluded).
+    ctx.zero_grad();
+    const auto expert_params = group_params("experts");
+    const auto gate_params = group_params("gate");
+    const Losses soft = loss(batch, forward_at(batch, temperature_));
+    auto ge = torch::autograd::grad({total(soft)}, expert_params, {}, false, false, true);
+    const Losses hard = loss(batch, forward_at(batch, 1.0));
+    auto gg = torch::autograd::grad({total(hard)}, gate_params, {}, false, false, true);
+    assign_grads(expert_params, ge);
+    assign_grads(gate_params, gg);
+    ctx.apply();
+    Losses logged;
+    for (const auto& l : soft) logged.push_back({l.name, l.value.detach()});
+    logged.push_back({"gate_t1", total(hard).detach()});
+    return logged;
+  }
+
+  std::vector<Phase> phases() const override {
+    if (opt_.method != "no_gate" || opt_.gate_epochs == 0) return {Phase{"train", -1}};
+    return {Phase{"experts", -1}, Phase{"gate", opt_.gate_epochs}};
+  }
+
+  void begin_phase(const Phase& phase) override { phase_ = phase.name; }
+
+  std::vector<ParamGroup> param_groups(const std::string& phase) override {
+    std::vector<ParamGroup> groups;
+    if (opt_.method == "no_gate") {
+      const std::string which = phase == "gate" ? "gate" : "experts";
+      groups.push_back(ParamGroup{which, group_params(which), std::nullopt, std::nullopt});
+      return groups;
+    }
+    groups.push_back(ParamGroup{"gate", group_params("gate"), std::nullopt, std::nullopt});
+    groups.push_back(ParamGroup{"experts", group_params("experts"), std::nullopt, std::nullopt});
+    return groups;
+  }
+
+  void begin_epoch(const EpochContext& ctx) override {
+    if (opt_.method == "dual_temperature") temperature_ = scheduled_temperature(ctx.epoch);
+    if (opt_.method == "em" && ctx.train != nullptr && ctx.train->size() > 0) e_step(*ctx.train);
+  }
+
+  /// The dual-temperature schedule: T[epoch] (the last entry repeated; `temperature` without a
+  /// schedule), divided by 1 + decay·(epoch − start) from `temperature_decay_start` on, at least 0.001.
+  double scheduled_temperature(std::int64_t epoch) const {
+    double t = opt_.temperature;
+    if (!opt_.temperature_schedule.empty()) {
+      const auto i = std::min<std::size_t>(static_cast<std::size_t>(epoch), opt_.temperature_schedule.size() - 1);
+      t = opt_.temperature_schedule[i];
+    }
+    if (opt_.temperature_decay > 0 && epoch >= opt_.temperature_decay_start)
+      t /= 1.0 + opt_.temperature_decay * static_cast<double>(epoch - opt_.temperature_decay_start);
+    return std::max(t, 0.001);
+  }
+
+  /// EM E-step on `em_estep_samples` random training examples: a_i = argmax_e g_e(x_i) f_e(x_i)[y_i].
+  void e_step(const Split& train) {
+    const auto n = train.size();
+    if (!assignments_.defined() || assignments_.size(0) != n)
+      assignments_ = torch::randint(opt_.num_experts, {n}, torch::TensorOptions().dtype(torch::kLong));
+    const auto idx = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong))
+                         .slice(0, 0, std::min<std::int64_t>(opt_.em_estep_samples, n));
+    torch::NoGradGuard ng;
+    const auto device = experts_->parameters().front().device();
+    const Batch b = train.get(idx, false).to(device);
+    const Output out = forward_at(b, opt_.temperature);
+    const auto score = out.aux.at("gate") * true_class_probs(out.aux.at("experts"), b.targets);
+    assignments_.index_put_({idx}, score.argmax(1).to(torch::kCPU));
+  }
+
+  const torch::Tensor& assignments() const { return assignments_; }
+  double temperature() const { return temperature_; }
 
   void eval_begin(const std::string& split) override {
     stats_.erase(split);
-    stats_.emplace(split, GateStats(opt_.num_experts, classes_));
+    stats_.emplace(split, SplitStats{GateStats(opt_.num_experts, classes_), torch::zeros({opt_.num_experts}, torch::kDouble)});
   }
 
   void eval_batch(const std::string& split, const Batch& batch, const Output& out, MetricSet&) override {
     auto it = stats_.find(split);
-    if (it == stats_.end()) it = stats_.emplace(split, GateStats(opt_.num_experts, classes_)).first;
-    it->second.add(out.aux.at("gate"), out.aux.at("experts"), batch.targets);
+    if (it == stats_.end())
+      it = stats_.emplace(split, SplitStats{GateStats(opt_.num_experts, classes_),
+                                            torch::zeros({opt_.num_experts}, torch::kDouble)}).first;
+    const auto g = out.aux.at("gate").detach().to(torch::kCPU, torch::kDouble);
+    const auto f = out.aux.at("experts").detach().to(torch::kCPU, torch::kDouble);
+    const auto y = batch.targets.to(torch::kCPU);
+    it->second.gate.add(g, f, y);
+    it->second.weighted_loss += (g * -torch::log(true_class_probs(f, y) + opt_.eps)).sum(0);
+    if (batch.inputs.dim() == 2 && batch.inputs.size(1) == 2) {
+      const auto x = batch.inputs.detach().to(torch::kCPU, torch::kDouble);
+      const auto lo = std::get<0>(x.min(0)), hi = std::get<0>(x.max(0));
+      bbox_lo_ = bbox_lo_.defined() ? torch::minimum(bbox_lo_, lo) : lo;
+      bbox_hi_ = bbox_hi_.defined() ? torch::maximum(bbox_hi_, hi) : hi;
+    }
   }
 
   void eval_end(const std::string& split, MetricSet& metrics, Recorder& recorder) override {
     auto it = stats_.find(split);
-    if (it == stats_.end() || it->second.examples() == 0) return;
-    const GateSummary s = it->second.summary();
+    if (it == stats_.end() || it->second.gate.examples() == 0) return;
+    const GateSummary s = it->second.gate.summary();
     metrics.set("gate_sample_entropy", s.sample_entropy);
     metrics.set("gate_usage_entropy", s.usage_entropy);
     metrics.set("gate_mutual_information", s.mutual_information);
     metrics.set("gate_importance_cv", s.importance_cv);
+    const auto weighted = it->second.weighted_loss / static_cast<double>(s.examples);
+    for (std::int64_t e = 0; e < opt_.num_experts; ++e) {
+      metrics.set("expert" + std::to_string(e) + "_count", static_cast<double>(s.expert_counts[e].item<std::int64_t>()));
+      metrics.set("expert" + std::to_string(e) + "_loss", weighted[e].item<double>());
+    }
     recorder.append(split + "/allocation", s.allocation, {"expert", "class"});
     recorder.append(split + "/gate_mean", s.gate_mean, {"expert"});
     recorder.append(split + "/expert_counts", s.expert_counts, {"expert"});
+    recorder.append(split + "/expert_loss", weighted.to(torch::kFloat), {"expert"});
     if (split == "test" || !final_is_test_) {
       final_allocation_ = s.allocation;
       final_is_test_ = split == "test";
@@ -136,15 +379,107 @@ class MoeModel : public Model {
 
   void record(Recorder& recorder) override {
     if (final_allocation_.defined()) recorder.tensor("allocation", final_allocation_, {"expert", "class"});
+    if (opt_.decision_grid > 0 && bbox_lo_.defined() && inputs_ == 2) record_decision_maps(recorder);
+  }
+
+  /// Gate and expert decisions on a grid × grid mesh over the bounding box of the evaluated 2-D inputs.
+  void record_decision_maps(Recorder& recorder) {
+    const auto n = opt_.decision_grid;
+    const auto xs = torch::linspace(bbox_lo_[0].item<double>(), bbox_hi_[0].item<double>(), n, torch::kDouble);
+    const auto ys = torch::linspace(bbox_lo_[1].item<double>(), bbox_hi_[1].item<double>(), n, torch::kDouble);
+    const auto mesh = torch::meshgrid({ys, xs}, "ij");  // row = y, column = x
+    const auto points = torch::stack({mesh[1].reshape(-1), mesh[0].reshape(-1)}, 1).to(torch::kFloat);
+    const bool was_training = is_training();
+    eval();
+    torch::NoGradGuard ng;
+    Batch b;
+    const auto device = experts_->parameters().front().device();
+    b.inputs = points.to(device);
+    b.targets = torch::zeros({points.size(0)}, torch::TensorOptions().dtype(torch::kLong).device(device));
+    const Output out = forward(b);
+    recorder.tensor("decision/x", xs.to(torch::kFloat), {"x"});
+    recorder.tensor("decision/y", ys.to(torch::kFloat), {"y"});
+    recorder.tensor("decision/gate", out.aux.at("gate").argmax(1).reshape({n, n}).to(torch::kCPU), {"y", "x"});
+    recorder.tensor("decision/experts",
+                    out.aux.at("experts").argmax(2).t().reshape({opt_.num_experts, n, n}).to(torch::kCPU),
+                    {"expert", "y", "x"});
+    recorder.tensor("decision/prediction", out.prediction.argmax(1).reshape({n, n}).to(torch::kCPU), {"y", "x"});
+    if (was_training) train();
   }
 
  private:
+  struct SplitStats {
+    GateStats gate;
+    torch::Tensor weighted_loss;  // [E]: Σ_i g_e(x_i) · CE(f_e(x_i), y_i)
+  };
+
+  void check_image(const std::string& which) const {
+    if (input_shape_.size() != 3)
+      throw ConfigError("model 'moe': " + which + " = \"" + (which == "gate" ? opt_.gate : opt_.expert) +
+                        "\" needs image inputs [C, H, W] or [H, W]");
+  }
+
+  torch::Tensor image_of(const torch::Tensor& x) const {
+    std::vector<std::int64_t> shape{x.size(0)};
+    shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+    return x.reshape(shape).to(torch::kFloat);
+  }
+
+  /// Index [B] per row of the distribution `p` [B, E]: sampled when `sample`, else argmax.
+  static torch::Tensor pick(const torch::Tensor& p, bool sample) {
+    if (!sample) return p.argmax(1);
+    return torch::multinomial(p.detach().clamp_min(0), 1).squeeze(1);
+  }
+
+  /// The no-gate selection p = softmin(h/T) (detached) of §1.3.6.
+  torch::Tensor no_gate_selection(const torch::Tensor& probs, const torch::Tensor& targets) const {
+    torch::NoGradGuard ng;
+    const auto f = probs.detach();
+    torch::Tensor h;
+    if (opt_.selection == "self_information") {
+      h = -torch::log2(true_class_probs(f, targets) + opt_.eps);
+      if (is_training()) h = h + torch::randn_like(h);
+    } else {
+      h = -(f * torch::log2(f + opt_.eps)).sum(2);
+    }
+    return torch::softmax(-h / opt_.temperature, 1);
+  }
+
+  std::vector<torch::Tensor> group_params(const std::string& which) const {
+    std::vector<torch::Tensor> out;
+    auto add = [&out](const torch::nn::Module& m) {
+      for (const auto& p : m.parameters())
+        if (p.requires_grad()) out.push_back(p);
+    };
+    if (which == "experts") {
+      add(*experts_);
+    } else {
+      add(*gate_);
+      if (attention_) add(*attention_);
+    }
+    return out;
+  }
+
+  static void assign_grads(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      auto p = params[i];
+      p.mutable_grad() = grads[i].detach();
+    }
+  }
+
   MoeOptions opt_;
+  std::vector<std::int64_t> input_shape_;
   std::int64_t inputs_, classes_;
   std::shared_ptr<ExpertBank> experts_;
   std::shared_ptr<Gate> gate_;
-  std::map<std::string, GateStats> stats_;
-  torch::Tensor final_allocation_;  // of the last evaluated "test" split (else the last evaluated one)
+  std::shared_ptr<Attention> attention_;
+  std::string phase_ = "train";
+  double temperature_ = 1.0;
+  torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
+  std::map<std::string, SplitStats> stats_;
+  torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs
+  torch::Tensor final_allocation_;   // of the last evaluated "test" split (else the last evaluated one)
   bool final_is_test_ = false;
 };
 
@@ -172,18 +507,39 @@ KeySpec key(std::string name, ValueType type, std::string def, std::string doc, 
 void register_moe(Registrar& registrar) {
   ModelEntry e;
   e.name = "moe";
-  e.description = "expectation mixture of experts: y = sum_e g_e(x) f_e(x), softmax gate and experts";
+  e.description = "gated mixtures of experts (expectation, stochastic, EM, dual temperature, no-gate, attentive ...)";
   e.keys = {
+      key("method", ValueType::String, "\"expectation\"",
+          "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),
       key("num_experts", ValueType::Int, "4", "number of experts E"),
-      key("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp"),
+      key("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
       key("expert_hidden", ValueType::Array, "[4]", "mlp experts: hidden layer widths ([4] shallow, [32, 16, 4] deep)",
           ValueType::Int),
-      key("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp"),
+      key("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
       key("gate_hidden", ValueType::Array, "[]", "mlp gate: hidden layer widths", ValueType::Int),
+      key("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
+      key("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
       key("temperature", ValueType::Float, "1.0", "gate temperature T: g = softmax(a(x)/T)"),
+      key("temperature_schedule", ValueType::Array, "[]",
+          "dual_temperature: T per epoch (last entry repeated; empty = temperature)", ValueType::Float),
+      key("temperature_decay", ValueType::Float, "0.0", "dual_temperature: T <- T/(1 + decay*(epoch - start))"),
+      key("temperature_decay_start", ValueType::Int, "0", "dual_temperature: first decayed epoch"),
       key("top_k", ValueType::Int, "0", "route through the k largest gate logits only (0 = all experts)"),
       key("top1_softmax_quirk", ValueType::Bool, "false", "top_k = 1: output softmax(sum_e g_e f_e) as the reference"),
       key("eps", ValueType::Float, "1e-15", "epsilon in the loss NLL(log(y + eps))"),
+      key("w_importance", ValueType::Float, "0.0", "weight of the importance CV^2 term"),
+      key("w_ortho", ValueType::Float, "0.0", "weight of the ortho CV^2 term"),
+      key("ortho_form", ValueType::String, "\"master\"", "ortho on sum g_e f_e (master) | sum f_e (xai)"),
+      key("w_ideal_gate", ValueType::Float, "0.0", "weight of the ideal-gate MSE term"),
+      key("beta_same", ValueType::Float, "0.0", "sample similarity: weight beta_s of the same-expert term"),
+      key("beta_diff", ValueType::Float, "0.0", "sample similarity: weight beta_d of the different-expert term"),
+      key("sample_similarity_form", ValueType::String, "\"normalized\"",
+          "(b_s*same - b_d*diff)/B^2 (normalized) | b_s*same - b_d*diff/B^2 (reference)"),
+      key("em_estep_samples", ValueType::Int, "128", "em: training examples re-assigned per epoch"),
+      key("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
+      key("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
+      key("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),
+      key("decision_grid", ValueType::Int, "100", "2-D inputs: side of the recorded decision-map grid (0 = off)"),
   };
   e.factory = &make_moe;
   registrar.add_model(std::move(e));

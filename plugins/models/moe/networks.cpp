@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -94,6 +95,75 @@ torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature
   if (top_k > 0 && top_k < logits.size(-1))
     z = z.masked_fill(top_k_mask(logits, top_k).logical_not(), -std::numeric_limits<double>::infinity());
   return torch::softmax(z, -1);
+}
+
+}  // namespace modlab::moe
+
+namespace modlab::moe {
+
+namespace {
+std::int64_t pooled(std::int64_t side) { return (side - 2) / 2; }  // 3×3 valid conv, then 2×2 max pool
+void check_image(const std::vector<std::int64_t>& shape) {
+  if (shape.size() != 3 || shape[1] < 4 || shape[2] < 4)
+    throw std::invalid_argument("convolutional experts and gates need image inputs [C, H, W] with H, W >= 4");
+}
+}  // namespace
+
+ConvExpertBank::~ConvExpertBank() = default;
+
+ConvExpertBank::ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,
+                               const std::vector<std::int64_t>& hidden, std::int64_t out)
+    : members_(members), in_channels_(0), channels_(channels) {
+  check_image(input_shape);
+  in_channels_ = input_shape[0];
+  // Each expert's conv is initialised like torch::nn::Conv2d(Cin, k, 3).
+  torch::nn::Conv2d init(torch::nn::Conv2dOptions(in_channels_, members * channels, 3));
+  conv_weight = register_parameter("conv_weight", init->weight.detach().clone());
+  conv_bias = register_parameter("conv_bias", init->bias.detach().clone());
+  const auto flat = channels * pooled(input_shape[1]) * pooled(input_shape[2]);
+  mlp_ = register_module("mlp", std::make_shared<MlpExpertBank>(members, flat, hidden, out));
+}
+
+torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
+  const auto b = x.size(0);
+  auto h = at::conv2d(x.repeat({1, members_, 1, 1}), conv_weight, conv_bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, members_);
+  h = torch::max_pool2d(torch::relu(h), 2);                               // [B, E·k, H', W']
+  return h.reshape({b, members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, k·H'·W']
+}
+
+ExpertOutput ConvExpertBank::forward(const torch::Tensor& x) { return mlp_->forward(features(x)); }
+
+ConvGate::~ConvGate() = default;
+
+ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels, bool batch_norm,
+                   const std::vector<std::int64_t>& hidden, std::int64_t experts) {
+  check_image(input_shape);
+  conv_ = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(input_shape[0], channels, 3)));
+  if (batch_norm) bn_ = register_module("bn", torch::nn::BatchNorm2d(channels));
+  const auto flat = channels * pooled(input_shape[1]) * pooled(input_shape[2]);
+  mlp_ = register_module("mlp", std::make_shared<MlpGate>(flat, hidden, experts));
+}
+
+GateOutput ConvGate::forward(const torch::Tensor& x) {
+  auto h = conv_->forward(x);
+  if (bn_) h = bn_->forward(h);
+  h = torch::max_pool2d(torch::relu(h), 2);
+  return mlp_->forward(h.reshape({x.size(0), -1}));
+}
+
+Attention::~Attention() = default;
+
+Attention::Attention(std::int64_t query_in, std::int64_t key_in, std::int64_t d) : dim(d) {
+  torch::nn::Linear q(torch::nn::LinearOptions(query_in, d).bias(false));
+  torch::nn::Linear k(torch::nn::LinearOptions(key_in, d).bias(false));
+  w_q = register_parameter("w_q", q->weight.detach().clone());
+  w_k = register_parameter("w_k", k->weight.detach().clone());
+}
+
+torch::Tensor Attention::forward(const torch::Tensor& query_hidden, const torch::Tensor& key_hidden) {
+  const auto q = query_hidden.matmul(w_q.t());                          // [B, d]
+  const auto k = key_hidden.matmul(w_k.t());                            // [B, E, d]
+  return torch::bmm(k, q.unsqueeze(2)).squeeze(2) / std::sqrt(static_cast<double>(dim));  // [B, E]
 }
 
 }  // namespace modlab::moe

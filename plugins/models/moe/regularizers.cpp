@@ -1,0 +1,86 @@
+// Loss terms of the gated mixtures (moe §1.3).
+#include "regularizers.hpp"
+
+#include "experts.hpp"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+namespace modlab::moe {
+
+torch::Tensor cv_squared(const torch::Tensor& v) {
+  if (v.numel() <= 1) return torch::zeros({}, v.options());
+  return v.var(/*unbiased=*/true) / v.mean().pow(2);
+}
+
+torch::Tensor importance_loss(const torch::Tensor& gate) { return cv_squared(gate.sum(0)); }
+
+torch::Tensor ortho_loss(const torch::Tensor& gate, const torch::Tensor& experts, const std::string& form) {
+  if (form == "master") return cv_squared(mix(gate, experts).sum(0));
+  if (form == "xai") return cv_squared(experts.sum(1).sum(0));
+  throw std::invalid_argument("ortho form must be \"master\" or \"xai\", got \"" + form + "\"");
+}
+
+torch::Tensor true_class_probs(const torch::Tensor& experts, const torch::Tensor& targets) {
+  const auto b = experts.size(0), e = experts.size(1);
+  return experts.gather(2, targets.view({b, 1, 1}).expand({b, e, 1})).squeeze(2);
+}
+
+torch::Tensor select_expert(const torch::Tensor& experts, const torch::Tensor& index) {
+  const auto b = experts.size(0), c = experts.size(2);
+  return experts.gather(1, index.view({b, 1, 1}).expand({b, 1, c})).squeeze(1);
+}
+
+torch::Tensor ideal_gate_loss(const torch::Tensor& gate, const torch::Tensor& experts, const torch::Tensor& targets) {
+  // argmin_e CE(f_e, y) = argmax_e f_e[y].
+  const auto best = true_class_probs(experts.detach(), targets).argmax(1);
+  const auto onehot = torch::one_hot(best, gate.size(1)).to(gate.dtype());
+  return (gate - onehot).pow(2).mean();
+}
+
+torch::Tensor sample_similarity_loss(const torch::Tensor& inputs, const torch::Tensor& gate, double beta_same,
+                                     double beta_diff, const std::string& form) {
+  if (form != "normalized" && form != "reference")
+    throw std::invalid_argument("sample_similarity form must be \"normalized\" or \"reference\", got \"" + form + "\"");
+  const auto b = static_cast<double>(gate.size(0));
+  const auto e = gate.size(1);
+  torch::Tensor d;
+  {
+    torch::NoGradGuard ng;
+    const auto x = inputs.reshape({inputs.size(0), -1}).to(gate.dtype());
+    // ‖a−b‖² = ‖a‖² + ‖b‖² − 2a·b, clamped against rounding below zero.
+    const auto sq = x.pow(2).sum(1);
+    d = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * x.matmul(x.t())).clamp_min(0).sqrt();
+    d.fill_diagonal_(0);
+    const auto mx = d.max();
+    if (mx.item<double>() > 0) d = d / mx;
+  }
+  const auto m = gate.t().matmul(d).matmul(gate);  // [E, E]: g_eᵀ D g_e'
+  const auto same = m.diagonal().sum() / static_cast<double>(e);
+  const auto diff = e > 1 ? (m.sum() - m.diagonal().sum()) / static_cast<double>(e * e - e) : torch::zeros_like(same);
+  if (form == "normalized") return (beta_same * same - beta_diff * diff) / (b * b);
+  return beta_same * same - beta_diff * diff / (b * b);
+}
+
+torch::Tensor jacobs_loss(const torch::Tensor& gate, const torch::Tensor& experts, const torch::Tensor& targets,
+                          double eps) {
+  const auto ce = -torch::log(true_class_probs(experts, targets) + eps);  // [B, E]
+  return -torch::log((gate * torch::exp(-0.5 * ce)).sum(1) + 1e-15).mean();
+}
+
+torch::Tensor em_loss(const torch::Tensor& gate, const torch::Tensor& experts, const torch::Tensor& targets,
+                      const torch::Tensor& assignment, double eps) {
+  const auto a = assignment.view({-1, 1});
+  const auto f = true_class_probs(experts, targets).gather(1, a).squeeze(1);
+  const auto g = gate.gather(1, a).squeeze(1);
+  return -(torch::log(f + eps) * g).mean();
+}
+
+torch::Tensor expert_loss_gate_loss(const torch::Tensor& gate, const torch::Tensor& experts,
+                                    const torch::Tensor& targets, double eps) {
+  const auto lf = torch::log(true_class_probs(experts.detach(), targets) + eps);
+  return (gate - lf).abs().mean(0).sum();
+}
+
+}  // namespace modlab::moe
