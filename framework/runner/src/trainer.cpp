@@ -22,49 +22,43 @@ namespace fs = std::filesystem;
 
 namespace modlab::runner {
 
-namespace {
-KeySpec key(std::string name, ValueType t, std::string def, std::string doc, ValueType elem = ValueType::Null) {
-  return KeySpec{std::move(name), t, elem, std::move(def), std::move(doc)};
-}
-}  // namespace
-
 const std::vector<KeySpec>& train_keys() {
   static const std::vector<KeySpec> keys = {
-      key("epochs", ValueType::Int, "10", "training epochs (per phase unless the model fixes them)"),
-      key("batch_size", ValueType::Int, "32", "training batch size"),
-      key("eval_batch_size", ValueType::Int, "4096", "batch size for evaluation"),
-      key("steps_per_epoch", ValueType::Int, "0", "0: one pass over the data per epoch; N: N random batches"),
-      key("shuffle", ValueType::Bool, "true", "shuffle the training split every epoch"),
-      key("drop_last", ValueType::Bool, "false", "drop the last incomplete batch"),
-      key("optimizer", ValueType::String, "\"adam\"", "adam | adamw | sgd | rmsprop"),
-      key("lr", ValueType::Float, "0.001", "learning rate"),
-      key("momentum", ValueType::Float, "0.0", "momentum (sgd, rmsprop)"),
-      key("nesterov", ValueType::Bool, "false", "Nesterov momentum (sgd)"),
-      key("weight_decay", ValueType::Float, "0.0", "L2 weight decay (decoupled for adamw)"),
-      key("beta1", ValueType::Float, "0.9", "Adam beta1"),
-      key("beta2", ValueType::Float, "0.999", "Adam beta2"),
-      key("eps", ValueType::Float, "1e-08", "optimizer epsilon"),
-      key("alpha", ValueType::Float, "0.99", "RMSprop smoothing constant"),
-      key("schedule", ValueType::String, "\"constant\"", "lr schedule per epoch: constant | step | exponential | cosine"),
-      key("step_size", ValueType::Int, "30", "step schedule: epochs between decays"),
-      key("gamma", ValueType::Float, "0.1", "step / exponential schedule: decay factor"),
-      key("eta_min", ValueType::Float, "0.0", "cosine schedule: final lr"),
-      key("grad_clip", ValueType::Float, "0.0", "clip the global gradient norm to this (0 = off)"),
-      key("eval_every", ValueType::Int, "1", "evaluate every N epochs (and after the last)"),
-      key("eval_splits", ValueType::Array, "[]", "splits to evaluate (default: all)", ValueType::String),
-      key("train_split", ValueType::String, "\"\"", "split to train on (default: the dataset's first)"),
-      key("lr_groups", ValueType::Table, "{}", "learning rate per named parameter group, e.g. {routing = 0.1}"),
-      key("checkpoint_every", ValueType::Int, "1", "epochs between checkpoints (0 = never)"),
-      key("phases", ValueType::Table, "{}", "per-phase overrides: [train.phases.<name>] with the keys above"),
+      key_spec("epochs", ValueType::Int, "10", "training epochs (per phase unless the model fixes them)"),
+      key_spec("batch_size", ValueType::Int, "32", "training batch size"),
+      key_spec("eval_batch_size", ValueType::Int, "4096", "batch size for evaluation"),
+      key_spec("steps_per_epoch", ValueType::Int, "0", "0: one pass over the data per epoch; N: N random batches"),
+      key_spec("shuffle", ValueType::Bool, "true", "shuffle the training split every epoch"),
+      key_spec("drop_last", ValueType::Bool, "false", "drop the last incomplete batch"),
+      key_spec("optimizer", ValueType::String, "\"adam\"", "adam | adamw | sgd | rmsprop"),
+      key_spec("lr", ValueType::Float, "0.001", "learning rate"),
+      key_spec("momentum", ValueType::Float, "0.0", "momentum (sgd, rmsprop)"),
+      key_spec("nesterov", ValueType::Bool, "false", "Nesterov momentum (sgd)"),
+      key_spec("weight_decay", ValueType::Float, "0.0", "L2 weight decay (decoupled for adamw)"),
+      key_spec("beta1", ValueType::Float, "0.9", "Adam beta1"),
+      key_spec("beta2", ValueType::Float, "0.999", "Adam beta2"),
+      key_spec("eps", ValueType::Float, "1e-08", "optimizer epsilon"),
+      key_spec("alpha", ValueType::Float, "0.99", "RMSprop smoothing constant"),
+      key_spec("schedule", ValueType::String, "\"constant\"", "lr schedule per epoch: constant | step | exponential | cosine"),
+      key_spec("step_size", ValueType::Int, "30", "step schedule: epochs between decays"),
+      key_spec("gamma", ValueType::Float, "0.1", "step / exponential schedule: decay factor"),
+      key_spec("eta_min", ValueType::Float, "0.0", "cosine schedule: final lr"),
+      key_spec("grad_clip", ValueType::Float, "0.0", "clip the global gradient norm to this (0 = off)"),
+      key_spec("eval_every", ValueType::Int, "1", "evaluate every N epochs (and after the last)"),
+      key_spec("eval_splits", ValueType::Array, "[]", "splits to evaluate (default: all)", ValueType::String),
+      key_spec("train_split", ValueType::String, "\"\"", "split to train on (default: the dataset's first)"),
+      key_spec("lr_groups", ValueType::Table, "{}", "learning rate per named parameter group, e.g. {routing = 0.1}"),
+      key_spec("checkpoint_every", ValueType::Int, "1", "epochs between checkpoints (0 = never)"),
+      key_spec("phases", ValueType::Table, "{}", "per-phase overrides: [train.phases.<name>] with the keys above"),
   };
   return keys;
 }
 
 const std::vector<KeySpec>& run_keys() {
   static const std::vector<KeySpec> keys = {
-      key("name", ValueType::String, "\"\"", "sweep name (default: the file's stem)"),
-      key("seed", ValueType::Int, "0", "seed of the run (set per run by [sweep] seeds)"),
-      key("description", ValueType::String, "\"\"", "free text, kept in the run file"),
+      key_spec("name", ValueType::String, "\"\"", "sweep name (default: the file's stem)"),
+      key_spec("seed", ValueType::Int, "0", "seed of the run (set per run by [sweep] seeds)"),
+      key_spec("description", ValueType::String, "\"\"", "free text, kept in the run file"),
   };
   return keys;
 }

@@ -490,6 +490,10 @@ void check_table(const Config& root, const Value& table, const std::string& rel,
 }
 }  // namespace
 
+KeySpec key_spec(std::string name, ValueType type, std::string default_value, std::string doc, ValueType element) {
+  return KeySpec{std::move(name), type, element, std::move(default_value), std::move(doc)};
+}
+
 void validate_keys(const Config& table, const std::vector<KeySpec>& keys, const std::vector<std::string>& reserved) {
   std::vector<std::string> names;
   for (const auto& k : keys) names.push_back(k.name);

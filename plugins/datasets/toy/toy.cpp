@@ -498,35 +498,25 @@ std::shared_ptr<Dataset> make_toy(const Config& config, Host&) {
   return s.task == "boolean" ? make_boolean(config, s) : make_2d(config, s);
 }
 
-KeySpec key(std::string name, ValueType type, std::string def, std::string doc, ValueType element = ValueType::Null) {
-  KeySpec k;
-  k.name = std::move(name);
-  k.type = type;
-  k.element = element;
-  k.default_value = std::move(def);
-  k.doc = std::move(doc);
-  return k;
-}
-
 void register_toy(Registrar& registrar) {
   DatasetEntry e;
   e.name = "toy";
   e.description = "2-D toy classification tasks (gated MoE) and hierarchically modular Boolean truth tables";
   e.keys = {
-      key("task", ValueType::String, "\"multi_class\"",
+      key_spec("task", ValueType::String, "\"multi_class\"",
           "multi_class | checker_board-0 | checker_board-1 | checker_board-2 | checker_board_rotated | con_circles | "
           "non_linear | boolean"),
-      key("num_samples", ValueType::Int, "3000", "2-D tasks: number of generated points"),
-      key("num_classes", ValueType::Int, "6", "multi_class: number of Gaussian clusters (= classes)"),
-      key("seed", ValueType::Int, "4058803790",
+      key_spec("num_samples", ValueType::Int, "3000", "2-D tasks: number of generated points"),
+      key_spec("num_classes", ValueType::Int, "6", "multi_class: number of Gaussian clusters (= classes)"),
+      key_spec("seed", ValueType::Int, "4058803790",
           "2-D tasks: data seed (numpy RandomState), independent of the run seed"),
-      key("test_fraction", ValueType::Float, "0.2", "2-D tasks: stratified test fraction"),
-      key("noise", ValueType::Float, "0.0", "2-D tasks: probability that a label is replaced by another class"),
-      key("split_seed", ValueType::Int, "-1", "seed of the split; -1 = the reference's: 42 (2-D tasks), 40 (boolean)"),
-      key("structure", ValueType::Array, "[6, 3, 2, 2]", "boolean: [6,2,2], [6,3,2,2] or [6,3,3,2,2]", ValueType::Int),
-      key("train_fraction", ValueType::Float, "0.8", "boolean: fraction of the 64 rows used for training"),
-      key("train_noise", ValueType::Float, "0.0", "boolean: std of Gaussian noise added to training inputs per access"),
-      key("num_tasks", ValueType::Int, "1", "boolean: number of tasks (1-3); the task id is in groups"),
+      key_spec("test_fraction", ValueType::Float, "0.2", "2-D tasks: stratified test fraction"),
+      key_spec("noise", ValueType::Float, "0.0", "2-D tasks: probability that a label is replaced by another class"),
+      key_spec("split_seed", ValueType::Int, "-1", "seed of the split; -1 = the reference's: 42 (2-D tasks), 40 (boolean)"),
+      key_spec("structure", ValueType::Array, "[6, 3, 2, 2]", "boolean: [6,2,2], [6,3,2,2] or [6,3,3,2,2]", ValueType::Int),
+      key_spec("train_fraction", ValueType::Float, "0.8", "boolean: fraction of the 64 rows used for training"),
+      key_spec("train_noise", ValueType::Float, "0.0", "boolean: std of Gaussian noise added to training inputs per access"),
+      key_spec("num_tasks", ValueType::Int, "1", "boolean: number of tasks (1-3); the task id is in groups"),
   };
   e.factory = &make_toy;
   registrar.add_dataset(std::move(e));

@@ -614,52 +614,42 @@ std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Ho
 
 // ---------------------------------------------------------------------------------- registration
 
-KeySpec key(std::string name, ValueType type, std::string def, std::string doc, ValueType element = ValueType::Null) {
-  KeySpec k;
-  k.name = std::move(name);
-  k.type = type;
-  k.element = element;
-  k.default_value = std::move(def);
-  k.doc = std::move(doc);
-  return k;
-}
-
 std::vector<KeySpec> modular_keys(bool shared) {
   std::vector<KeySpec> keys;
   if (shared) {
-    keys.push_back(key("num_slots", ValueType::Array, "[]",
+    keys.push_back(key_spec("num_slots", ValueType::Array, "[]",
                        "slots per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
                        ValueType::Int));
-    keys.push_back(key("num_shared_modules", ValueType::Int, "0",
+    keys.push_back(key_spec("num_shared_modules", ValueType::Int, "0",
                        "size S of the shared module pool; 0 = one per hidden layer (the true tables' count)"));
   } else {
-    keys.push_back(key("num_modules", ValueType::Array, "[]",
+    keys.push_back(key_spec("num_modules", ValueType::Array, "[]",
                        "modules per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
                        ValueType::Int));
   }
-  keys.push_back(key("module_arch", ValueType::Array, "[2, 12, 1]",
+  keys.push_back(key_spec("module_arch", ValueType::Array, "[2, 12, 1]",
                      "module MLP widths [topk, hidden..., 1], ReLU between layers, no output activation", ValueType::Int));
-  keys.push_back(key("topk", ValueType::Int, "2", "inputs k each module selects (top-k of its routing logits)"));
-  keys.push_back(key("tau", ValueType::Float, "1.0", "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)"));
-  keys.push_back(key("use_gumbel", ValueType::Bool, "false", "add Gumbel noise to learned routing logits in training"));
-  keys.push_back(key("per_sample_routing", ValueType::Bool, "false",
+  keys.push_back(key_spec("topk", ValueType::Int, "2", "inputs k each module selects (top-k of its routing logits)"));
+  keys.push_back(key_spec("tau", ValueType::Float, "1.0", "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)"));
+  keys.push_back(key_spec("use_gumbel", ValueType::Bool, "false", "add Gumbel noise to learned routing logits in training"));
+  keys.push_back(key_spec("per_sample_routing", ValueType::Bool, "false",
                      "index routing logits per sample by task id and sample the noise per sample (else once per batch)"));
-  keys.push_back(key("routing_init", ValueType::String, "\"randn\"",
+  keys.push_back(key_spec("routing_init", ValueType::String, "\"randn\"",
                      "randn | known: routing logits start at N(0,1) or at the true routing (1.1 / 1.0 on its inputs)"));
-  keys.push_back(key("known_module_inputs", ValueType::Bool, "false",
+  keys.push_back(key_spec("known_module_inputs", ValueType::Bool, "false",
                      "fix the input and output routing at the true one; only modules (and locations) train"));
-  keys.push_back(key("known_func_outputs", ValueType::Bool, "false", "fix the output routing at the true one"));
-  keys.push_back(key("lr_module_input", ValueType::Float, "0.0",
+  keys.push_back(key_spec("known_func_outputs", ValueType::Bool, "false", "fix the output routing at the true one"));
+  keys.push_back(key_spec("lr_module_input", ValueType::Float, "0.0",
                      "learning rate of the routing group (input + output routing logits); 0 = train.lr"));
-  keys.push_back(key("structure", ValueType::Array, "[]",
+  keys.push_back(key_spec("structure", ValueType::Array, "[]",
                      "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)", ValueType::Int));
   if (shared) {
-    keys.push_back(key("known_module_locations", ValueType::Bool, "false", "fix each slot's module at the true one"));
-    keys.push_back(key("location_init", ValueType::String, "\"randn\"",
+    keys.push_back(key_spec("known_module_locations", ValueType::Bool, "false", "fix each slot's module at the true one"));
+    keys.push_back(key_spec("location_init", ValueType::String, "\"randn\"",
                        "randn | known: location logits start at N(0,1) or at 1 on the true module"));
-    keys.push_back(key("lr_module_location", ValueType::Float, "0.0", "learning rate of the locations group; 0 = train.lr"));
-    keys.push_back(key("location_tau", ValueType::Float, "1.0", "temperature of the location Gumbel-softmax"));
-    keys.push_back(key("location_noise", ValueType::Bool, "true",
+    keys.push_back(key_spec("lr_module_location", ValueType::Float, "0.0", "learning rate of the locations group; 0 = train.lr"));
+    keys.push_back(key_spec("location_tau", ValueType::Float, "1.0", "temperature of the location Gumbel-softmax"));
+    keys.push_back(key_spec("location_noise", ValueType::Bool, "true",
                        "Gumbel noise on learned location logits in training (false: straight-through argmax)"));
   }
   return keys;
@@ -670,10 +660,10 @@ void register_hier_modular(Registrar& registrar) {
   mlp.name = "mlp";
   mlp.description = "MLP with ReLU hidden layers and logits out, optional fixed random pruning";
   mlp.keys = {
-      key("arch", ValueType::Array, "[6, 36, 36, 36, 2]",
+      key_spec("arch", ValueType::Array, "[6, 36, 36, 36, 2]",
           "layer widths [inputs, hidden..., outputs] (inputs + 1 with several tasks: the task id is appended)",
           ValueType::Int),
-      key("pruning_ratio", ValueType::Float, "0.0",
+      key_spec("pruning_ratio", ValueType::Float, "0.0",
           "percent q (0-100) of each layer's weights pruned at random, fixed at initialisation"),
   };
   mlp.factory = &make_mlp;

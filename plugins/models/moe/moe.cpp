@@ -494,52 +494,42 @@ std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, H
   return std::make_shared<MoeModel>(std::move(opt), spec);
 }
 
-KeySpec key(std::string name, ValueType type, std::string def, std::string doc, ValueType element = ValueType::Null) {
-  KeySpec k;
-  k.name = std::move(name);
-  k.type = type;
-  k.element = element;
-  k.default_value = std::move(def);
-  k.doc = std::move(doc);
-  return k;
-}
-
 void register_moe(Registrar& registrar) {
   ModelEntry e;
   e.name = "moe";
   e.description = "gated mixtures of experts (expectation, stochastic, EM, dual temperature, no-gate, attentive ...)";
   e.keys = {
-      key("method", ValueType::String, "\"expectation\"",
+      key_spec("method", ValueType::String, "\"expectation\"",
           "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),
-      key("num_experts", ValueType::Int, "4", "number of experts E"),
-      key("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
-      key("expert_hidden", ValueType::Array, "[4]", "mlp experts: hidden layer widths ([4] shallow, [32, 16, 4] deep)",
+      key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
+      key_spec("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("expert_hidden", ValueType::Array, "[4]", "mlp experts: hidden layer widths ([4] shallow, [32, 16, 4] deep)",
           ValueType::Int),
-      key("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
-      key("gate_hidden", ValueType::Array, "[]", "mlp gate: hidden layer widths", ValueType::Int),
-      key("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
-      key("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
-      key("temperature", ValueType::Float, "1.0", "gate temperature T: g = softmax(a(x)/T)"),
-      key("temperature_schedule", ValueType::Array, "[]",
+      key_spec("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("gate_hidden", ValueType::Array, "[]", "mlp gate: hidden layer widths", ValueType::Int),
+      key_spec("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
+      key_spec("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
+      key_spec("temperature", ValueType::Float, "1.0", "gate temperature T: g = softmax(a(x)/T)"),
+      key_spec("temperature_schedule", ValueType::Array, "[]",
           "dual_temperature: T per epoch (last entry repeated; empty = temperature)", ValueType::Float),
-      key("temperature_decay", ValueType::Float, "0.0", "dual_temperature: T <- T/(1 + decay*(epoch - start))"),
-      key("temperature_decay_start", ValueType::Int, "0", "dual_temperature: first decayed epoch"),
-      key("top_k", ValueType::Int, "0", "route through the k largest gate logits only (0 = all experts)"),
-      key("top1_softmax_quirk", ValueType::Bool, "false", "top_k = 1: output softmax(sum_e g_e f_e) as the reference"),
-      key("eps", ValueType::Float, "1e-15", "epsilon in the loss NLL(log(y + eps))"),
-      key("w_importance", ValueType::Float, "0.0", "weight of the importance CV^2 term"),
-      key("w_ortho", ValueType::Float, "0.0", "weight of the ortho CV^2 term"),
-      key("ortho_form", ValueType::String, "\"master\"", "ortho on sum g_e f_e (master) | sum f_e (xai)"),
-      key("w_ideal_gate", ValueType::Float, "0.0", "weight of the ideal-gate MSE term"),
-      key("beta_same", ValueType::Float, "0.0", "sample similarity: weight beta_s of the same-expert term"),
-      key("beta_diff", ValueType::Float, "0.0", "sample similarity: weight beta_d of the different-expert term"),
-      key("sample_similarity_form", ValueType::String, "\"normalized\"",
+      key_spec("temperature_decay", ValueType::Float, "0.0", "dual_temperature: T <- T/(1 + decay*(epoch - start))"),
+      key_spec("temperature_decay_start", ValueType::Int, "0", "dual_temperature: first decayed epoch"),
+      key_spec("top_k", ValueType::Int, "0", "route through the k largest gate logits only (0 = all experts)"),
+      key_spec("top1_softmax_quirk", ValueType::Bool, "false", "top_k = 1: output softmax(sum_e g_e f_e) as the reference"),
+      key_spec("eps", ValueType::Float, "1e-15", "epsilon in the loss NLL(log(y + eps))"),
+      key_spec("w_importance", ValueType::Float, "0.0", "weight of the importance CV^2 term"),
+      key_spec("w_ortho", ValueType::Float, "0.0", "weight of the ortho CV^2 term"),
+      key_spec("ortho_form", ValueType::String, "\"master\"", "ortho on sum g_e f_e (master) | sum f_e (xai)"),
+      key_spec("w_ideal_gate", ValueType::Float, "0.0", "weight of the ideal-gate MSE term"),
+      key_spec("beta_same", ValueType::Float, "0.0", "sample similarity: weight beta_s of the same-expert term"),
+      key_spec("beta_diff", ValueType::Float, "0.0", "sample similarity: weight beta_d of the different-expert term"),
+      key_spec("sample_similarity_form", ValueType::String, "\"normalized\"",
           "(b_s*same - b_d*diff)/B^2 (normalized) | b_s*same - b_d*diff/B^2 (reference)"),
-      key("em_estep_samples", ValueType::Int, "128", "em: training examples re-assigned per epoch"),
-      key("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
-      key("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
-      key("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),
-      key("decision_grid", ValueType::Int, "100", "2-D inputs: side of the recorded decision-map grid (0 = off)"),
+      key_spec("em_estep_samples", ValueType::Int, "128", "em: training examples re-assigned per epoch"),
+      key_spec("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
+      key_spec("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
+      key_spec("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),
+      key_spec("decision_grid", ValueType::Int, "100", "2-D inputs: side of the recorded decision-map grid (0 = off)"),
   };
   e.factory = &make_moe;
   registrar.add_model(std::move(e));

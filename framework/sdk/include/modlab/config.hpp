@@ -141,6 +141,11 @@ struct MODLAB_API KeySpec {
   std::string doc;             ///< one line
 };
 
+/// Shorthand for declaring a key: key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
+/// or key_spec("hidden", ValueType::Array, "[32]", "hidden widths", ValueType::Int) for a list.
+MODLAB_API KeySpec key_spec(std::string name, ValueType type, std::string default_value, std::string doc,
+                            ValueType element = ValueType::Null);
+
 /// Checks every key of `table` against `keys`: unknown keys (with the closest known key suggested)
 /// and type mismatches throw ConfigError. Sub-tables are checked against dotted key names; a key
 /// declared with type Table accepts any content. `reserved` names are skipped (e.g. "plugin").
