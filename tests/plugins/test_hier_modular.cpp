@@ -6,6 +6,7 @@
 #include "../../plugins/datasets/toy/boolean_table.hpp"
 #include "../../plugins/models/hier_modular/routing.hpp"
 #include "../../plugins/models/hier_modular/routing_ops.hpp"
+#include "config_builders.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
@@ -22,17 +23,12 @@
 namespace {
 
 using modlab::Value;
+using test_config::ints;
 namespace hm = modlab::hier_modular;
 
 modlab::runner::RunHost& host() {
   static modlab::runner::RunHost h(modlab::runner::default_registry(), modlab::runner::HostOptions{});
   return h;
-}
-
-Value ints(const std::vector<std::int64_t>& v) {
-  Value::Array a;
-  for (auto x : v) a.push_back(Value::integer(x));
-  return Value::array(a);
 }
 
 modlab::Config config(const Value::Table& table, const std::string& prefix) {

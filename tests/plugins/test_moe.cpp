@@ -5,6 +5,7 @@
 #include "gate_metrics.hpp"
 #include "gates.hpp"
 #include "regularizers.hpp"
+#include "config_builders.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
@@ -26,6 +27,7 @@
 namespace {
 
 using modlab::Value;
+using test_config::ints;
 
 modlab::runner::RunHost& host() {
   static modlab::runner::RunHost h(modlab::runner::default_registry(), modlab::runner::HostOptions{});
@@ -40,12 +42,6 @@ modlab::DatasetSpec flat_spec(std::int64_t inputs, std::int64_t classes) {
   s.num_classes = classes;
   s.splits = {"train", "test"};
   return s;
-}
-
-Value ints(const std::vector<std::int64_t>& v) {
-  Value::Array a;
-  for (auto x : v) a.push_back(Value::integer(x));
-  return Value::array(a);
 }
 
 std::shared_ptr<modlab::Model> make_model(const Value::Table& table, const modlab::DatasetSpec& spec) {

@@ -9,6 +9,8 @@
 
 #include <zlib.h>
 
+#include "config_builders.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,21 +20,11 @@ namespace fs = std::filesystem;
 namespace utf = boost::unit_test;
 namespace tt = boost::test_tools;
 using modlab::Value;
+using namespace test_config;
 
 namespace {
 
 // ------------------------------------------------------------------ helpers
-
-modlab::Config make_config(Value::Table t) {
-  return modlab::Config(std::make_shared<Value>(Value::table(std::move(t))), "dataset");
-}
-
-Value str(const std::string& s) { return Value::string(s); }
-Value ints(const std::vector<std::int64_t>& v) {
-  Value::Array a;
-  for (auto x : v) a.push_back(Value::integer(x));
-  return Value::array(a);
-}
 
 struct Loaded {
   std::shared_ptr<modlab::Dataset> dataset;

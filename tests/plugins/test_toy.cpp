@@ -3,6 +3,7 @@
 
 #include "../../plugins/datasets/toy/boolean_table.hpp"
 #include "../../plugins/datasets/toy/numpy_random.hpp"
+#include "config_builders.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
@@ -20,6 +21,7 @@
 namespace {
 
 using modlab::Value;
+using test_config::ints;
 
 Value::Table base(const std::string& task) { return {{"task", Value::string(task)}}; }
 
@@ -27,12 +29,6 @@ std::shared_ptr<modlab::Dataset> make(const Value::Table& table) {
   static modlab::runner::RunHost host(modlab::runner::default_registry(), modlab::runner::HostOptions{});
   modlab::Config config(std::make_shared<Value>(Value::table(table)), "dataset");
   return host.create_dataset("toy", config);
-}
-
-Value ints(const std::vector<std::int64_t>& v) {
-  Value::Array a;
-  for (auto x : v) a.push_back(Value::integer(x));
-  return Value::array(a);
 }
 
 std::shared_ptr<modlab::Dataset> boolean(const std::vector<std::int64_t>& structure, double train_fraction = 0.8,
