@@ -37,10 +37,13 @@ class ExpertBank : public torch::nn::Module {
 
 /// Experts that are MLPs on flat inputs: in → hidden[0] → … → C with ReLU between layers; with no
 /// hidden layers each expert is Linear(in → C). Layer i is a modlab::nn::StackedLinear named
-/// "layer<i>" with weight [E, fan_in, fan_out] and bias [E, fan_out].
+/// "layer<i>" with weight [E, fan_in, fan_out] and bias [E, fan_out]. With `dropout` > 0 each
+/// hidden activation is followed by Dropout(p) in training mode, with an independent mask per expert
+/// (as E separate `nn.Dropout` modules would draw).
 class MlpExpertBank : public ExpertBank {
  public:
-  MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out);
+  MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out,
+                double dropout = 0.0);
   ~MlpExpertBank() override;
   ExpertOutput forward(const torch::Tensor& x) override;
   std::int64_t members() const override { return members_; }
@@ -50,6 +53,7 @@ class MlpExpertBank : public ExpertBank {
 
  private:
   std::int64_t members_, outputs_;
+  double dropout_;
   std::vector<modlab::nn::StackedLinear> layers_;
 };
 

@@ -28,9 +28,10 @@ ExpertBank::~ExpertBank() = default;
 MlpExpertBank::~MlpExpertBank() = default;
 
 MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden,
-                             std::int64_t out)
-    : members_(members), outputs_(out) {
+                             std::int64_t out, double dropout)
+    : members_(members), outputs_(out), dropout_(dropout) {
   if (members <= 0) throw std::invalid_argument("an expert bank needs at least one expert");
+  if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("expert dropout must be in [0, 1)");
   const auto sizes = layer_sizes(in, hidden, out);
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(
@@ -45,6 +46,7 @@ ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
     if (i + 1 < layers_.size()) {
       out.hidden = h;
       h = torch::relu(h);
+      if (dropout_ > 0.0 && is_training()) h = torch::dropout(h, dropout_, true);
     }
   }
   out.logits = h.permute({1, 0, 2});
