@@ -1,0 +1,357 @@
+// The `mode` model plugin: MoDE, a mixture of distilled experts (spec mode.md). E experts map the
+// input to logits z_e(x), a softmax gate gives g(x), the prediction is the gated sum of logits
+// z(x) = Σ_e g_e(x) z_e(x), and training minimises
+//
+//     L = CE(z, y) + α · L_KD
+//
+// where L_KD is the mutual distillation among the experts, weighted by the batch-mean gates
+// (distill.hpp). Experts and gates are the batched banks of moe_parts (one forward for all
+// experts); for every evaluated split the experts are probed: each expert's accuracy on the
+// examples the gate routes to it and on all examples.
+#include "distill.hpp"
+
+#include "experts.hpp"
+#include "gate_metrics.hpp"
+#include "gates.hpp"
+
+#include <modlab/errors.hpp>
+#include <modlab/plugin.hpp>
+
+#include <torch/nn/functional/loss.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace modlab::mode {
+namespace {
+
+/// The resolved `[model]` table.
+struct ModeOptions {
+  std::int64_t num_experts = 8;
+  std::string expert = "mlp";
+  std::vector<std::int64_t> expert_hidden = {128, 128};
+  double dropout = 0.2;
+  std::string gate = "mlp";
+  std::vector<std::int64_t> gate_hidden = {64};
+  double alpha = 0.01;
+  double temperature = 0.02;
+  std::string kd_form = "auto";
+  std::string kd_outputs = "shared";
+  std::string kd_pair_weight = "product";
+  bool kd_t_squared = false;
+  std::string ce_weight = "one";
+  std::int64_t top_k = 0;
+  std::string sparse_form = "renormalized";
+  std::int64_t heatmap_samples = 100;
+  DistillOptions distill;  // resolved from the kd_* keys
+};
+
+const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn"};
+
+void check_choice(const Config& c, const std::string& key, const std::string& value,
+                  const std::vector<std::string>& choices) {
+  std::string list;
+  for (const auto& ch : choices) {
+    if (ch == value) return;
+    list += (list.empty() ? "\"" : ", \"") + ch + "\"";
+  }
+  c.fail(key, "expected one of " + list + ", got \"" + value + "\"");
+}
+
+void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
+  for (auto s : sizes)
+    if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
+}
+
+bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn"; }
+
+ModeOptions read_options(const Config& c) {
+  ModeOptions o;
+  o.num_experts = c.get_or<std::int64_t>("num_experts", o.num_experts);
+  o.expert = c.get_or<std::string>("expert", o.expert);
+  o.expert_hidden = c.get_or<std::vector<std::int64_t>>("expert_hidden", o.expert_hidden);
+  o.dropout = c.get_or<double>("dropout", o.dropout);
+  o.gate = c.get_or<std::string>("gate", o.gate);
+  o.gate_hidden = c.get_or<std::vector<std::int64_t>>("gate_hidden", o.gate_hidden);
+  o.alpha = c.get_or<double>("alpha", o.alpha);
+  o.temperature = c.get_or<double>("temperature", o.temperature);
+  o.kd_form = c.get_or<std::string>("kd_form", o.kd_form);
+  o.kd_outputs = c.get_or<std::string>("kd_outputs", o.kd_outputs);
+  o.kd_pair_weight = c.get_or<std::string>("kd_pair_weight", o.kd_pair_weight);
+  o.kd_t_squared = c.get_or<bool>("kd_t_squared", o.kd_t_squared);
+  o.ce_weight = c.get_or<std::string>("ce_weight", o.ce_weight);
+  o.top_k = c.get_or<std::int64_t>("top_k", o.top_k);
+  o.sparse_form = c.get_or<std::string>("sparse_form", o.sparse_form);
+  o.heatmap_samples = c.get_or<std::int64_t>("heatmap_samples", o.heatmap_samples);
+
+  if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
+  check_choice(c, "expert", o.expert, kNetworks);
+  check_choice(c, "gate", o.gate, kNetworks);
+  if (o.expert == "mlp" && o.expert_hidden.empty())
+    c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
+  if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
+  check_sizes(c, "expert_hidden", o.expert_hidden);
+  check_sizes(c, "gate_hidden", o.gate_hidden);
+  if (!(o.dropout >= 0.0 && o.dropout < 1.0)) c.fail("dropout", "expected a probability in [0, 1)");
+  if (!(o.alpha >= 0.0)) c.fail("alpha", "expected a distillation weight alpha >= 0");
+  if (!(o.temperature > 0.0)) c.fail("temperature", "expected a distillation temperature > 0");
+  check_choice(c, "kd_form", o.kd_form, {"auto", "mse", "kl"});
+  check_choice(c, "kd_outputs", o.kd_outputs, {"shared", "separate"});
+  check_choice(c, "kd_pair_weight", o.kd_pair_weight, {"product", "student"});
+  check_choice(c, "ce_weight", o.ce_weight, {"one", "one_minus_alpha"});
+  if (o.ce_weight == "one_minus_alpha" && o.alpha > 1.0)
+    c.fail("alpha", "ce_weight = \"one_minus_alpha\" needs alpha <= 1");
+  if (o.top_k < 0 || o.top_k > o.num_experts)
+    c.fail("top_k", "expected 0 (all experts) to num_experts = " + std::to_string(o.num_experts) + ", got " +
+                        std::to_string(o.top_k));
+  check_choice(c, "sparse_form", o.sparse_form, {"reference", "renormalized"});
+  if (o.heatmap_samples < 0) c.fail("heatmap_samples", "expected 0 (off) or a number of examples");
+
+  if (o.expert == "linear") o.expert_hidden.clear();
+  if (o.gate == "linear") o.gate_hidden.clear();
+  // The CNN presets of the moe plugin (moe README): conv 3×3 → pool → MLP.
+  if (o.expert == "mnist_cnn") o.expert_hidden = {5, 32};
+  if (o.expert == "fmnist_cnn") o.expert_hidden = {64, 32};
+  if (o.gate == "mnist_cnn") o.gate_hidden = {128, 32};
+  if (o.gate == "fmnist_cnn") o.gate_hidden = {512, 32};
+
+  o.distill.form = o.kd_form == "mse"   ? KdForm::Mse
+                   : o.kd_form == "kl"  ? KdForm::Kl
+                                        : auto_form(o.num_experts);
+  o.distill.weight = o.kd_pair_weight == "student" ? PairWeight::Student : PairWeight::Product;
+  o.distill.temperature = o.temperature;
+  o.distill.t_squared = o.kd_t_squared;
+  return o;
+}
+
+/// MoDE: gated sum of expert logits, cross-entropy plus α·L_KD (README).
+class ModeModel : public Model {
+ public:
+  ModeModel(ModeOptions opt, const DatasetSpec& spec)
+      : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
+    if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
+    if (is_cnn(opt_.expert)) {
+      check_image("expert", opt_.expert);
+      experts_ = register_module("experts", std::make_shared<moe::ConvExpertBank>(opt_.num_experts, input_shape_, 1,
+                                                                                  opt_.expert_hidden, classes_));
+    } else {
+      experts_ = register_module("experts", std::make_shared<moe::MlpExpertBank>(
+                                                opt_.num_experts, inputs_, opt_.expert_hidden, classes_, opt_.dropout));
+    }
+    if (is_cnn(opt_.gate)) {
+      check_image("gate", opt_.gate);
+      const bool fashion = opt_.gate == "fmnist_cnn";
+      gate_ = register_module("gate", std::make_shared<moe::ConvGate>(input_shape_, fashion ? 8 : 1, fashion,
+                                                                      opt_.gate_hidden, opt_.num_experts));
+    } else {
+      gate_ = register_module("gate", std::make_shared<moe::MlpGate>(inputs_, opt_.gate_hidden, opt_.num_experts));
+    }
+    form_ = opt_.sparse_form == "reference" ? SparseForm::Reference : SparseForm::Renormalized;
+  }
+
+  Output forward(const Batch& batch) override {
+    const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+    const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
+    const auto z = experts_->forward(is_cnn(opt_.expert) ? image : flat).logits;  // [B, E, C]
+    const auto g = torch::softmax(gate_->forward(is_cnn(opt_.gate) ? image : flat).logits, -1);  // [B, E]
+    const auto w = combine_weights(g, opt_.top_k, form_);
+    Output out;
+    out.kind = Output::Kind::Logits;
+    out.prediction = combine(w, z);
+    out.aux["gate"] = g;
+    out.aux["weights"] = w;
+    out.aux["expert_logits"] = z;
+    return out;
+  }
+
+  Losses loss(const Batch& batch, const Output& out) override {
+    namespace F = torch::nn::functional;
+    const auto ce = F::cross_entropy(out.prediction, batch.targets);
+    // Evaluation reports the plain cross-entropy, so validation losses compare across α and variants.
+    if (!is_training()) return {{"ce", ce}};
+    const double ce_w = opt_.ce_weight == "one_minus_alpha" ? 1.0 - opt_.alpha : 1.0;
+    Losses losses{{"ce", ce_w == 1.0 ? ce : ce_w * ce}};
+    if (opt_.alpha == 0.0 || opt_.num_experts < 2) {
+      losses.push_back({"distill", torch::zeros({}, ce.options())});
+      return losses;
+    }
+    // The reference evaluates every expert again for L_KD (new dropout masks, all experts on all
+    // examples); by default the logits of the prediction's forward are reused.
+    const auto z = opt_.kd_outputs == "separate" ? experts_->forward(expert_input(batch)).logits
+                                                 : out.aux.at("expert_logits");
+    losses.push_back({"distill", opt_.alpha * distillation_loss(z, out.aux.at("gate"), opt_.distill)});
+    return losses;
+  }
+
+  std::vector<ParamGroup> param_groups(const std::string&) override {
+    return {ParamGroup{"gate", params_of(*gate_), std::nullopt, std::nullopt},
+            ParamGroup{"experts", params_of(*experts_), std::nullopt, std::nullopt}};
+  }
+
+  void eval_begin(const std::string& split) override {
+    stats_.erase(split);
+    stats_.emplace(split, SplitStats(opt_.num_experts, classes_));
+  }
+
+  void eval_batch(const std::string& split, const Batch& batch, const Output& out, MetricSet&) override {
+    auto it = stats_.find(split);
+    if (it == stats_.end()) it = stats_.emplace(split, SplitStats(opt_.num_experts, classes_)).first;
+    auto& s = it->second;
+    const auto g = out.aux.at("gate").detach();
+    const auto z = out.aux.at("expert_logits").detach();
+    s.probe.add(g, z, batch.targets);
+    s.gate.add(g.to(torch::kCPU, torch::kDouble), torch::softmax(z, -1).to(torch::kCPU, torch::kDouble),
+               batch.targets.to(torch::kCPU));
+    if (s.heatmap_rows < opt_.heatmap_samples) {
+      const auto take = std::min<std::int64_t>(opt_.heatmap_samples - s.heatmap_rows, g.size(0));
+      s.heatmap.push_back(g.slice(0, 0, take).to(torch::kCPU, torch::kFloat));
+      s.heatmap_targets.push_back(batch.targets.slice(0, 0, take).to(torch::kCPU, torch::kLong));
+      s.heatmap_rows += take;
+    }
+  }
+
+  void eval_end(const std::string& split, MetricSet& metrics, Recorder& recorder) override {
+    auto it = stats_.find(split);
+    if (it == stats_.end() || it->second.probe.examples() == 0) return;
+    const auto& s = it->second;
+    const auto routed = s.probe.routed_accuracy();
+    const auto all = s.probe.accuracy();
+    const auto count = s.probe.routed_count();
+    const auto used = count > 0;
+    metrics.set("probe_hard_accuracy", s.probe.hard_routing_accuracy());
+    metrics.set("probe_routed_accuracy_mean", routed.masked_select(used).mean().item<double>());
+    metrics.set("probe_accuracy_mean", all.mean().item<double>());
+    for (std::int64_t e = 0; e < opt_.num_experts; ++e) {
+      const std::string p = "expert" + std::to_string(e);
+      metrics.set(p + "_routed_accuracy", routed[e].item<double>());
+      metrics.set(p + "_accuracy", all[e].item<double>());
+      metrics.set(p + "_count", static_cast<double>(count[e].item<std::int64_t>()));
+    }
+    const moe::GateSummary gs = s.gate.summary();
+    metrics.set("gate_sample_entropy", gs.sample_entropy);
+    metrics.set("gate_usage_entropy", gs.usage_entropy);
+    recorder.append(split + "/probe_routed_accuracy", routed.to(torch::kFloat), {"expert"});
+    recorder.append(split + "/probe_accuracy", all.to(torch::kFloat), {"expert"});
+    recorder.append(split + "/probe_count", count, {"expert"});
+    recorder.append(split + "/gate_mean", gs.gate_mean, {"expert"});
+    Final f;
+    f.routed = routed.to(torch::kFloat);
+    f.all = all.to(torch::kFloat);
+    f.count = count.clone();
+    if (!s.heatmap.empty()) {
+      f.heatmap = torch::cat(s.heatmap, 0);
+      f.heatmap_targets = torch::cat(s.heatmap_targets, 0);
+      recorder.append(split + "/gate_heatmap", f.heatmap, {"sample", "expert"});
+    }
+    if (split == "test" || !final_is_test_) {
+      final_ = f;
+      final_is_test_ = split == "test";
+    }
+  }
+
+  void record(Recorder& recorder) override {
+    if (!final_.routed.defined()) return;
+    recorder.tensor("probe_routed_accuracy", final_.routed, {"expert"});
+    recorder.tensor("probe_accuracy", final_.all, {"expert"});
+    recorder.tensor("probe_count", final_.count, {"expert"});
+    if (final_.heatmap.defined()) {
+      recorder.tensor("gate_heatmap", final_.heatmap, {"sample", "expert"});
+      recorder.tensor("gate_heatmap_targets", final_.heatmap_targets, {"sample"});
+    }
+  }
+
+ private:
+  struct SplitStats {
+    SplitStats(std::int64_t experts, std::int64_t classes) : probe(experts), gate(experts, classes) {}
+    ExpertProbe probe;
+    moe::GateStats gate;
+    std::vector<torch::Tensor> heatmap, heatmap_targets;  // the first `heatmap_samples` examples
+    std::int64_t heatmap_rows = 0;
+  };
+  struct Final {
+    torch::Tensor routed, all, count, heatmap, heatmap_targets;
+  };
+
+  void check_image(const std::string& which, const std::string& net) const {
+    if (input_shape_.size() != 3)
+      throw ConfigError("model 'mode': " + which + " = \"" + net + "\" needs image inputs [C, H, W] or [H, W]");
+  }
+
+  torch::Tensor image_of(const torch::Tensor& x) const {
+    std::vector<std::int64_t> shape{x.size(0)};
+    shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+    return x.reshape(shape).to(torch::kFloat);
+  }
+
+  torch::Tensor expert_input(const Batch& batch) const {
+    if (is_cnn(opt_.expert)) return image_of(batch.inputs);
+    return batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+  }
+
+  static std::vector<torch::Tensor> params_of(const torch::nn::Module& m) {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : m.parameters())
+      if (p.requires_grad()) out.push_back(p);
+    return out;
+  }
+
+  ModeOptions opt_;
+  std::vector<std::int64_t> input_shape_;
+  std::int64_t inputs_, classes_;
+  std::shared_ptr<moe::ExpertBank> experts_;
+  std::shared_ptr<moe::Gate> gate_;
+  SparseForm form_ = SparseForm::Renormalized;
+  std::map<std::string, SplitStats> stats_;
+  Final final_;  // of the last evaluated "test" split (else the last evaluated one)
+  bool final_is_test_ = false;
+};
+
+std::shared_ptr<Model> make_mode(const Config& config, const DatasetSpec& spec, Host&) {
+  ModeOptions opt = read_options(config);
+  if (spec.task != TaskKind::Classification)
+    throw ConfigError("model 'mode' needs a classification dataset, but '" + spec.name + "' is " +
+                      task_kind_name(spec.task));
+  if (spec.num_classes < 2 || spec.input_numel() < 1)
+    throw ConfigError("model 'mode': dataset '" + spec.name + "' has " + std::to_string(spec.num_classes) +
+                      " classes and " + std::to_string(spec.input_numel()) + " input features; need >= 2 and >= 1");
+  return std::make_shared<ModeModel>(std::move(opt), spec);
+}
+
+void register_mode(Registrar& registrar) {
+  ModelEntry e;
+  e.name = "mode";
+  e.description = "MoDE: mixture of experts with mutual distillation among the experts, plus expert probing";
+  e.keys = {
+      key_spec("num_experts", ValueType::Int, "8", "number of experts E"),
+      key_spec("expert", ValueType::String, "\"mlp\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("expert_hidden", ValueType::Array, "[128, 128]", "mlp experts: hidden widths (in -> H -> H -> C)",
+               ValueType::Int),
+      key_spec("dropout", ValueType::Float, "0.2", "mlp experts: Dropout after each hidden ReLU (per expert)"),
+      key_spec("gate", ValueType::String, "\"mlp\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("gate_hidden", ValueType::Array, "[64]", "mlp gate: hidden widths (in -> 64 -> E)", ValueType::Int),
+      key_spec("alpha", ValueType::Float, "0.01", "weight alpha of the distillation loss L_KD (0 = plain MoE)"),
+      key_spec("temperature", ValueType::Float, "0.02", "distillation temperature T of softmax(z/T)"),
+      key_spec("kd_form", ValueType::String, "\"auto\"", "auto (mse for E = 2, kl for E >= 3) | mse | kl"),
+      key_spec("kd_outputs", ValueType::String, "\"shared\"",
+               "expert logits for L_KD: shared (the prediction's forward) | separate (a new forward, as the reference)"),
+      key_spec("kd_pair_weight", ValueType::String, "\"product\"",
+               "pair weight: product (g_i*g_j, code) | student (g_i, README)"),
+      key_spec("kd_t_squared", ValueType::Bool, "false", "multiply L_KD by T^2 (README)"),
+      key_spec("ce_weight", ValueType::String, "\"one\"", "CE weight: one (code) | one_minus_alpha (README)"),
+      key_spec("top_k", ValueType::Int, "0", "sparse gate: combine only the k largest gates (0 = all experts)"),
+      key_spec("sparse_form", ValueType::String, "\"renormalized\"",
+               "top_k weights: renormalized (g_e / sum of kept) | reference (unnormalised g_e)"),
+      key_spec("heatmap_samples", ValueType::Int, "100", "gate heatmap: first N examples of each evaluated split"),
+  };
+  e.factory = &make_mode;
+  registrar.add_model(std::move(e));
+}
+
+}  // namespace
+}  // namespace modlab::mode
+
+MODLAB_PLUGIN("mode", modlab::kModelPlugin, "1.0.0", "mixture of distilled experts", modlab::mode::register_mode)
