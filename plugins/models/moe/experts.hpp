@@ -59,8 +59,8 @@ class MlpExpertBank : public ExpertBank {
 
 /// Convolutional experts on images [B, Cin, H, W] (the MNIST / Fashion-MNIST experts of the AISTATS
 /// paper): Conv(Cin → k, 3×3, no padding) → ReLU → MaxPool 2 → flatten → StackedLinear MLP
-/// (`hidden` widths, ReLU between) → C. All E convolutions run as ONE grouped convolution (the input
-/// repeated E times along channels, groups = E), the MLPs as batched matmuls.
+/// (`hidden` widths, ReLU between) → C. The input is shared, so all E convolutions run as ONE
+/// ordinary convolution Cin → E·k, the MLPs as batched matmuls.
 class ConvExpertBank : public ExpertBank {
  public:
   ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,

@@ -128,7 +128,10 @@ ConvExpertBank::ConvExpertBank(std::int64_t members, std::vector<std::int64_t> i
 
 torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
   const auto b = x.size(0);
-  auto h = at::conv2d(x.repeat({1, members_, 1, 1}), conv_weight, conv_bias, at::IntArrayRef{1, 1}, at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, members_);
+  // Every expert reads the same input, so the E convolutions Cin → k are one ordinary convolution
+  // Cin → E·k (output channels e·k … e·k + k − 1 are expert e's): no repeated input, no grouped
+  // convolution (which LibTorch's CPU build runs on a much slower path).
+  auto h = at::conv2d(x, conv_weight, conv_bias);
   h = torch::max_pool2d(torch::relu(h), 2);                               // [B, E·k, H', W']
   return h.reshape({b, members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, k·H'·W']
 }
