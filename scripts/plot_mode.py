@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""Results of mode sweeps (plugins/models/mode): a Markdown table and figures from a finished sweep folder.
+
+Reads `<folder>/sweep.h5` (the `summary` table and the `runs/<id>` links to the run files) and
+- prints a Markdown table: one row per configuration (the swept keys except the seed), mean ± std
+  (n − 1) over seeds of validation and test accuracy (%), test loss (CE), and the expert probing on
+  the test split — each expert's accuracy on the examples the gate routes to it (argmax gate,
+  averaged over the experts that receive any), on all examples (averaged over experts), and the
+  accuracy of predicting with the argmax-gate expert alone;
+- draws test accuracy against alpha (log axis, mean ± std over seeds) with the alpha = 0 runs (the
+  plain MoE) as a horizontal line, when `model.alpha` is swept;
+- draws the expert-probing bars (routed vs all-example accuracy, mean over experts ± std over seeds)
+  per configuration, and per expert for the first seed of each configuration;
+- draws, for the first seed of every configuration, the loss curves (fit_ce, fit_distill,
+  val_loss per epoch) and the gate heatmap (gate weights of the first N test examples).
+
+    /usr/bin/python3 scripts/plot_mode.py /tmp/mode_results_mnist [more folders] [--out DIR] [--no-figures]
+    /usr/bin/python3 scripts/plot_mode.py --merge /tmp/mode_results_mnist /tmp/mode_results_alpha
+
+Figures go to `<folder>/plots/` unless --out is given. With --merge the folders are read as one set
+of runs (e.g. the alpha scan together with the alpha = 0 / 0.01 runs of mnist.toml); figures then go
+to `<first folder>/plots_merged/`.
+"""
+import argparse
+import math
+import os
+import sys
+from collections import OrderedDict
+
+import h5py
+import numpy as np
+
+BOOKKEEPING = {"run_id", "index", "seed", "status", "error", "file"}
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def load(folder):
+    """Rows of the summary table as dicts, plus the names of the swept keys."""
+    path = os.path.join(folder, "sweep.h5")
+    if not os.path.exists(path):
+        sys.exit(f"plot_mode.py: {path} not found (run `modlab run <sweep.toml> --out {folder}` first)")
+    with h5py.File(path, "r") as f:
+        s = f["summary"][()]
+        names = s.dtype.names
+        rows = [{n: (text(r[n]) if s.dtype[n].kind == "O" else float(r[n])) for n in names} for r in s]
+    for r in rows:
+        r["_folder"] = folder
+    swept = [n for n in names if "." in n and n not in BOOKKEEPING and n != "run.seed" and not n.startswith("final.")]
+    return rows, swept
+
+
+def config_name(row, swept):
+    if not swept:
+        return "(base)"
+    return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in swept)
+
+
+def values(rs, key, scale=1.0):
+    return [scale * r.get(key, float("nan")) for r in rs]
+
+
+def mean_std(v, digits=2):
+    v = [x for x in v if not math.isnan(x)]
+    if not v:
+        return "n/a"
+    s = float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    return f"{float(np.mean(v)):.{digits}f} ± {s:.{digits}f}"
+
+
+def groups_of(rows, swept):
+    groups = OrderedDict()
+    for r in rows:
+        if r.get("status") == "completed":
+            groups.setdefault(config_name(r, swept), []).append(r)
+    return groups
+
+
+def table(groups):
+    lines = [
+        "| configuration | runs | val acc % | test acc % | test CE | probe: routed acc % | probe: all-example acc % "
+        "| probe: argmax-gate expert acc % | fit_distill (last epoch) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in groups.items():
+        lines.append(
+            f"| {name} | {len(rs)} | {mean_std(values(rs, 'val_accuracy', 100))} "
+            f"| {mean_std(values(rs, 'test_accuracy', 100))} | {mean_std(values(rs, 'test_loss'), 4)} "
+            f"| {mean_std(values(rs, 'test_probe_routed_accuracy_mean', 100))} "
+            f"| {mean_std(values(rs, 'test_probe_accuracy_mean', 100))} "
+            f"| {mean_std(values(rs, 'test_probe_hard_accuracy', 100))} "
+            f"| {mean_std(values(rs, 'fit_distill'), 5)} |"
+        )
+    return "\n".join(lines)
+
+
+def draw(folders, rows, swept, groups, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+
+    # accuracy vs alpha, one series per setting of the other swept keys, the alpha = 0 runs as a line
+    if "model.alpha" in swept:
+        others = [k for k in swept if k != "model.alpha"]
+        series = OrderedDict()
+        for r in rows:
+            if r.get("status") == "completed":
+                series.setdefault(config_name(r, others), {}).setdefault(r["model.alpha"], []).append(
+                    100.0 * r["test_accuracy"])
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        positive = sorted({a for s in series.values() for a in s if a > 0})
+        for i, (name, by_alpha) in enumerate(series.items()):
+            color = f"C{i}"
+            label = "" if name == "(base)" else f" ({name})"
+            xs = [a for a in sorted(by_alpha) if a > 0]
+            if xs:
+                m = [np.mean(by_alpha[a]) for a in xs]
+                s = [np.std(by_alpha[a], ddof=1) if len(by_alpha[a]) > 1 else 0.0 for a in xs]
+                ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, color=color, label="MoDE" + label)
+            if 0.0 in by_alpha and positive:
+                m0 = np.mean(by_alpha[0.0])
+                s0 = np.std(by_alpha[0.0], ddof=1) if len(by_alpha[0.0]) > 1 else 0.0
+                ax.axhline(m0, color=color, linestyle="--", label="MoE (alpha = 0)" + label)
+                ax.axhspan(m0 - s0, m0 + s0, color=color, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_xlabel("alpha (distillation weight)")
+        ax.set_ylabel("test accuracy %")
+        ax.set_title("MoDE: test accuracy vs alpha (mean ± std over seeds)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = os.path.join(out_dir, "accuracy_vs_alpha.png")
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+
+    # probing bars: mean over experts, error bars over seeds
+    names = list(groups)
+    routed = [values(groups[n], "test_probe_routed_accuracy_mean", 100) for n in names]
+    allex = [values(groups[n], "test_probe_accuracy_mean", 100) for n in names]
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * len(names), 3.8))
+    x = np.arange(len(names))
+    for off, data, label in [(-0.2, routed, "on routed examples"), (0.2, allex, "on all examples")]:
+        m = [np.nanmean(d) for d in data]
+        s = [np.nanstd(d, ddof=1) if len(d) > 1 else 0.0 for d in data]
+        ax.bar(x + off, m, 0.4, yerr=s, capsize=3, label=label)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel("expert accuracy % (mean over experts)")
+    ax.set_title("expert probing on the test split", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    p = os.path.join(out_dir, "probing.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    written.append(p)
+
+    for i, (name, rs) in enumerate(groups.items()):
+        r = rs[0]
+        with h5py.File(os.path.join(r["_folder"], "sweep.h5"), "r") as f:
+            try:
+                run = f["runs"][r["run_id"]]
+            except KeyError:
+                continue
+            stem = os.path.join(out_dir, f"config{i:02d}_{r['run_id']}")
+            title = f"{name}, seed {int(r['seed'])}"
+            if "tensors/probe_routed_accuracy" in run:
+                ra = 100 * run["tensors/probe_routed_accuracy"][()]
+                aa = 100 * run["tensors/probe_accuracy"][()]
+                cnt = run["tensors/probe_count"][()]
+                e = np.arange(len(ra))
+                fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(ra), 3.4))
+                ax.bar(e - 0.2, np.nan_to_num(ra), 0.4, label="on routed examples")
+                ax.bar(e + 0.2, aa, 0.4, label="on all examples")
+                for k in e:
+                    ax.text(k - 0.2, 2, str(int(cnt[k])), ha="center", fontsize=6, rotation=90, color="w")
+                ax.set_xticks(e)
+                ax.set_xlabel("expert (bar label: examples routed to it)")
+                ax.set_ylabel("accuracy %")
+                ax.set_title(f"expert probing (test)\n{title}", fontsize=8)
+                ax.legend(fontsize=7)
+                fig.tight_layout()
+                fig.savefig(stem + "_probing.png", dpi=100)
+                plt.close(fig)
+                written.append(stem + "_probing.png")
+            if "tensors/gate_heatmap" in run:
+                hm = run["tensors/gate_heatmap"][()]
+                tg = run["tensors/gate_heatmap_targets"][()]
+                fig, ax = plt.subplots(figsize=(2 + 0.4 * hm.shape[1], 6))
+                im = ax.imshow(hm, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+                ax.set_yticks(range(len(tg)))
+                ax.set_yticklabels([str(int(t)) for t in tg], fontsize=4)
+                ax.set_xlabel("expert")
+                ax.set_ylabel("test example (label)")
+                ax.set_title(f"gate weights\n{title}", fontsize=8)
+                fig.colorbar(im, ax=ax)
+                fig.tight_layout()
+                fig.savefig(stem + "_gate_heatmap.png", dpi=100)
+                plt.close(fig)
+                written.append(stem + "_gate_heatmap.png")
+            if "metrics/fit_ce" in run:
+                fig, ax1 = plt.subplots(figsize=(5, 3.4))
+                ep = np.arange(1, len(run["metrics/fit_ce"]) + 1)
+                ax1.plot(ep, run["metrics/fit_ce"][()], marker="o", label="train CE")
+                if "metrics/val_loss" in run:
+                    ax1.plot(ep, run["metrics/val_loss"][()], marker="o", label="val CE")
+                ax1.set_xlabel("epoch")
+                ax1.set_ylabel("cross-entropy")
+                if "metrics/fit_distill" in run:
+                    ax2 = ax1.twinx()
+                    ax2.plot(ep, run["metrics/fit_distill"][()], marker="s", color="C3", label="alpha * L_KD")
+                    ax2.set_ylabel("alpha * L_KD", color="C3")
+                ax1.legend(fontsize=7)
+                ax1.set_title(f"losses\n{title}", fontsize=8)
+                fig.tight_layout()
+                fig.savefig(stem + "_losses.png", dpi=100)
+                plt.close(fig)
+                written.append(stem + "_losses.png")
+    return written
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("folders", nargs="+", help="sweep output folders (holding sweep.h5)")
+    ap.add_argument("--out", help="folder for the figures (default <folder>/plots)")
+    ap.add_argument("--no-figures", action="store_true", help="print the tables only")
+    ap.add_argument("--merge", action="store_true", help="read all folders as one set of runs")
+    args = ap.parse_args()
+    if args.merge:
+        rows, swept = [], []
+        for folder in args.folders:
+            r, s = load(folder)
+            rows += r
+            swept += [k for k in s if k not in swept]
+        rows.sort(key=lambda r: tuple(r.get(k, float("nan")) if isinstance(r.get(k), float) else 0 for k in swept))
+        groups = groups_of(rows, swept)
+        print(f"## {' + '.join(args.folders)}\n")
+        print(table(groups))
+        print()
+        if not args.no_figures:
+            out = args.out or os.path.join(args.folders[0], "plots_merged")
+            written = draw(args.folders, rows, swept, groups, out)
+            print(f"{len(written)} figures in {out}")
+        return
+    for folder in args.folders:
+        rows, swept = load(folder)
+        groups = groups_of(rows, swept)
+        print(f"## {folder}\n")
+        print(table(groups))
+        print()
+        if not args.no_figures:
+            out = args.out or os.path.join(folder, "plots")
+            written = draw([folder], rows, swept, groups, out)
+            print(f"{len(written)} figures in {out}")
+
+
+if __name__ == "__main__":
+    main()
