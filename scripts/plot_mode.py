@@ -62,6 +62,19 @@ def values(rs, key, scale=1.0):
     return [scale * r.get(key, float("nan")) for r in rs]
 
 
+def as_float(v):
+    """Swept values come as TOML literals (strings) in the summary table."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def sort_key(row, swept):
+    return tuple((0, as_float(row.get(k)), "") if not math.isnan(as_float(row.get(k))) else (1, 0.0, str(row.get(k)))
+                 for k in swept)
+
+
 def mean_std(v, digits=2):
     v = [x for x in v if not math.isnan(x)]
     if not v:
@@ -111,7 +124,7 @@ def draw(folders, rows, swept, groups, out_dir):
         series = OrderedDict()
         for r in rows:
             if r.get("status") == "completed":
-                series.setdefault(config_name(r, others), {}).setdefault(r["model.alpha"], []).append(
+                series.setdefault(config_name(r, others), {}).setdefault(as_float(r["model.alpha"]), []).append(
                     100.0 * r["test_accuracy"])
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         positive = sorted({a for s in series.values() for a in s if a > 0})
@@ -237,7 +250,7 @@ def main():
             r, s = load(folder)
             rows += r
             swept += [k for k in s if k not in swept]
-        rows.sort(key=lambda r: tuple(r.get(k, float("nan")) if isinstance(r.get(k), float) else 0 for k in swept))
+        rows.sort(key=lambda r: sort_key(r, swept))
         groups = groups_of(rows, swept)
         print(f"## {' + '.join(args.folders)}\n")
         print(table(groups))
