@@ -9,7 +9,13 @@
 
 #include <zlib.h>
 
+#include "../../plugins/datasets/rotated_mnist/python_random.hpp"
 #include "config_builders.hpp"
+
+#include <array>
+#include <map>
+#include <numeric>
+#include <set>
 
 #include <cstdlib>
 #include <filesystem>
@@ -539,4 +545,171 @@ BOOST_AUTO_TEST_CASE(real_fashion_and_mix, *utf::precondition(RealFashion())) {
   BOOST_TEST(counts.numel() == 12);
   BOOST_TEST(counts[6].item<std::int64_t>() == 5842);   // digit 4
   BOOST_TEST(counts[11].item<std::int64_t>() == 5949);  // digit 9
+}
+
+// ------------------------------------------------------------------ digit pairs (hier_modular §5.2)
+
+namespace {
+
+/// The §5.2 label of digit pair (d1, d2), written from the spec: f_k = bit_k(d1) xor bit_k(d2)
+/// for k = b2, b1, b0; y = [f_b2 and f_b1, f_b1 and f_b0].
+std::array<float, 2> pair_label(int d1, int d2) {
+  const int f2 = ((d1 >> 2) ^ (d2 >> 2)) & 1, f1 = ((d1 >> 1) ^ (d2 >> 1)) & 1, f0 = (d1 ^ d2) & 1;
+  return {static_cast<float>(f2 & f1), static_cast<float>(f1 & f0)};
+}
+
+std::set<std::int64_t> pair_set(const torch::Tensor& groups) {
+  auto g = groups.contiguous();
+  return {g.data_ptr<std::int64_t>(), g.data_ptr<std::int64_t>() + g.numel()};
+}
+
+std::set<std::int64_t> parse_pairs(const std::string& text) {
+  std::set<std::int64_t> out;
+  for (std::size_t i = 0; i < text.size(); i += 3) out.insert((text[i] - '0') * 8 + (text[i + 1] - '0'));
+  return out;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(python_random_shuffle_matches_cpython) {
+  // list(range(64)); random.Random(seed).shuffle(x); x[:12] with CPython 3.11
+  const std::map<std::uint64_t, std::vector<int>> want = {
+      {0, {29, 28, 24, 33, 35, 60, 23, 40, 11, 27, 61, 3}},
+      {1, {22, 12, 52, 3, 19, 5, 60, 58, 2, 33, 10, 8}},
+      {40, {30, 19, 62, 0, 63, 21, 24, 55, 44, 31, 50, 38}},
+      {8589934597ULL, {4, 40, 44, 35, 6, 7, 50, 25, 39, 30, 1, 28}}};
+  for (const auto& [seed, first] : want) {
+    std::vector<int> x(64);
+    std::iota(x.begin(), x.end(), 0);
+    modlab::mnist::PythonRandom(seed).shuffle(x);
+    BOOST_TEST(std::vector<int>(x.begin(), x.begin() + 12) == first, tt::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(digit_pairs_labels_splits_and_images) {
+  TempDir dir;
+  write_set(dir.path, 40, true);  // every digit 0..7 has 4 images in each file
+  auto ds = load({{"root", str(dir.str())},
+                  {"mode", str("digit_pairs")},
+                  {"train_fraction", Value::floating(0.5)},
+                  {"pair_seed", Value::integer(3)},
+                  {"samples_per_pair", Value::integer(5)},
+                  {"test_samples_per_pair", Value::integer(2)},
+                  {"flatten", Value::boolean(true)}})
+                .dataset;
+  const auto spec = ds->spec();
+  BOOST_TEST(spec.splits == (std::vector<std::string>{"train", "val", "test1", "test2"}), tt::per_element());
+  BOOST_TEST((spec.task == modlab::TaskKind::MultiLabel));
+  BOOST_TEST(spec.num_outputs == 2);
+  BOOST_TEST(spec.input_shape == (std::vector<std::int64_t>{2, 784}), tt::per_element());
+  BOOST_TEST(spec.info.at("structure") == "6,3,2,2");
+  BOOST_TEST(spec.info.at("images") == "2");
+  BOOST_TEST(spec.info.at("image_bits") == "3");
+
+  // 64 pairs: 32 train, 16 val, 16 test (floor(64 s), then half of the rest), disjoint, as
+  // Python's random.Random(3).shuffle orders them.
+  std::vector<int> order(64);
+  std::iota(order.begin(), order.end(), 0);
+  modlab::mnist::PythonRandom(3).shuffle(order);
+  const auto train_pairs = parse_pairs(spec.info.at("train_pairs"));
+  const auto val_pairs = parse_pairs(spec.info.at("val_pairs"));
+  const auto test_pairs = parse_pairs(spec.info.at("test_pairs"));
+  BOOST_TEST(train_pairs == std::set<std::int64_t>(order.begin(), order.begin() + 32), tt::per_element());
+  BOOST_TEST(val_pairs == std::set<std::int64_t>(order.begin() + 32, order.begin() + 48), tt::per_element());
+  BOOST_TEST(test_pairs == std::set<std::int64_t>(order.begin() + 48, order.end()), tt::per_element());
+
+  const auto train = ds->split("train")->all(), val = ds->split("val")->all();
+  const auto test1 = ds->split("test1")->all(), test2 = ds->split("test2")->all();
+  BOOST_TEST(train.size() == 32 * 5);
+  BOOST_TEST(val.size() == 16 * 2);
+  BOOST_TEST(test1.size() == 32 * 2);
+  BOOST_TEST(test2.size() == 16 * 2);
+  BOOST_TEST(train.inputs.sizes() == (std::vector<std::int64_t>{160, 2, 784}), tt::per_element());
+  BOOST_TEST(train.targets.sizes() == (std::vector<std::int64_t>{160, 2}), tt::per_element());
+  BOOST_TEST(pair_set(train.groups) == train_pairs, tt::per_element());
+  BOOST_TEST(pair_set(test1.groups) == train_pairs, tt::per_element());  // test1: the train pairs
+  BOOST_TEST(pair_set(val.groups) == val_pairs, tt::per_element());
+  BOOST_TEST(pair_set(test2.groups) == test_pairs, tt::per_element());   // test2: unseen pairs
+
+  for (const auto* b : {&train, &val, &test1, &test2}) {
+    const auto g = b->groups.contiguous();
+    const auto t = b->targets.contiguous();
+    for (std::int64_t i = 0; i < b->size(); ++i) {
+      const int pair = static_cast<int>(g[i].item<std::int64_t>());
+      const auto want = pair_label(pair / 8, pair % 8);
+      BOOST_TEST(t[i][0].item<float>() == want[0]);
+      BOOST_TEST(t[i][1].item<float>() == want[1]);
+      // each image is an image of its digit: generated image k has label k % 10
+      for (int img = 0; img < 2; ++img) {
+        const int digit = img == 0 ? pair / 8 : pair % 8;
+        bool found = false;
+        for (int k = digit; k < 40 && !found; k += 10) {
+          bool same = true;
+          for (int px = 0; px < 784 && same; px += 97)
+            same = b->inputs[i][img][px].item<float>() == static_cast<float>(pixel(k, px / 28, px % 28)) / 255.0f;
+          found = same;
+        }
+        BOOST_TEST(found, "sample " << i << " image " << img << " is not a digit " << digit);
+      }
+    }
+  }
+
+  // Not all labels are 0 (the check above would then prove little).
+  int ones = 0;
+  for (const auto* b : {&train, &val, &test2}) ones += static_cast<int>(b->targets.sum().item<float>());
+  BOOST_TEST(ones > 0);
+
+  // Unflattened: [n, 2, 1, 28, 28]; the same seeds give the same data.
+  auto again = load({{"root", str(dir.str())},
+                     {"mode", str("digit_pairs")},
+                     {"train_fraction", Value::floating(0.5)},
+                     {"pair_seed", Value::integer(3)},
+                     {"samples_per_pair", Value::integer(5)},
+                     {"test_samples_per_pair", Value::integer(2)}})
+                   .dataset;
+  auto t2 = again->split("train")->all();
+  BOOST_TEST(t2.inputs.sizes() == (std::vector<std::int64_t>{160, 2, 1, 28, 28}), tt::per_element());
+  BOOST_TEST(torch::equal(t2.inputs.reshape({160, 2, 784}), train.inputs));
+}
+
+BOOST_AUTO_TEST_CASE(digit_pairs_options_are_checked) {
+  TempDir dir;
+  write_set(dir.path, 40, false);
+  const std::string root = dir.str();
+  std::string msg = load_error({{"root", str(root)}, {"mode", str("digit_pairs")}, {"subsample", Value::integer(2)}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "subsample"));
+  msg = load_error({{"root", str(root)}, {"mode", str("plain")}, {"samples_per_pair", Value::integer(2)}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "samples_per_pair"));
+  BOOST_TEST(contains(msg, "digit_pairs"));
+  msg = load_error({{"root", str(root)}, {"mode", str("digit_pairs")}, {"train_fraction", Value::floating(1.5)}});
+  BOOST_TEST(contains(msg, "train_fraction"));
+  msg = load_error({{"root", str(root)}, {"mode", str("digit_pairs")}, {"structure", ints({6, 2})}});
+  BOOST_TEST(contains(msg, "structure"));
+  msg = load_error({{"root", str(root)}, {"mode", str("digit_pairs")}, {"train_fraction", Value::floating(0.99)}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "train_fraction"));
+}
+
+BOOST_AUTO_TEST_CASE(real_mnist_digit_pairs, *utf::precondition(RealMnist())) {
+  auto ds = load({{"root", str(real_mnist_dir())},
+                  {"mode", str("digit_pairs")},
+                  {"train_fraction", Value::floating(0.8)},
+                  {"samples_per_pair", Value::integer(3)},
+                  {"test_samples_per_pair", Value::integer(2)}})
+                .dataset;
+  auto train = ds->split("train")->all();
+  BOOST_TEST(train.size() == 51 * 3);
+  BOOST_TEST(ds->split("val")->size() == 6 * 2);
+  BOOST_TEST(ds->split("test2")->size() == 7 * 2);
+  BOOST_TEST(train.inputs.sizes() == (std::vector<std::int64_t>{153, 2, 1, 28, 28}), tt::per_element());
+  BOOST_TEST(train.inputs.max().item<float>() <= 1.0f);
+  const auto g = train.groups.contiguous();
+  for (std::int64_t i = 0; i < train.size(); ++i) {
+    const int pair = static_cast<int>(g[i].item<std::int64_t>());
+    const auto want = pair_label(pair / 8, pair % 8);
+    BOOST_TEST(train.targets[i][0].item<float>() == want[0]);
+    BOOST_TEST(train.targets[i][1].item<float>() == want[1]);
+  }
 }

@@ -6,6 +6,10 @@
 // a view (narrow) of one tensor and batches are index_select on it.
 
 #include "idx_reader.hpp"
+#include "python_random.hpp"
+
+// The Boolean truth tables are the toy plugin's (header-only, shared rather than copied).
+#include "../toy/boolean_table.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
@@ -53,6 +57,14 @@ struct Options {
   double stdev = 1.0;
   std::string normalize_name;
   bool flatten = false;
+  // mode = "digit_pairs" (hier_modular §5.2)
+  bool pairs_mode = false;
+  double train_fraction = 0.8;
+  std::uint64_t pair_seed = 0;
+  std::int64_t samples_per_pair = 100;
+  std::int64_t test_samples_per_pair = 100;
+  std::uint64_t sample_seed = 0;
+  std::vector<std::int64_t> structure = {6, 3, 2, 2};
 };
 
 // ------------------------------------------------------------------ finding the files
@@ -343,14 +355,24 @@ Options read_options(const Config& c, Host& host) {
   else c.fail("variant", "expected \"mnist\", \"fashion\" or \"fashion_mnist12\", found \"" + o.variant_name + "\"");
 
   std::string mode = c.get_or<std::string>("mode", "rotated");
-  if (mode != "rotated" && mode != "plain") c.fail("mode", "expected \"rotated\" or \"plain\", found \"" + mode + "\"");
+  if (mode != "rotated" && mode != "plain" && mode != "digit_pairs")
+    c.fail("mode", "expected \"rotated\", \"plain\" or \"digit_pairs\", found \"" + mode + "\"");
   o.rotated_mode = mode == "rotated";
+  o.pairs_mode = mode == "digit_pairs";
 
   // Keys that mean nothing in the chosen mode are errors, not silently ignored.
+  const std::string this_run = " (this run has mode = \"" + mode + "\")";
   for (const char* k : {"split_fractions", "split_seed"})
-    if (!o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"rotated\" (this run has mode = \"plain\")");
+    if (!o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"rotated\"" + this_run);
   for (const char* k : {"val_fraction", "val_seed", "test_limit"})
-    if (o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"plain\" (this run has mode = \"rotated\")");
+    if (mode != "plain" && c.has(k)) c.fail(k, "is only used with mode = \"plain\"" + this_run);
+  for (const char* k : {"rotations", "invert_unrotated", "subsample", "subsample_seed", "train_limit"})
+    if (o.pairs_mode && c.has(k)) c.fail(k, "is not used with mode = \"digit_pairs\"");
+  for (const char* k : {"train_fraction", "pair_seed", "samples_per_pair", "test_samples_per_pair", "sample_seed",
+                        "structure"})
+    if (!o.pairs_mode && c.has(k)) c.fail(k, "is only used with mode = \"digit_pairs\"" + this_run);
+  if (o.pairs_mode && o.variant == Variant::FashionMnist12)
+    c.fail("variant", "mode = \"digit_pairs\" takes the classes 0-7 of one file set: use \"mnist\" or \"fashion\"");
   if (o.variant != Variant::FashionMnist12 && c.has("fashion_root"))
     c.fail("fashion_root", "is only used with variant = \"fashion_mnist12\" (use root for the one data folder)");
 
@@ -416,6 +438,25 @@ Options read_options(const Config& c, Host& host) {
     for (const char* k : {"mean", "std"})
       if (c.has(k)) c.fail(k, "is only used with normalize = \"custom\"");
   o.flatten = c.get_or<bool>("flatten", false);
+
+  o.train_fraction = c.get_or<double>("train_fraction", o.train_fraction);
+  if (!(o.train_fraction > 0.0 && o.train_fraction < 1.0)) c.fail("train_fraction", "must lie in (0, 1)");
+  auto run_seed_key = [&](const char* key) {
+    std::int64_t s = c.get_or<std::int64_t>(key, -1);
+    if (s < -1) c.fail(key, "must be >= 0, or -1 for the run's seed");
+    return s == -1 ? host.seed() : static_cast<std::uint64_t>(s);
+  };
+  o.pair_seed = run_seed_key("pair_seed");
+  o.sample_seed = run_seed_key("sample_seed");
+  o.samples_per_pair = c.get_or<std::int64_t>("samples_per_pair", o.samples_per_pair);
+  if (o.samples_per_pair < 1) c.fail("samples_per_pair", "must be >= 1");
+  o.test_samples_per_pair = c.get_or<std::int64_t>("test_samples_per_pair", o.test_samples_per_pair);
+  if (o.test_samples_per_pair < 1) c.fail("test_samples_per_pair", "must be >= 1");
+  o.structure = c.get_or<std::vector<std::int64_t>>("structure", o.structure);
+  const auto& supported = toy::boolean_structures();
+  if (std::find(supported.begin(), supported.end(), o.structure) == supported.end())
+    c.fail("structure", "unsupported structure [" + toy::structure_text(o.structure) +
+                            "] (supported: " + toy::supported_structures_text() + ")");
   return o;
 }
 
@@ -423,6 +464,150 @@ std::string join_angles(const std::vector<std::int64_t>& turns) {
   std::string s;
   for (auto t : turns) s += (s.empty() ? "" : "/") + std::to_string(t * 90);
   return s;
+}
+
+// ------------------------------------------------------------------ digit pairs (hier_modular §5.2)
+
+constexpr int kPairDigits = 8;  // digits 0..7, 3 bits each
+constexpr int kPairBits = 3;
+constexpr int kPairs = kPairDigits * kPairDigits;
+
+/// Row of the Boolean truth table that digit pair (d1, d2) stands for: with a = bits of d1 and
+/// b = bits of d2 (MSB first), x = (a2, b2, a1, b1, a0, b0), so the table's layer-1 XOR of an input
+/// pair is f_k = bit_k(d1) ⊕ bit_k(d2) and [6,3,2,2] gives y = [f_b2∧f_b1, f_b1∧f_b0] (§5.2).
+int pair_row(int d1, int d2) {
+  int row = 0;
+  for (int k = kPairBits - 1; k >= 0; --k) row = (row << 2) | (((d1 >> k) & 1) << 1) | ((d2 >> k) & 1);
+  return row;
+}
+
+std::string pair_name(int pair) { return std::to_string(pair / kPairDigits) + std::to_string(pair % kPairDigits); }
+
+/// One split of digit pairs: `per_pair` image pairs for each pair in `pairs`, images drawn uniformly
+/// (with replacement) from `pool`'s images of each digit. Inputs [n, 2, 1, H, W] (or [n, 2, H·W]),
+/// targets [n, 2] float, groups = pair id d1·8 + d2.
+Batch pair_split(const Pool& pool, const std::vector<std::vector<std::int64_t>>& by_digit, const std::vector<int>& pairs,
+                 std::int64_t per_pair, const std::vector<std::int64_t>& structure, at::Generator& gen, const Options& o) {
+  const auto n = static_cast<std::int64_t>(pairs.size()) * per_pair;
+  std::vector<std::int64_t> images, groups;
+  std::vector<float> targets;
+  images.reserve(static_cast<std::size_t>(2 * n));
+  for (int pair : pairs) {
+    const int d[2] = {pair / kPairDigits, pair % kPairDigits};
+    torch::Tensor draws[2];
+    for (int i = 0; i < 2; ++i) {
+      const auto& cand = by_digit[static_cast<std::size_t>(d[i])];
+      draws[i] = torch::randint(static_cast<std::int64_t>(cand.size()), {per_pair}, gen, torch::kLong);
+    }
+    const auto y = toy::boolean_outputs(structure, pair_row(d[0], d[1]));
+    const auto a0 = draws[0].accessor<std::int64_t, 1>(), a1 = draws[1].accessor<std::int64_t, 1>();
+    const auto& c0 = by_digit[static_cast<std::size_t>(d[0])];
+    const auto& c1 = by_digit[static_cast<std::size_t>(d[1])];
+    for (std::int64_t s = 0; s < per_pair; ++s) {
+      images.push_back(c0[static_cast<std::size_t>(a0[s])]);
+      images.push_back(c1[static_cast<std::size_t>(a1[s])]);
+      for (int v : y) targets.push_back(static_cast<float>(v));
+      groups.push_back(pair);
+    }
+  }
+  const torch::Tensor ids = torch::tensor(images, torch::kLong);
+  Batch all = materialise(pool, pool_labels(pool), ids, torch::zeros_like(ids), o);
+  Batch b;
+  b.inputs = o.flatten ? all.inputs.view({n, 2, pool.height * pool.width})
+                       : all.inputs.view({n, 2, 1, pool.height, pool.width});
+  b.targets = torch::tensor(targets, torch::kFloat).view({n, 2});
+  b.groups = torch::tensor(groups, torch::kLong);
+  return b;
+}
+
+/// mode = "digit_pairs": two images of digits 0..7 (3 bits each, 6 input bits), labelled by the
+/// Boolean function `structure` of the 6 bits. The 64 digit pairs are shuffled with Python's
+/// random.Random(pair_seed) and split into ⌊64·s⌋ train pairs and held-out pairs (⌊rest/2⌋ val,
+/// the rest test). Splits: train (train pairs, train-file images), val (val pairs), test1 (train
+/// pairs) and test2 (unseen test pairs), the last three on test-file images.
+std::shared_ptr<Dataset> make_digit_pairs(const Options& o, const std::string& dir, Host& host,
+                                          std::chrono::steady_clock::time_point t0) {
+  std::vector<int> order(kPairs);
+  std::iota(order.begin(), order.end(), 0);
+  PythonRandom(o.pair_seed).shuffle(order);
+  const auto n_train = static_cast<std::size_t>(std::floor(kPairs * o.train_fraction));
+  const std::size_t n_val = (kPairs - n_train) / 2;
+  if (n_train == 0 || n_val == 0)
+    throw ConfigError(std::string(kName) + ": train_fraction = " + std::to_string(o.train_fraction) + " gives " +
+                      std::to_string(n_train) + " train pairs of the 64; need at least 1, and 2 held out (val, test2)");
+  const std::vector<int> train_pairs(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n_train));
+  const std::vector<int> val_pairs(order.begin() + static_cast<std::ptrdiff_t>(n_train),
+                                   order.begin() + static_cast<std::ptrdiff_t>(n_train + n_val));
+  const std::vector<int> test_pairs(order.begin() + static_cast<std::ptrdiff_t>(n_train + n_val), order.end());
+
+  auto by_digit = [&](const Pool& pool) {
+    std::vector<std::vector<std::int64_t>> out(kPairDigits);
+    std::int64_t i = 0;
+    for (const auto& part : pool.parts)
+      for (auto l : part.labels) {
+        if (l < kPairDigits) out[static_cast<std::size_t>(l)].push_back(i);
+        ++i;
+      }
+    for (int d = 0; d < kPairDigits; ++d)
+      if (out[static_cast<std::size_t>(d)].empty())
+        throw DataError(std::string(kName) + ": " + pool.parts.front().labels_file + " has no image of class " +
+                        std::to_string(d) + ", which mode = \"digit_pairs\" needs");
+    return out;
+  };
+  const Pool train_pool = make_pool(o.variant, dir, dir, "train", 0, "train_limit");
+  const Pool test_pool = make_pool(o.variant, dir, dir, "t10k", 0, "test_limit");
+  const auto train_digits = by_digit(train_pool), test_digits = by_digit(test_pool);
+  at::Generator gen = generator(o.sample_seed);
+
+  const std::vector<std::string> names = {"train", "val", "test1", "test2"};
+  const std::vector<const std::vector<int>*> pairs = {&train_pairs, &val_pairs, &train_pairs, &test_pairs};
+  std::map<std::string, std::shared_ptr<const Split>> splits;
+  std::map<std::string, std::string> info;
+  std::string size_text;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const bool train = i == 0;
+    Batch b = pair_split(train ? train_pool : test_pool, train ? train_digits : test_digits, *pairs[i],
+                         train ? o.samples_per_pair : o.test_samples_per_pair, o.structure, gen, o);
+    info[names[i] + "_size"] = std::to_string(b.inputs.size(0));
+    size_text += (i ? "/" : "") + std::to_string(b.inputs.size(0));
+    splits[names[i]] = std::make_shared<TensorSplit>(std::move(b));
+  }
+  auto pair_list = [](const std::vector<int>& v) {
+    std::string s;
+    for (int p : v) s += (s.empty() ? "" : ",") + pair_name(p);
+    return s;
+  };
+
+  DatasetSpec spec;
+  spec.name = std::string(kName) + "/" + o.variant_name + "/digit_pairs";
+  spec.input_shape = o.flatten ? std::vector<std::int64_t>{2, train_pool.height * train_pool.width}
+                               : std::vector<std::int64_t>{2, 1, train_pool.height, train_pool.width};
+  spec.task = TaskKind::MultiLabel;
+  spec.num_outputs = 2;
+  spec.group_kind = "digit_pair";
+  for (int p = 0; p < kPairs; ++p) spec.group_names.push_back(pair_name(p));
+  spec.splits = names;
+  info["root"] = dir;
+  info["train_files"] = train_pool.files();
+  info["test_files"] = test_pool.files();
+  info["structure"] = toy::structure_text(o.structure);
+  info["images"] = "2";
+  info["image_bits"] = std::to_string(kPairBits);
+  info["train_pairs"] = pair_list(train_pairs);
+  info["val_pairs"] = pair_list(val_pairs);
+  info["test_pairs"] = pair_list(test_pairs);
+  info["pair_seed"] = std::to_string(o.pair_seed);
+  info["sample_seed"] = std::to_string(o.sample_seed);
+  info["normalize"] = o.normalize_name;
+  spec.info = info;
+
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ostringstream log;
+  log << kName << ": " << spec.name << ": " << train_pairs.size() << "/" << val_pairs.size() << "/" << test_pairs.size()
+      << " train/val/test pairs, " << size_text << " examples (train/val/test1/test2), loaded in " << std::fixed
+      << std::setprecision(2) << secs << " s";
+  host.log(log.str());
+  return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
 }
 
 // ------------------------------------------------------------------ the factory
@@ -440,6 +625,8 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
       fashion_dir = find_root(c, "fashion_root", true, host);
       break;
   }
+
+  if (o.pairs_mode) return make_digit_pairs(o, o.variant == Variant::Mnist ? mnist_dir : fashion_dir, host, t0);
 
   const auto r = static_cast<std::int64_t>(o.quarter_turns.size());
   const torch::Tensor turn_of = torch::tensor(o.quarter_turns, torch::kLong);
@@ -567,7 +754,8 @@ std::vector<KeySpec> keys() {
       {"variant", VT::String, VT::Null, "\"mnist\"",
        "mnist | fashion | fashion_mnist12 (moe's 12 classes: Fashion 0-5 and digits 4-9 as 6-11)"},
       {"mode", VT::String, VT::Null, "\"rotated\"",
-       "rotated: goe rotation task on the train file, split 70/20/10; plain: official train/test split"},
+       "rotated: goe rotation task on the train file, split 70/20/10; plain: official train/test split; "
+       "digit_pairs: hier_modular's pairs of digits 0-7 labelled by a Boolean function of their 6 bits"},
       {"rotations", VT::Array, VT::Int, "[0, 90, 180, 270]",
        "counter-clockwise angles each source image appears in (mode plain: default [0])"},
       {"invert_unrotated", VT::Bool, VT::Null, "true",
@@ -588,6 +776,16 @@ std::vector<KeySpec> keys() {
       {"mean", VT::Float, VT::Null, "0.5", "normalize = \"custom\": subtracted after scaling to [0,1]"},
       {"std", VT::Float, VT::Null, "0.5", "normalize = \"custom\": divisor after subtracting mean"},
       {"flatten", VT::Bool, VT::Null, "false", "inputs [784] instead of [1, 28, 28]"},
+      {"train_fraction", VT::Float, VT::Null, "0.8",
+       "mode digit_pairs: fraction s of the 64 digit pairs used for training (floor(64 s) pairs)"},
+      {"pair_seed", VT::Int, VT::Null, "-1",
+       "mode digit_pairs: seed of Python's random.Random shuffling the pairs; -1 = the run's seed"},
+      {"samples_per_pair", VT::Int, VT::Null, "100", "mode digit_pairs: image pairs per train digit pair"},
+      {"test_samples_per_pair", VT::Int, VT::Null, "100",
+       "mode digit_pairs: image pairs per digit pair in val, test1 and test2"},
+      {"sample_seed", VT::Int, VT::Null, "-1", "mode digit_pairs: seed of the image draws; -1 = the run's seed"},
+      {"structure", VT::Array, VT::Int, "[6, 3, 2, 2]",
+       "mode digit_pairs: Boolean function of the 6 bits: [6,2,2], [6,3,2,2] or [6,3,3,2,2]"},
   };
 }
 
