@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -167,12 +168,20 @@ struct ModularOptions {
   double lr_module_location = 0.0;
   double location_tau = 1.0;
   bool location_noise = true;
+  // image modules (datasets of image pairs, e.g. rotated_mnist mode = "digit_pairs"; §5.2)
+  std::vector<std::int64_t> image_arch;  ///< [pixels, hidden..., bits]; [] = [pixels, 128, 64, bits]
+  bool known_image_inputs = false;
+  double image_tau = 1.0;
+  bool image_noise = true;
 };
 
 /// What the model is built against: widths, tasks and (when the structure is a known Boolean task)
 /// the true routing of every task.
 struct Layout {
   std::int64_t inputs = 0, outputs = 0, tasks = 1;
+  /// Image inputs (§5.2): `images` images of `image_pixels` values each, each read by one image
+  /// module that emits `image_bits` values; `inputs` is then images × image_bits. 0 = flat inputs.
+  std::int64_t images = 0, image_bits = 0, image_pixels = 0;
   std::vector<std::int64_t> structure;
   std::vector<Routing> truth;  ///< one per task; empty when the true routing is unknown
   std::string no_truth_reason;
@@ -193,6 +202,14 @@ ModularOptions read_modular(const Config& c, bool shared, Layout& layout) {
   o.known_func_outputs = c.get_or<bool>("known_func_outputs", o.known_func_outputs);
   o.lr_module_input = c.get_or<double>("lr_module_input", o.lr_module_input);
   const auto structure_key = c.get_or<std::vector<std::int64_t>>("structure", {});
+  o.image_arch = c.get_or<std::vector<std::int64_t>>("image_arch", o.image_arch);
+  o.known_image_inputs = c.get_or<bool>("known_image_inputs", o.known_image_inputs);
+  o.image_tau = c.get_or<double>("image_tau", o.image_tau);
+  o.image_noise = c.get_or<bool>("image_noise", o.image_noise);
+  if (layout.images == 0)
+    for (const char* k : {"image_arch", "known_image_inputs", "image_tau", "image_noise"})
+      if (c.has(k)) c.fail(k, "only applies to datasets of images that record `images` and `image_bits` in their info "
+                              "(rotated_mnist mode = \"digit_pairs\")");
   if (shared) {
     o.num_shared_modules = c.get_or<std::int64_t>("num_shared_modules", o.num_shared_modules);
     o.known_module_locations = c.get_or<bool>("known_module_locations", o.known_module_locations);
@@ -210,6 +227,15 @@ ModularOptions read_modular(const Config& c, bool shared, Layout& layout) {
 /// Validates options against the dataset and resolves defaults taken from the structure.
 void resolve(const Config& c, ModularOptions& o, Layout& L) {
   const char* layers_key = o.shared ? "num_slots" : "num_modules";
+  if (L.images > 0) {
+    if (o.image_arch.empty()) o.image_arch = {L.image_pixels, 128, 64, L.image_bits};
+    if (o.image_arch.size() < 2 || o.image_arch.front() != L.image_pixels || o.image_arch.back() != L.image_bits)
+      c.fail("image_arch", "expected [pixels per image = " + std::to_string(L.image_pixels) + ", hidden..., bits = " +
+                               std::to_string(L.image_bits) + "], got " + list_text(o.image_arch));
+    for (auto a : o.image_arch)
+      if (a < 1) c.fail("image_arch", "widths must be positive, got " + list_text(o.image_arch));
+    if (!(o.image_tau > 0.0)) c.fail("image_tau", "expected a temperature > 0");
+  }
   if (o.layers.empty()) {
     o.layers = hidden_layers(L.structure);
     if (o.layers.empty())
@@ -263,8 +289,19 @@ void resolve(const Config& c, ModularOptions& o, Layout& L) {
   } else if (o.shared && o.num_shared_modules < static_cast<std::int64_t>(o.layers.size())) {
     L.no_truth_reason = "the true routing uses " + std::to_string(o.layers.size()) + " shared modules, num_shared_modules = " +
                         std::to_string(o.num_shared_modules);
+  } else if (L.images > 0 && (L.images != 2 || L.image_bits * 2 != L.structure.front())) {
+    L.no_truth_reason = "the known routing of image inputs needs 2 images of " + std::to_string(L.structure.front() / 2) +
+                        " bits each, the dataset has " + std::to_string(L.images) + " of " + std::to_string(L.image_bits);
   } else {
-    for (std::int64_t t = 0; t < L.tasks; ++t) L.truth.push_back(*true_routing(L.structure, t));
+    for (std::int64_t t = 0; t < L.tasks; ++t) {
+      Routing r = *true_routing(L.structure, t);
+      // Image pairs (§5.2): the table's input x_{2j} is bit j of image 1 and x_{2j+1} bit j of
+      // image 2, which the image modules emit at j and bits + j: [[0,1],[2,3],[4,5]] → [[0,3],[1,4],[2,5]].
+      if (L.images > 0)
+        for (auto& module : r.layers.front())
+          for (auto& i : module) i = (i % 2) * L.image_bits + i / 2;
+      L.truth.push_back(std::move(r));
+    }
   }
   auto need_truth = [&](bool wanted, const std::string& key) {
     if (wanted && L.truth.empty()) c.fail(key, "needs the true routing, but " + L.no_truth_reason);
@@ -329,15 +366,24 @@ class RoutedModel : public Model {
     }
     const bool learned = !(opt_.known_module_inputs || opt_.known_func_outputs);
     output_ = {register_parameter("output_logits", r, learned), learned};
+
+    if (layout_.images > 0) {  // image modules and their image selection (§5.2)
+      const std::int64_t n = layout_.images;
+      image_bank_ = register_module("image_modules", ModuleBank(n, opt_.image_arch));
+      const bool fixed = opt_.known_image_inputs;
+      auto logits = fixed ? torch::eye(n).unsqueeze(0).repeat({T, 1, 1}) : torch::randn({T, n, n});
+      image_ = {register_parameter("image_logits", logits, !fixed), !fixed};
+    }
   }
 
   Output forward(const Batch& batch) override {
-    const auto x = batch.inputs.reshape({batch.inputs.size(0), -1}).to(output_.logits.scalar_type());
     const auto task = task_ids(batch, layout_.tasks);
     const bool train = is_training();
     Output out;
     out.kind = Output::Kind::Logits;
-    torch::Tensor h = x;
+    torch::Tensor h = layout_.images > 0
+                          ? image_forward(batch, task, train, out)
+                          : batch.inputs.reshape({batch.inputs.size(0), -1}).to(output_.logits.scalar_type());
     for (std::size_t l = 0; l < inputs_.size(); ++l) {
       const Routed r = route(h, inputs_[l].logits, task, mode(inputs_[l], opt_.topk, train));
       h = layer_forward(l, r.inputs, task, train, out);
@@ -351,17 +397,21 @@ class RoutedModel : public Model {
 
   std::vector<ParamGroup> param_groups(const std::string&) override {
     ParamGroup modules{"modules", module_parameters(), std::nullopt, std::nullopt};
+    if (image_bank_)
+      for (auto& t : image_bank_->parameters()) modules.params.push_back(t);
     ParamGroup routing{"routing", {}, std::nullopt, std::nullopt};
     if (opt_.lr_module_input > 0.0) routing.lr = opt_.lr_module_input;
     for (const auto& p : inputs_)
       if (p.learned) routing.params.push_back(p.logits);
     if (output_.learned) routing.params.push_back(output_.logits);
+    if (image_.learned && image_.logits.defined()) routing.params.push_back(image_.logits);
     std::vector<ParamGroup> groups = {modules, routing};
     extra_groups(groups);
     return groups;
   }
 
   void eval_end(const std::string&, MetricSet& metrics, Recorder&) override {
+    if (layout_.images > 0) metrics.set("images_correct", images_correct() ? 1.0 : 0.0);
     if (layout_.truth.empty()) return;
     refresh_recovery();
     metrics.set("routing_correct", routing_correct_ ? 1.0 : 0.0);
@@ -406,7 +456,13 @@ class RoutedModel : public Model {
       if (opt_.shared) recorder.tensor("locations.correct", torch::tensor(locations_correct_ ? 1 : 0, torch::kLong));
     }
     recorder.note("routing_truth", layout_.truth.empty() ? "none: " + layout_.no_truth_reason
-                                                         : "structure " + list_text(layout_.structure));
+                                                         : "structure " + list_text(layout_.structure) +
+                                                               (layout_.images > 0 ? " on 2 images" : ""));
+    if (layout_.images > 0) {
+      recorder.tensor("images.selection", image_selection(), {"task", "image_module"});
+      recorder.tensor("images.logits", image_.logits.detach(), {"task", "image_module", "image"});
+      recorder.tensor("images.correct", torch::tensor(images_correct() ? 1 : 0, torch::kLong));
+    }
     record_extra(recorder);
   }
 
@@ -423,6 +479,67 @@ class RoutedModel : public Model {
   virtual void routing_state(std::vector<torch::Tensor>& out) const {
     for (const auto& p : inputs_) out.push_back(p.logits);
     out.push_back(output_.logits);
+    if (image_.logits.defined()) out.push_back(image_.logits);
+  }
+
+  /// Image inputs [B, images, …] → the image modules' outputs side by side [B, images·bits]. Image
+  /// module m reads the image a hard Gumbel-softmax over its selection logits picks (straight-
+  /// through, as the shared modules' locations), or image m when the selection is fixed.
+  torch::Tensor image_forward(const Batch& batch, const torch::Tensor& task, bool train, Output& out) {
+    const std::int64_t B = batch.inputs.size(0), n = layout_.images;
+    const auto imgs = batch.inputs.reshape({B, n, layout_.image_pixels}).to(image_.logits.scalar_type());
+    torch::Tensor sel = imgs;
+    if (image_.learned) {
+      const auto w = locations(image_.logits, task, B, train ? opt_.image_tau : 1.0, train && opt_.image_noise,
+                               /*per_sample=*/false);  // [T, modules, images]
+      out.aux["images.selection"] = w;
+      sel = w.size(0) == 1 ? torch::matmul(w.squeeze(0), imgs) : torch::bmm(w.index_select(0, task), imgs);
+    }
+    return image_bank_->forward(sel.transpose(0, 1)).permute({1, 0, 2}).reshape({B, n * layout_.image_bits});
+  }
+
+  /// The image each image module reads in evaluation, int64 [T, images].
+  torch::Tensor image_selection() const {
+    torch::NoGradGuard no_grad;
+    return image_.logits.detach().to(torch::kCPU).argmax(-1);
+  }
+
+  /// Whether every image is read by exactly one image module (for every task).
+  bool images_correct() const {
+    const auto sel = image_selection();
+    const auto a = sel.accessor<std::int64_t, 2>();
+    for (std::int64_t t = 0; t < sel.size(0); ++t) {
+      std::vector<bool> seen(static_cast<std::size_t>(layout_.images), false);
+      for (std::int64_t m = 0; m < sel.size(1); ++m) seen[static_cast<std::size_t>(a[t][m])] = true;
+      if (std::find(seen.begin(), seen.end(), false) != seen.end()) return false;
+    }
+    return true;
+  }
+
+  /// With image modules the meaning of an image module's outputs is learned, so the layer-0 routing
+  /// is compared up to a relabelling of each image module's bits (and the images must be read by
+  /// different modules; which module reads which image does not matter, the XORs being symmetric).
+  bool recovers_with_images(std::vector<Routing> learned, const RecoveryCheck& check) const {
+    if (!images_correct()) return false;
+    const std::int64_t bits = layout_.image_bits;
+    std::vector<std::int64_t> p0(static_cast<std::size_t>(bits)), p1;
+    std::iota(p0.begin(), p0.end(), 0);
+    const auto original = learned;
+    do {
+      p1 = std::vector<std::int64_t>(p0.size());
+      std::iota(p1.begin(), p1.end(), 0);
+      do {
+        for (std::size_t t = 0; t < learned.size(); ++t)
+          for (std::size_t m = 0; m < learned[t].layers.front().size(); ++m)
+            for (std::size_t j = 0; j < learned[t].layers.front()[m].size(); ++j) {
+              const std::int64_t i = original[t].layers.front()[m][j];
+              learned[t].layers.front()[m][j] = i < bits ? p0[static_cast<std::size_t>(i)]
+                                                         : bits + p1[static_cast<std::size_t>(i - bits)];
+            }
+        if (recovers(learned, layout_.truth, check)) return true;
+      } while (std::next_permutation(p1.begin(), p1.end()));
+    } while (std::next_permutation(p0.begin(), p0.end()));
+    return false;
   }
 
   RouteMode mode(const RoutingParam& p, std::int64_t k, bool train) const {
@@ -467,7 +584,8 @@ class RoutedModel : public Model {
     for (const auto& t : state) versions.push_back(static_cast<std::int64_t>(t._version()));
     if (versions == cached_versions_) return;
     const auto learned = learned_routing();
-    routing_correct_ = recovers(learned, layout_.truth, RecoveryCheck{true, true, opt_.shared});
+    const RecoveryCheck all{true, true, opt_.shared};
+    routing_correct_ = layout_.images > 0 ? recovers_with_images(learned, all) : recovers(learned, layout_.truth, all);
     if (opt_.shared) locations_correct_ = recovers(learned, layout_.truth, RecoveryCheck{false, false, true});
     cached_versions_ = versions;
   }
@@ -479,6 +597,8 @@ class RoutedModel : public Model {
   std::vector<std::string> layer_names_;
   std::vector<std::int64_t> cached_versions_;
   bool routing_correct_ = false, locations_correct_ = false;
+  ModuleBank image_bank_{nullptr};
+  RoutingParam image_;  ///< image selection logits [T, image modules, images]; undefined without images
 };
 
 /// hierarchically_modular: M_ℓ module MLPs per hidden layer, one bank (stacked weights) per layer.
@@ -602,6 +722,18 @@ std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Ho
   layout.inputs = spec.input_numel();
   layout.outputs = spec.num_outputs;
   layout.tasks = task_count(spec);
+  auto images = spec.info.find("images"), bits = spec.info.find("image_bits");
+  if (images != spec.info.end() && bits != spec.info.end()) {
+    const auto n = parse_structure(images->second), b = parse_structure(bits->second);
+    if (n.size() != 1 || b.size() != 1 || n[0] < 1 || b[0] < 1 || layout.inputs % n[0] != 0)
+      throw ConfigError(std::string(name) + ": dataset '" + spec.name + "' records images = '" + images->second +
+                        "' and image_bits = '" + bits->second + "', which do not describe its " +
+                        std::to_string(layout.inputs) + " input values");
+    layout.images = n[0];
+    layout.image_bits = b[0];
+    layout.image_pixels = layout.inputs / n[0];
+    layout.inputs = n[0] * b[0];
+  }
   ModularOptions o = read_modular(c, Shared, layout);
   if (layout.structure.empty()) {
     auto it = spec.info.find("structure");
@@ -643,6 +775,15 @@ std::vector<KeySpec> modular_keys(bool shared) {
                      "learning rate of the routing group (input + output routing logits); 0 = train.lr"));
   keys.push_back(key_spec("structure", ValueType::Array, "[]",
                      "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)", ValueType::Int));
+  keys.push_back(key_spec("image_arch", ValueType::Array, "[]",
+                     "image inputs only: image module MLP widths [pixels, hidden..., bits]; [] = [pixels, 128, 64, bits]",
+                     ValueType::Int));
+  keys.push_back(key_spec("known_image_inputs", ValueType::Bool, "false",
+                     "image inputs only: image module m reads image m (fixed) instead of a learned selection"));
+  keys.push_back(key_spec("image_tau", ValueType::Float, "1.0",
+                     "image inputs only: temperature of the image-selection Gumbel-softmax"));
+  keys.push_back(key_spec("image_noise", ValueType::Bool, "true",
+                     "image inputs only: Gumbel noise on the learned image selection in training"));
   if (shared) {
     keys.push_back(key_spec("known_module_locations", ValueType::Bool, "false", "fix each slot's module at the true one"));
     keys.push_back(key_spec("location_init", ValueType::String, "\"randn\"",
