@@ -176,12 +176,70 @@ def plot(stats, out):
     print(f"\nfigure: {out}")
 
 
+def mnist_tables(folders):
+    """Tables of the MNIST variant (rotated_mnist mode = "digit_pairs", sweeps/hier_modular/mnist*.toml):
+    final train / test1 (train pairs, MNIST test images) / test2 (unseen pairs) accuracy, mean ± std
+    over seeds, and the share of runs recovering the routing and reading the two images with
+    different image modules."""
+    rows = defaultdict(list)
+    for folder in folders:
+        runs = os.path.join(folder, "runs")
+        for name in sorted(os.listdir(runs)):
+            if not name.endswith(".h5"):
+                continue
+            with open(os.path.join(runs, name[:-3] + ".toml"), "rb") as f:
+                config = tomllib.load(f)
+            m = config["model"]
+            if m["plugin"] == "mlp":
+                label = "MLP"
+            elif m.get("known_module_inputs", False):
+                label = "modular, known routing" + (" + known images" if m.get("known_image_inputs", False) else "")
+            else:
+                label = "modular, learned routing" + ("" if m.get("known_image_inputs", False) else " + image selection")
+            with h5py.File(os.path.join(runs, name), "r") as f:
+                if f.attrs.get("status", b"completed") not in ("completed", b"completed"):
+                    continue
+                met = f["metrics"]
+                rows[(label, float(config["dataset"]["train_fraction"]))].append(
+                    {k: float(met[k][-1]) if k in met else math.nan
+                     for k in ("train_accuracy", "test1_accuracy", "test2_accuracy", "test2_routing_correct",
+                               "test2_images_correct")})
+    labels = sorted({k[0] for k in rows})
+    fractions = sorted({k[1] for k in rows})
+    out = []
+    for key, title in (("train_accuracy", "train accuracy"),
+                       ("test1_accuracy", "test1 accuracy (train pairs, MNIST test images)"),
+                       ("test2_accuracy", "test2 accuracy (unseen pairs)"),
+                       ("test2_routing_correct", "fraction of runs recovering the routing"),
+                       ("test2_images_correct", "fraction of runs reading the two images with different modules")):
+        out.append(f"\n### MNIST pairs: {title}\n")
+        out.append("| model | " + " | ".join(f"s={x:g}" for x in fractions) + " |")
+        out.append("|---|" + "---|" * len(fractions))
+        for label in labels:
+            cells = []
+            for x in fractions:
+                v = np.array([r[key] for r in rows.get((label, x), [])])
+                if v.size == 0 or np.all(np.isnan(v)):
+                    cells.append("–")
+                elif "accuracy" in key:
+                    cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
+                else:
+                    cells.append(f"{v.mean():.2f}")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folders", nargs="+", help="sweep output folders (each with sweep.h5)")
     ap.add_argument("--out", default="hier_modular.png", help="figure file (default: hier_modular.png)")
     ap.add_argument("--no-plot", action="store_true", help="print the tables only")
+    ap.add_argument("--mnist", action="store_true",
+                    help="the folders hold the MNIST variant (sweeps/hier_modular/mnist*.toml): print its tables")
     args = ap.parse_args()
+    if args.mnist:
+        print(mnist_tables(args.folders))
+        return
     records = load(args.folders)
     if not records:
         sys.exit("no completed runs in " + ", ".join(args.folders))
