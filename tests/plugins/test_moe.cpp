@@ -836,3 +836,328 @@ BOOST_AUTO_TEST_CASE(per_expert_metrics_and_decision_maps) {
   BOOST_TEST(rec.tensors["decision/experts"][1][2][1].item<std::int64_t>() ==
              o.aux.at("experts")[0][1].argmax().item<std::int64_t>());
 }
+
+namespace {
+
+modlab::DatasetSpec image_spec(std::vector<std::int64_t> shape, std::int64_t classes) {
+  modlab::DatasetSpec s = flat_spec(0, classes);
+  s.input_shape = std::move(shape);
+  return s;
+}
+
+Value floats(const std::vector<double>& v) {
+  Value::Array a;
+  for (auto x : v) a.push_back(Value::floating(x));
+  return Value::array(a);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(conv_stack_experts_equal_a_loop_in_train_and_eval_mode) {
+  namespace F = torch::nn::functional;
+  torch::manual_seed(21);
+  const std::int64_t e_count = 3, b = 4;
+  const std::vector<std::int64_t> ch = {4, 6, 8, 5};
+  const std::vector<bool> bn = {false, true, false, true};
+  moe::ConvStackExpertBank bank(e_count, {3, 16, 16}, ch, bn, {12, 7}, 10);
+  const auto x = torch::randn({b, 3, 16, 16});
+  // Non-trivial BatchNorm affine parameters and running statistics.
+  {
+    torch::NoGradGuard ng;
+    for (const auto& n : bank.convs()->norms()) {
+      if (!n) continue;
+      n->weight.uniform_(0.5, 1.5);
+      n->bias.uniform_(-0.5, 0.5);
+      n->running_mean.uniform_(-0.2, 0.2);
+      n->running_var.uniform_(0.5, 2.0);
+    }
+  }
+  auto loop = [&](std::int64_t e, bool training) {
+    torch::Tensor h = x;
+    const auto& convs = bank.convs()->convs();
+    const auto& norms = bank.convs()->norms();
+    for (std::size_t i = 0; i < convs.size(); ++i) {
+      const auto rows = [&](const torch::Tensor& t) { return t.slice(0, e * ch[i], (e + 1) * ch[i]); };
+      h = torch::conv2d(h, rows(convs[i]->weight), rows(convs[i]->bias), 1, 1);
+      if (norms[i]) {
+        auto rm = rows(norms[i]->running_mean).clone(), rv = rows(norms[i]->running_var).clone();
+        h = F::batch_norm(h, rm, rv,
+                          F::BatchNormFuncOptions().weight(rows(norms[i]->weight)).bias(rows(norms[i]->bias))
+                              .training(training).momentum(0.1).eps(1e-5));
+      }
+      h = torch::max_pool2d(torch::relu(h), 2);
+    }
+    h = h.reshape({b, -1});
+    const auto& layers = bank.mlp()->layers();
+    torch::Tensor hidden;
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      h = torch::matmul(h, layers[l]->weight[e]) + layers[l]->bias[e];
+      if (l + 1 < layers.size()) {
+        hidden = h;
+        h = torch::relu(h);
+      }
+    }
+    return std::make_pair(torch::softmax(h, -1), hidden);
+  };
+  for (const bool training : {true, false}) {
+    BOOST_TEST_CONTEXT((training ? "train" : "eval")) {
+      std::vector<std::pair<torch::Tensor, torch::Tensor>> want;
+      for (std::int64_t e = 0; e < e_count; ++e) want.push_back(loop(e, training));  // before the stats move
+      bank.train(training);
+      const auto out = bank.forward(x);
+      BOOST_TEST((out.probs.sizes() == torch::IntArrayRef{b, e_count, 10}));
+      BOOST_TEST((out.hidden.sizes() == torch::IntArrayRef{b, e_count, 7}));
+      for (std::int64_t e = 0; e < e_count; ++e) {
+        BOOST_TEST((want[e].first - out.probs.select(1, e)).abs().max().item<float>() < 1e-6f);
+        BOOST_TEST((want[e].second - out.hidden.select(1, e)).abs().max().item<float>() < 1e-5f);
+      }
+    }
+  }
+  // A grouped layer: expert 0's output does not depend on expert 1's block-1 weights.
+  bank.eval();
+  auto w = bank.convs()->convs()[1]->weight;
+  const auto p0 = bank.forward(x).probs.select(1, 0).clone();
+  {
+    torch::NoGradGuard ng;
+    w.slice(0, ch[1], 2 * ch[1]).add_(1.0);
+  }
+  BOOST_TEST((bank.forward(x).probs.select(1, 0) - p0).abs().max().item<float>() == 0.0f);
+}
+
+BOOST_AUTO_TEST_CASE(cifar_cnn_expert_and_gate_have_the_reference_shapes) {
+  torch::manual_seed(22);
+  auto m = make_model({{"expert", Value::string("cifar_cnn")}, {"gate", Value::string("cifar_cnn")},
+                       {"num_experts", Value::integer(2)}, {"gating", Value::string("attentive")}},
+                      image_spec({3, 32, 32}, 100));
+  const auto b = batch_of(torch::randn({2, 3, 32, 32}), torch::tensor({3, 97}, torch::kLong));
+  auto o = m->forward(b);
+  BOOST_TEST((o.prediction.sizes() == torch::IntArrayRef{2, 100}));
+  BOOST_TEST((o.aux.at("experts").sizes() == torch::IntArrayRef{2, 2, 100}));
+  BOOST_TEST((o.prediction.sum(1) - 1).abs().max().item<float>() < 1e-5f);
+  const auto p = params(*m);
+  // Experts: 3 → 16 → 32 → 64 → 128 channels (block 0 one conv for both experts, then groups = 2),
+  // 128·2·2 = 512 → 1024 → 256 → 100.
+  BOOST_TEST((p.at("experts.convs.conv0.weight").sizes() == torch::IntArrayRef{2 * 16, 3, 3, 3}));
+  BOOST_TEST((p.at("experts.convs.conv1.weight").sizes() == torch::IntArrayRef{2 * 32, 16, 3, 3}));
+  BOOST_TEST((p.at("experts.convs.conv3.weight").sizes() == torch::IntArrayRef{2 * 128, 64, 3, 3}));
+  BOOST_TEST((p.at("experts.mlp.layer0.weight").sizes() == torch::IntArrayRef{2, 512, 1024}));
+  BOOST_TEST((p.at("experts.mlp.layer1.weight").sizes() == torch::IntArrayRef{2, 1024, 256}));
+  BOOST_TEST((p.at("experts.mlp.layer2.weight").sizes() == torch::IntArrayRef{2, 256, 100}));
+  BOOST_TEST(p.count("experts.convs.bn1.weight") == 1u);
+  BOOST_TEST(p.count("experts.convs.bn3.weight") == 1u);
+  BOOST_TEST(p.count("experts.convs.bn0.weight") == 0u);
+  BOOST_TEST(p.count("experts.convs.bn2.weight") == 0u);
+  // Gate: 64 → 128 → 256 → 512 channels, 512·2·2 = 2048 → 1024 → 256 (→ E, unused when attentive).
+  BOOST_TEST((p.at("gate.convs.conv0.weight").sizes() == torch::IntArrayRef{64, 3, 3, 3}));
+  BOOST_TEST((p.at("gate.convs.conv3.weight").sizes() == torch::IntArrayRef{512, 256, 3, 3}));
+  BOOST_TEST((p.at("gate.mlp.layer0.weight").sizes() == torch::IntArrayRef{1024, 2048}));
+  BOOST_TEST((p.at("gate.mlp.layer1.weight").sizes() == torch::IntArrayRef{256, 1024}));
+  BOOST_TEST((p.at("attention.w_k").sizes() == torch::IntArrayRef{32, 256}));
+  auto losses = m->loss(b, o);
+  modlab::total(losses).backward();
+  for (const auto& [k, v] : p)
+    BOOST_TEST_CONTEXT(k) {
+      if (k.rfind("gate.mlp.layer2", 0) == 0) continue;  // the attentive gate's unused output layer
+      BOOST_TEST((v.grad().defined() && v.grad().abs().sum().item<double>() > 0.0));
+    }
+  // Images too small for 4 pooled blocks.
+  try {
+    make_model({{"expert", Value::string("cifar_cnn")}}, image_spec({3, 8, 8}, 10));
+    BOOST_FAIL("8x8 images accepted");
+  } catch (const modlab::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("cifar_cnn") != std::string::npos);
+  }
+}
+
+namespace {
+
+/// One optimizer step per call with a per-element learning rate `lr` (a tensor broadcast against
+/// each parameter): RMSprop (alpha .99, eps 1e-8, momentum) or Adam (.9, .999, 1e-8), written out
+/// as torch::optim computes them, so an expert's block can get its own rate.
+struct ManualContext : modlab::StepContext {
+  std::vector<torch::Tensor> params, lrs, s1, s2;
+  bool adam = false;
+  double momentum = 0.9;
+  std::int64_t t = 0;
+  void zero_grad() override {
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+  void apply() override {
+    torch::NoGradGuard ng;
+    ++t;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      auto p = params[i];
+      const auto g = p.grad();
+      if (s1.size() <= i) {
+        s1.push_back(torch::zeros_like(p));
+        s2.push_back(torch::zeros_like(p));
+      }
+      if (adam) {
+        s1[i].mul_(0.9).add_(g, 0.1);
+        s2[i].mul_(0.999).addcmul_(g, g, 0.001);
+        const double bc1 = 1 - std::pow(0.9, static_cast<double>(t)), bc2 = 1 - std::pow(0.999, static_cast<double>(t));
+        const auto denom = s2[i].sqrt() / std::sqrt(bc2) + 1e-8;
+        p.sub_(lrs[i] / bc1 * s1[i] / denom);
+      } else {
+        s2[i].mul_(0.99).addcmul_(g, g, 0.01);
+        const auto avg = s2[i].sqrt() + 1e-8;
+        s1[i].mul_(momentum).addcdiv_(g, avg);
+        p.sub_(lrs[i] * s1[i]);
+      }
+    }
+  }
+  void optimize(const modlab::Losses& l) override {
+    zero_grad();
+    modlab::total(l).backward();
+    apply();
+  }
+  std::int64_t step() const override { return t; }
+  std::int64_t epoch() const override { return 0; }
+};
+
+/// torch::optim behind the StepContext interface.
+struct OptimContext : modlab::StepContext {
+  std::vector<torch::Tensor> params;
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  void zero_grad() override { opt->zero_grad(); }
+  void apply() override { opt->step(); }
+  void optimize(const modlab::Losses& l) override {
+    zero_grad();
+    modlab::total(l).backward();
+    apply();
+  }
+  std::int64_t step() const override { return 0; }
+  std::int64_t epoch() const override { return 0; }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(expert_lr_scale_equals_per_expert_learning_rates_for_rmsprop_and_adam) {
+  const std::vector<double> scale = {1.0, 0.01};
+  const double lr = 0.01;
+  const auto spec = flat_spec(2, 3);
+  for (const bool adam : {false, true}) {
+    for (const std::string expert : {"linear", "mlp"}) {
+      BOOST_TEST_CONTEXT((adam ? "adam " : "rmsprop ") << expert) {
+        torch::manual_seed(23);
+        auto scaled = make_model({{"num_experts", Value::integer(2)}, {"expert", Value::string(expert)},
+                                  {"expert_lr_scale", floats(scale)}}, spec);
+        torch::manual_seed(23);
+        auto plain = make_model({{"num_experts", Value::integer(2)}, {"expert", Value::string(expert)}}, spec);
+        const auto b = batch_of(torch::randn({16, 2}), torch::randint(3, {16}, torch::kLong));
+        // The model with expert_lr_scale under torch::optim with one learning rate ...
+        OptimContext oc;
+        for (const auto& g : scaled->param_groups("train")) oc.params.insert(oc.params.end(), g.params.begin(), g.params.end());
+        if (adam)
+          oc.opt = std::make_unique<torch::optim::Adam>(oc.params, torch::optim::AdamOptions(lr));
+        else
+          oc.opt = std::make_unique<torch::optim::RMSprop>(oc.params, torch::optim::RMSpropOptions(lr).momentum(0.9));
+        // ... against the plain model under an optimizer with lr·s_e on expert e's block.
+        ManualContext mc;
+        mc.adam = adam;
+        for (const auto& g : plain->param_groups("train"))
+          for (const auto& p : g.params) {
+            mc.params.push_back(p);
+            if (g.name == "experts") {
+              std::vector<std::int64_t> shape(static_cast<std::size_t>(p.dim()), 1);
+              shape[0] = 2;
+              mc.lrs.push_back(lr * torch::tensor(scale, torch::kFloat).view(shape));
+            } else {
+              mc.lrs.push_back(torch::tensor(lr, torch::kFloat));
+            }
+          }
+        for (int step = 0; step < 6; ++step) {
+          scaled->train_step(b, oc);
+          plain->train_step(b, mc);
+        }
+        const auto ps = params(*scaled), pp = params(*plain);
+        double moved = 0;
+        for (const auto& [k, v] : ps)
+          BOOST_TEST_CONTEXT(k) { BOOST_TEST((v - pp.at(k)).abs().max().item<float>() < 2e-6f); }
+        // The slow expert really moved ~100× less than the fast one in the first layer.
+        torch::manual_seed(23);
+        auto init = make_model({{"num_experts", Value::integer(2)}, {"expert", Value::string(expert)}}, spec);
+        const auto d = (ps.at("experts.layer0.weight") - params(*init).at("experts.layer0.weight")).abs();
+        moved = d[0].sum().item<double>();
+        BOOST_TEST(moved > 20 * d[1].sum().item<double>());
+      }
+    }
+  }
+  // All factors 1: exactly the unscaled step.
+  torch::manual_seed(24);
+  auto ones = make_model({{"num_experts", Value::integer(2)}, {"expert_lr_scale", floats({1.0, 1.0})}}, spec);
+  torch::manual_seed(24);
+  auto none = make_model({{"num_experts", Value::integer(2)}}, spec);
+  const auto b = batch_of(torch::randn({8, 2}), torch::randint(3, {8}, torch::kLong));
+  SgdContext c1, c2;
+  for (const auto& g : ones->param_groups("train")) c1.params.insert(c1.params.end(), g.params.begin(), g.params.end());
+  for (const auto& g : none->param_groups("train")) c2.params.insert(c2.params.end(), g.params.begin(), g.params.end());
+  ones->train_step(b, c1);
+  none->train_step(b, c2);
+  const auto p2 = params(*none);
+  for (const auto& [k, v] : params(*ones)) BOOST_TEST(torch::equal(v, p2.at(k)));
+  // CNN experts: the conv block of expert e is rows e·k … of conv_weight; a zero factor freezes it.
+  torch::manual_seed(25);
+  auto cnn = make_model({{"num_experts", Value::integer(3)}, {"expert", Value::string("mnist_cnn")},
+                         {"gate", Value::string("mnist_cnn")}, {"expert_lr_scale", floats({1.0, 0.0, 1.0})}},
+                        image_spec({1, 28, 28}, 10));
+  const auto before = params(*cnn);
+  std::map<std::string, torch::Tensor> copy;
+  for (const auto& [k, v] : before) copy[k] = v.detach().clone();
+  SgdContext c3;
+  for (const auto& g : cnn->param_groups("train")) c3.params.insert(c3.params.end(), g.params.begin(), g.params.end());
+  cnn->train_step(batch_of(torch::randn({4, 1, 28, 28}), torch::randint(10, {4}, torch::kLong)), c3);
+  for (const auto& [k, v] : params(*cnn)) {
+    if (k.rfind("experts", 0) != 0) continue;
+    BOOST_TEST_CONTEXT(k) {
+      const auto rows = v.size(0) / 3;
+      BOOST_TEST(torch::equal(v.slice(0, rows, 2 * rows), copy[k].slice(0, rows, 2 * rows)));
+      BOOST_TEST(!torch::equal(v.slice(0, 0, rows), copy[k].slice(0, 0, rows)));
+    }
+  }
+  // Config errors name the key.
+  try {
+    make_model({{"num_experts", Value::integer(3)}, {"expert_lr_scale", floats({1.0, 0.1})}}, spec);
+    BOOST_FAIL("wrong length accepted");
+  } catch (const modlab::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("model.expert_lr_scale") != std::string::npos);
+  }
+  try {
+    make_model({{"num_experts", Value::integer(2)}, {"expert_lr_scale", floats({1.0, -0.1})}}, spec);
+    BOOST_FAIL("negative factor accepted");
+  } catch (const modlab::ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("model.expert_lr_scale") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(em_loss_forms_push_the_assigned_gate_in_opposite_directions) {
+  // One example, E = 2, assigned to expert 0 with f_0[y] = 0.5, f_1[y] = 0.9, g = (0.6, 0.4).
+  auto g = torch::tensor({{0.6, 0.4}}, torch::kDouble).requires_grad_(true);
+  const auto f = torch::tensor({{{0.5, 0.5}, {0.9, 0.1}}}, torch::kDouble);
+  const auto y = torch::tensor({0}, torch::kLong);
+  const auto a = torch::tensor({0}, torch::kLong);
+  const auto ref = moe::em_loss(g, f, y, a, 1e-7);
+  BOOST_TEST(std::abs(ref.item<double>() - (-std::log(0.5 + 1e-7) * 0.6)) < 1e-12);
+  const auto full = moe::em_complete_data_loss(g, f, y, a, 1e-7);
+  BOOST_TEST(std::abs(full.item<double>() - (-std::log(0.5 + 1e-7) - std::log(0.6 + 1e-7))) < 1e-12);
+  // d/dg_0: the reference form is +(−log f_0[y]) > 0, so descent lowers the assigned gate; the
+  // complete-data form is −1/g_0 < 0, so descent raises it.
+  const auto d_ref = torch::autograd::grad({ref}, {g})[0];
+  const auto d_full = torch::autograd::grad({full}, {g})[0];
+  BOOST_TEST(d_ref[0][0].item<double>() > 0.0);
+  BOOST_TEST(d_full[0][0].item<double>() < 0.0);
+  // The model key selects the form.
+  torch::manual_seed(26);
+  auto m = make_model({{"method", Value::string("em")}, {"num_experts", Value::integer(2)},
+                       {"em_loss_form", Value::string("complete_data")}},
+                      flat_spec(2, 3));
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto b = batch_of(torch::randn({5, 2}), torch::randint(3, {5}, torch::kLong));
+  auto o = m->forward(b);
+  const auto& gg = o.aux.at("gate");
+  BOOST_TEST(std::abs(m->loss(b, o)[0].value.item<double>() -
+                      moe::em_complete_data_loss(gg, o.aux.at("experts"), b.targets, gg.argmax(1), 1e-7)
+                          .item<double>()) < 1e-6);
+}

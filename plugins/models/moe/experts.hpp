@@ -7,6 +7,8 @@
 #include <modlab/nn/layers.hpp>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -79,6 +81,60 @@ class ConvExpertBank : public ExpertBank {
   std::int64_t members_, in_channels_, channels_;
   std::shared_ptr<MlpExpertBank> mlp_;
 };
+
+/// A stack of L blocks Conv(3×3, padding 1) [→ BatchNorm] → ReLU → MaxPool 2 for `members` networks
+/// at once, all reading the same input [B, Cin, H, W] (the CIFAR-100 experts and gate of moe §1.6).
+/// Block 0 is ONE ordinary convolution Cin → members·c₀ (the input is shared); block i > 0 is a
+/// grouped convolution members·c_{i−1} → members·c_i with groups = members, so member e reads and
+/// writes only its own channels e·c … e·c + c − 1. BatchNorm over members·c channels normalises
+/// every channel separately, i.e. per member. With members = 1 it is an ordinary CNN. Layers are
+/// "conv<i>" (weight [members·c_i, c_{i−1}, 3, 3], initialised like one member's torch::nn::Conv2d)
+/// and "bn<i>". Output [B, members·c_last, H/2^L, W/2^L].
+class ConvStack : public torch::nn::Module {
+ public:
+  ConvStack(std::int64_t members, std::int64_t in_channels, const std::vector<std::int64_t>& channels,
+            const std::vector<bool>& batch_norm);
+  ~ConvStack() override;
+  torch::Tensor forward(const torch::Tensor& x);
+  std::int64_t members() const { return members_; }
+  const std::vector<std::int64_t>& channels() const { return channels_; }
+  const std::vector<torch::nn::Conv2d>& convs() const { return convs_; }
+  /// One entry per block; null where the block has no BatchNorm.
+  const std::vector<torch::nn::BatchNorm2d>& norms() const { return norms_; }
+
+ private:
+  std::int64_t members_;
+  std::vector<std::int64_t> channels_;
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<torch::nn::BatchNorm2d> norms_;
+};
+
+/// Deep convolutional experts (CIFAR-100, moe §1.6: 16/32/64/128 channels, BatchNorm on blocks 2
+/// and 4, 512 → 1024 → 256 → C): a `ConvStack` over all E experts ("convs"), flattened per expert,
+/// then a StackedLinear MLP ("mlp").
+class ConvStackExpertBank : public ExpertBank {
+ public:
+  ConvStackExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape,
+                      const std::vector<std::int64_t>& channels, const std::vector<bool>& batch_norm,
+                      const std::vector<std::int64_t>& hidden, std::int64_t out);
+  ~ConvStackExpertBank() override;
+  ExpertOutput forward(const torch::Tensor& x) override;
+  std::int64_t members() const override { return members_; }
+  std::int64_t outputs() const override { return mlp_->outputs(); }
+  std::shared_ptr<ConvStack> convs() const { return convs_; }
+  std::shared_ptr<MlpExpertBank> mlp() const { return mlp_; }
+  /// The conv stage alone: [B, Cin, H, W] → [E, B, c_last·H'·W'] (what the MLP stage reads).
+  torch::Tensor features(const torch::Tensor& x);
+
+ private:
+  std::int64_t members_;
+  std::shared_ptr<ConvStack> convs_;
+  std::shared_ptr<MlpExpertBank> mlp_;
+};
+
+/// Number of pixels per side after `blocks` ConvStack blocks (3×3 padding 1, then 2×2 max pool);
+/// throws std::invalid_argument when `side` is too small.
+std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks);
 
 /// The expectation mixture ŷ = Σ_e g_e f_e: `gate` [B, E], `probs` [B, E, C] → [B, C], as one bmm.
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs);

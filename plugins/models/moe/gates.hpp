@@ -4,6 +4,8 @@
 /// to the top k experts. `Gate` is the interface; `MlpGate` covers linear and MLP gates on flat
 /// inputs. Attentive and convolutional gates derive from the same interface.
 
+#include "experts.hpp"
+
 #include <modlab/nn/layers.hpp>
 
 #include <torch/nn/modules/batchnorm.h>
@@ -62,6 +64,22 @@ class ConvGate : public Gate {
  private:
   torch::nn::Conv2d conv_{nullptr};
   torch::nn::BatchNorm2d bn_{nullptr};
+  std::shared_ptr<MlpGate> mlp_;
+};
+
+/// A deep convolutional gate (CIFAR-100, moe §1.6: 64/128/256/512 channels, BatchNorm on blocks 2
+/// and 4, → 1024 → 256 → E): a one-member `ConvStack` ("convs"), then an MLP ("mlp"); the last
+/// hidden layer (pre-ReLU) is `GateOutput::hidden`.
+class ConvStackGate : public Gate {
+ public:
+  ConvStackGate(std::vector<std::int64_t> input_shape, const std::vector<std::int64_t>& channels,
+                const std::vector<bool>& batch_norm, const std::vector<std::int64_t>& hidden, std::int64_t experts);
+  ~ConvStackGate() override;
+  GateOutput forward(const torch::Tensor& x) override;
+  std::int64_t experts() const override { return mlp_->experts(); }
+
+ private:
+  std::shared_ptr<ConvStack> convs_;
   std::shared_ptr<MlpGate> mlp_;
 };
 

@@ -21,6 +21,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
@@ -54,6 +55,8 @@ struct MoeOptions {
   double beta_diff = 0.0;
   std::string sample_similarity_form = "normalized";
   std::int64_t em_estep_samples = 128;
+  std::string em_loss_form = "reference";
+  std::vector<double> expert_lr_scale;
   std::string selection = "self_information";
   std::string selection_output = "argmax";
   std::int64_t gate_epochs = -1;
@@ -62,7 +65,12 @@ struct MoeOptions {
 
 const std::vector<std::string> kMethods = {"expectation", "stochastic", "pre_softmax",  "em",
                                            "dual_temperature", "no_gate", "expert_loss"};
-const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn"};
+const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn", "cifar_cnn"};
+
+// CIFAR-100 (moe §1.6): 4 conv blocks, BatchNorm on blocks 2 and 4, then 1024 → 256.
+const std::vector<std::int64_t> kCifarExpertChannels = {16, 32, 64, 128};
+const std::vector<std::int64_t> kCifarGateChannels = {64, 128, 256, 512};
+const std::vector<bool> kCifarBatchNorm = {false, true, false, true};
 
 void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
   for (auto s : sizes)
@@ -79,7 +87,7 @@ void check_choice(const Config& c, const std::string& key, const std::string& va
   c.fail(key, "expected one of " + list + ", got \"" + value + "\"");
 }
 
-bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn"; }
+bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn" || net == "cifar_cnn"; }
 
 MoeOptions read_options(const Config& c) {
   MoeOptions o;
@@ -106,6 +114,8 @@ MoeOptions read_options(const Config& c) {
   o.beta_diff = c.get_or<double>("beta_diff", o.beta_diff);
   o.sample_similarity_form = c.get_or<std::string>("sample_similarity_form", o.sample_similarity_form);
   o.em_estep_samples = c.get_or<std::int64_t>("em_estep_samples", o.em_estep_samples);
+  o.em_loss_form = c.get_or<std::string>("em_loss_form", o.em_loss_form);
+  o.expert_lr_scale = c.get_or<std::vector<double>>("expert_lr_scale", o.expert_lr_scale);
   o.selection = c.get_or<std::string>("selection", o.selection);
   o.selection_output = c.get_or<std::string>("selection_output", o.selection_output);
   o.gate_epochs = c.get_or<std::int64_t>("gate_epochs", o.gate_epochs);
@@ -119,6 +129,14 @@ MoeOptions read_options(const Config& c) {
   check_choice(c, "ortho_form", o.ortho_form, {"master", "xai"});
   check_choice(c, "sample_similarity_form", o.sample_similarity_form, {"normalized", "reference"});
   check_choice(c, "selection", o.selection, {"self_information", "entropy"});
+  check_choice(c, "em_loss_form", o.em_loss_form, {"reference", "complete_data"});
+  if (!o.expert_lr_scale.empty()) {
+    if (static_cast<std::int64_t>(o.expert_lr_scale.size()) != o.num_experts)
+      c.fail("expert_lr_scale", "expected one factor per expert (num_experts = " + std::to_string(o.num_experts) +
+                                    "), got " + std::to_string(o.expert_lr_scale.size()));
+    for (double s : o.expert_lr_scale)
+      if (!(s >= 0.0) || !std::isfinite(s)) c.fail("expert_lr_scale", "expected finite factors >= 0");
+  }
   check_choice(c, "selection_output", o.selection_output, {"argmax", "sample", "expectation"});
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
@@ -143,6 +161,8 @@ MoeOptions read_options(const Config& c) {
   if (o.expert == "fmnist_cnn") o.expert_hidden = {64, 32};
   if (o.gate == "mnist_cnn") o.gate_hidden = {128, 32};
   if (o.gate == "fmnist_cnn") o.gate_hidden = {512, 32};
+  if (o.expert == "cifar_cnn") o.expert_hidden = {1024, 256};
+  if (o.gate == "cifar_cnn") o.gate_hidden = {1024, 256};
   if (o.gating == "attentive") {
     if (o.expert_hidden.empty()) c.fail("gating", "attentive gating needs experts with a hidden layer (the keys)");
     if (o.gate_hidden.empty()) c.fail("gating", "attentive gating needs a gate with a hidden layer (the query)");
@@ -157,7 +177,12 @@ class MoeModel : public Model {
   MoeModel(MoeOptions opt, const DatasetSpec& spec)
       : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
     if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
-    if (is_cnn(opt_.expert)) {
+    if (opt_.expert == "cifar_cnn") {
+      check_image("expert");
+      experts_ = register_module("experts", std::make_shared<ConvStackExpertBank>(
+                                                opt_.num_experts, input_shape_, kCifarExpertChannels, kCifarBatchNorm,
+                                                opt_.expert_hidden, classes_));
+    } else if (is_cnn(opt_.expert)) {
       check_image("expert");
       experts_ = register_module("experts", std::make_shared<ConvExpertBank>(opt_.num_experts, input_shape_, 1,
                                                                              opt_.expert_hidden, classes_));
@@ -165,7 +190,11 @@ class MoeModel : public Model {
       experts_ = register_module(
           "experts", std::make_shared<MlpExpertBank>(opt_.num_experts, inputs_, opt_.expert_hidden, classes_));
     }
-    if (is_cnn(opt_.gate)) {
+    if (opt_.gate == "cifar_cnn") {
+      check_image("gate");
+      gate_ = register_module("gate", std::make_shared<ConvStackGate>(input_shape_, kCifarGateChannels, kCifarBatchNorm,
+                                                                      opt_.gate_hidden, opt_.num_experts));
+    } else if (is_cnn(opt_.gate)) {
       check_image("gate");
       const bool fashion = opt_.gate == "fmnist_cnn";
       gate_ = register_module("gate", std::make_shared<ConvGate>(input_shape_, fashion ? 8 : 1, fashion,
@@ -177,6 +206,15 @@ class MoeModel : public Model {
       attention_ = register_module(
           "attention", std::make_shared<Attention>(opt_.gate_hidden.back(), opt_.expert_hidden.back(), opt_.attention_dim));
     temperature_ = opt_.temperature;
+    if (!opt_.expert_lr_scale.empty()) {
+      // Every expert parameter must be stacked with a leading axis of E blocks (expert e owns block
+      // e): [E, …] for StackedLinear, [E·k, …] for the convolutions and their BatchNorms.
+      for (const auto& p : group_params("experts"))
+        if (p.dim() == 0 || p.size(0) % opt_.num_experts != 0)
+          throw ConfigError("model 'moe': expert_lr_scale: expert parameter of shape " + shape_text(p) +
+                            " has no leading axis of " + std::to_string(opt_.num_experts) + " expert blocks");
+      expert_lr_scale_ = torch::tensor(opt_.expert_lr_scale, torch::kDouble);
+    }
   }
 
   Output forward(const Batch& batch) override {
@@ -244,7 +282,8 @@ class MoeModel : public Model {
         assign = assignments_.index_select(0, batch.indices.to(torch::kCPU)).to(g.device());
       else
         assign = g.detach().argmax(1);
-      losses.push_back({"task", em_loss(g, f, y, assign, 1e-7)});
+      losses.push_back({"task", opt_.em_loss_form == "complete_data" ? em_complete_data_loss(g, f, y, assign, 1e-7)
+                                                                     : em_loss(g, f, y, assign, 1e-7)});
     } else {
       losses.push_back({"task", F::nll_loss(torch::log(out.prediction + opt_.eps), y)});
       if (m == "expert_loss") losses.push_back({"gate", expert_loss_gate_loss(g, f, y, opt_.eps)});
@@ -261,7 +300,32 @@ class MoeModel : public Model {
     return losses;
   }
 
+  /// With `expert_lr_scale`, the optimizer's step of expert e's block of every stacked expert
+  /// parameter is multiplied by s_e: p ← p_before + s_e·(p_after − p_before). SGD (with momentum
+  /// or Nesterov), RMSprop (also centered / with momentum), Adam, AdamW and Adagrad all step
+  /// p ← p − lr·u, where u and every state buffer are independent of lr, so this is exactly the
+  /// trajectory of one optimizer with lr·s_e for expert e (and a learning-rate schedule scales
+  /// every expert alike). Scaling the *gradient* instead is exact only for plain SGD: RMSprop and
+  /// Adam divide by a running gradient scale and would ignore the factor (up to their ε).
   Losses train_step(const Batch& batch, StepContext& ctx) override {
+    if (!expert_lr_scale_.defined()) return method_train_step(batch, ctx);
+    const auto params = group_params("experts");
+    std::vector<torch::Tensor> before;
+    before.reserve(params.size());
+    for (const auto& p : params) before.push_back(p.detach().clone());
+    Losses losses = method_train_step(batch, ctx);
+    torch::NoGradGuard ng;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      auto p = params[i].detach().view({opt_.num_experts, -1});
+      const auto s = expert_lr_scale_.to(p.device(), p.scalar_type()).view({-1, 1});
+      // lerp is exact at both ends: s = 0 restores p_before, s = 1 keeps p_after bit for bit.
+      p.copy_(torch::lerp(before[i].view({opt_.num_experts, -1}), p, s));
+    }
+    return losses;
+  }
+
+  /// The step of the training method (without the per-expert rescaling).
+  Losses method_train_step(const Batch& batch, StepContext& ctx) {
     if (opt_.method != "dual_temperature") return Model::train_step(batch, ctx);
     // Experts follow the loss at temperature T, the gate the loss at T = 1 (expert grads excluded).
     ctx.zero_grad();
@@ -418,9 +482,13 @@ class MoeModel : public Model {
   };
 
   void check_image(const std::string& which) const {
+    const std::string& net = which == "gate" ? opt_.gate : opt_.expert;
     if (input_shape_.size() != 3)
-      throw ConfigError("model 'moe': " + which + " = \"" + (which == "gate" ? opt_.gate : opt_.expert) +
-                        "\" needs image inputs [C, H, W] or [H, W]");
+      throw ConfigError("model 'moe': " + which + " = \"" + net + "\" needs image inputs [C, H, W] or [H, W]");
+    const std::int64_t min_side = net == "cifar_cnn" ? 16 : 4;  // 4 max-pooled blocks / one 3×3 conv + pool
+    if (input_shape_[1] < min_side || input_shape_[2] < min_side)
+      throw ConfigError("model 'moe': " + which + " = \"" + net + "\" needs images of at least " +
+                        std::to_string(min_side) + "x" + std::to_string(min_side) + " pixels");
   }
 
   torch::Tensor image_of(const torch::Tensor& x) const {
@@ -447,6 +515,12 @@ class MoeModel : public Model {
       h = -(f * torch::log2(f + opt_.eps)).sum(2);
     }
     return torch::softmax(-h / opt_.temperature, 1);
+  }
+
+  static std::string shape_text(const torch::Tensor& t) {
+    std::string s = "[";
+    for (std::int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+    return s + "]";
   }
 
   std::vector<torch::Tensor> group_params(const std::string& which) const {
@@ -481,6 +555,7 @@ class MoeModel : public Model {
   std::string phase_ = "train";
   double temperature_ = 1.0;
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
+  torch::Tensor expert_lr_scale_;  // [E] double, undefined without `expert_lr_scale`
   std::map<std::string, SplitStats> stats_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs
   torch::Tensor final_allocation_;   // of the last evaluated "test" split (else the last evaluated one)
@@ -524,10 +599,10 @@ void register_moe(Registrar& registrar) {
       key_spec("method", ValueType::String, "\"expectation\"",
           "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),
       key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
-      key_spec("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
       key_spec("expert_hidden", ValueType::Array, "[4]", "mlp experts: hidden layer widths ([4] shallow, [32, 16, 4] deep)",
           ValueType::Int),
-      key_spec("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
+      key_spec("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
       key_spec("gate_hidden", ValueType::Array, "[]", "mlp gate: hidden layer widths", ValueType::Int),
       key_spec("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
       key_spec("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
@@ -548,6 +623,10 @@ void register_moe(Registrar& registrar) {
       key_spec("sample_similarity_form", ValueType::String, "\"normalized\"",
           "(b_s*same - b_d*diff)/B^2 (normalized) | b_s*same - b_d*diff/B^2 (reference)"),
       key_spec("em_estep_samples", ValueType::Int, "128", "em: training examples re-assigned per epoch"),
+      key_spec("em_loss_form", ValueType::String, "\"reference\"",
+          "em M-step: -log(f_a[y])*g_a (reference) | -log(f_a[y]) - log(g_a) (complete_data)"),
+      key_spec("expert_lr_scale", ValueType::Array, "[]",
+          "per-expert learning-rate factors (one per expert; scales each expert's optimizer step)", ValueType::Float),
       key_spec("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
       key_spec("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
       key_spec("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),

@@ -138,6 +138,88 @@ torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
 
 ExpertOutput ConvExpertBank::forward(const torch::Tensor& x) { return mlp_->forward(features(x)); }
 
+// ---------------------------------------------------------------- deep CNNs (CIFAR-100)
+
+std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks) {
+  for (std::size_t i = 0; i < blocks; ++i) {
+    if (side < 2) throw std::invalid_argument("the input image is too small for " + std::to_string(blocks) +
+                                              " conv blocks with 2x2 max pooling");
+    side /= 2;
+  }
+  return side;
+}
+
+ConvStack::~ConvStack() = default;
+
+ConvStack::ConvStack(std::int64_t members, std::int64_t in_channels, const std::vector<std::int64_t>& channels,
+                     const std::vector<bool>& batch_norm)
+    : members_(members), channels_(channels) {
+  if (members <= 0) throw std::invalid_argument("a conv stack needs at least one member");
+  if (channels.empty() || batch_norm.size() != channels.size())
+    throw std::invalid_argument("a conv stack needs one BatchNorm flag per conv block");
+  std::int64_t in = in_channels;
+  for (std::size_t i = 0; i < channels.size(); ++i) {
+    if (channels[i] <= 0) throw std::invalid_argument("conv channels must be positive");
+    // Block 0 reads the shared input (one convolution for all members), later blocks only their
+    // own member's channels (groups = members).
+    const std::int64_t groups = i == 0 ? 1 : members;
+    const std::int64_t fan_in_channels = i == 0 ? in : members * in;
+    convs_.push_back(register_module(
+        "conv" + std::to_string(i),
+        torch::nn::Conv2d(torch::nn::Conv2dOptions(fan_in_channels, members * channels[i], 3).padding(1).groups(groups))));
+    norms_.push_back(batch_norm[i] ? register_module("bn" + std::to_string(i), torch::nn::BatchNorm2d(members * channels[i]))
+                                   : torch::nn::BatchNorm2d(nullptr));
+    in = channels[i];
+  }
+}
+
+torch::Tensor ConvStack::forward(const torch::Tensor& x) {
+  torch::Tensor h = x;
+  for (std::size_t i = 0; i < convs_.size(); ++i) {
+    h = convs_[i]->forward(h);
+    if (norms_[i]) h = norms_[i]->forward(h);
+    h = torch::max_pool2d(torch::relu(h), 2);
+  }
+  return h;
+}
+
+ConvStackExpertBank::~ConvStackExpertBank() = default;
+
+ConvStackExpertBank::ConvStackExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape,
+                                         const std::vector<std::int64_t>& channels, const std::vector<bool>& batch_norm,
+                                         const std::vector<std::int64_t>& hidden, std::int64_t out)
+    : members_(members) {
+  if (input_shape.size() != 3) throw std::invalid_argument("convolutional experts need image inputs [C, H, W]");
+  const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
+                    conv_stack_side(input_shape[2], channels.size());
+  convs_ = register_module("convs", std::make_shared<ConvStack>(members, input_shape[0], channels, batch_norm));
+  mlp_ = register_module("mlp", std::make_shared<MlpExpertBank>(members, flat, hidden, out));
+}
+
+torch::Tensor ConvStackExpertBank::features(const torch::Tensor& x) {
+  const auto h = convs_->forward(x);                                       // [B, E·c, H', W']
+  return h.reshape({x.size(0), members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, c·H'·W']
+}
+
+ExpertOutput ConvStackExpertBank::forward(const torch::Tensor& x) { return mlp_->forward(features(x)); }
+
+ConvStackGate::~ConvStackGate() = default;
+
+ConvStackGate::ConvStackGate(std::vector<std::int64_t> input_shape, const std::vector<std::int64_t>& channels,
+                             const std::vector<bool>& batch_norm, const std::vector<std::int64_t>& hidden,
+                             std::int64_t experts) {
+  if (input_shape.size() != 3) throw std::invalid_argument("convolutional gates need image inputs [C, H, W]");
+  const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
+                    conv_stack_side(input_shape[2], channels.size());
+  convs_ = register_module("convs", std::make_shared<ConvStack>(1, input_shape[0], channels, batch_norm));
+  mlp_ = register_module("mlp", std::make_shared<MlpGate>(flat, hidden, experts));
+}
+
+GateOutput ConvStackGate::forward(const torch::Tensor& x) {
+  const auto h = convs_->forward(x);
+  return mlp_->forward(h.reshape({x.size(0), -1}));
+}
+
 ConvGate::~ConvGate() = default;
 
 ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels, bool batch_norm,

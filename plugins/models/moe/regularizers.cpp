@@ -77,6 +77,14 @@ torch::Tensor em_loss(const torch::Tensor& gate, const torch::Tensor& experts, c
   return -(torch::log(f + eps) * g).mean();
 }
 
+torch::Tensor em_complete_data_loss(const torch::Tensor& gate, const torch::Tensor& experts,
+                                    const torch::Tensor& targets, const torch::Tensor& assignment, double eps) {
+  const auto a = assignment.view({-1, 1});
+  const auto f = true_class_probs(experts, targets).gather(1, a).squeeze(1);
+  const auto g = gate.gather(1, a).squeeze(1);
+  return -(torch::log(f + eps) + torch::log(g + eps)).mean();
+}
+
 torch::Tensor expert_loss_gate_loss(const torch::Tensor& gate, const torch::Tensor& experts,
                                     const torch::Tensor& targets, double eps) {
   const auto lf = torch::log(true_class_probs(experts.detach(), targets) + eps);

@@ -41,6 +41,12 @@ torch::Tensor jacobs_loss(const torch::Tensor& gate, const torch::Tensor& expert
 torch::Tensor em_loss(const torch::Tensor& gate, const torch::Tensor& experts, const torch::Tensor& targets,
                       const torch::Tensor& assignment, double eps);
 
+/// EM M-step loss as the negative complete-data log-likelihood of the assignment:
+/// −mean_i[ log(f_{a_i}(x_i)[y_i] + eps) + log(g_{a_i}(x_i) + eps) ]. Unlike `em_loss` it rewards the
+/// gate for *raising* g_{a_i} (the reference product form is minimised by g_{a_i} → 0).
+torch::Tensor em_complete_data_loss(const torch::Tensor& gate, const torch::Tensor& experts,
+                                    const torch::Tensor& targets, const torch::Tensor& assignment, double eps);
+
 /// Expert-loss gate term: Σ_e mean_i | g_e(x_i) − log(f_e(x_i)[y_i] + eps) | with f detached.
 torch::Tensor expert_loss_gate_loss(const torch::Tensor& gate, const torch::Tensor& experts,
                                     const torch::Tensor& targets, double eps);
