@@ -550,6 +550,8 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
 
     auto phases = model->phases();
     const std::int64_t nphases = static_cast<std::int64_t>(phases.size());
+    constexpr std::chrono::milliseconds kFlushInterval{1000};
+    auto last_flush = std::chrono::steady_clock::now();
     for (std::int64_t pi = pos.phase; pi < nphases; ++pi) {
       const Phase& phase = phases[static_cast<std::size_t>(pi)];
       TrainOptions opt = parse_train_options(tcfg, phase.name);
@@ -660,13 +662,20 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
           }
           model->train();
         }
-        writer->scalar("time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        writer->flush();
+        const auto t1 = std::chrono::steady_clock::now();
+        writer->scalar("time_s", std::chrono::duration<double>(t1 - t0).count());
         ++pos.global_epoch;
         pos.epoch = ep + 1;
         pos.phase = pi;
         bool phase_done = pos.epoch == epochs;
-        if (opt.checkpoint_every > 0 && ((ep + 1) % opt.checkpoint_every == 0 || phase_done)) {
+        const bool checkpoint = opt.checkpoint_every > 0 && ((ep + 1) % opt.checkpoint_every == 0 || phase_done);
+        // Rows reach the live file at most once per kFlushInterval (and with every checkpoint and at
+        // the end of a phase): a flush costs more than a whole epoch of a small model.
+        if (checkpoint || phase_done || t1 - last_flush >= kFlushInterval) {
+          writer->flush();
+          last_flush = t1;
+        }
+        if (checkpoint) {
           Position save = pos;
           if (phase_done) save = Position{pi + 1, 0, pos.step, pos.global_epoch};
           save_checkpoint(paths.checkpoint, *model, phase_done ? nullptr : bo.opt.get(), save, writer->history());
