@@ -79,22 +79,29 @@ torch::Tensor Overridable::effective(const std::string& name, const torch::Tenso
   return it == overrides_.end() ? param : it->second;
 }
 
+// The root is handled by reference, not through named_modules(include_self = true), which throws
+// for a root module that is not owned by a shared_ptr (a model on the stack, a plain member).
 void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name) {
-  auto modules = root.named_modules("", /*include_self=*/true);
+  auto modules = root.named_modules("", /*include_self=*/false);
   for (const auto& [full, value] : by_name) {
     auto dot = full.rfind('.');
     std::string mod = dot == std::string::npos ? "" : full.substr(0, dot);
     std::string param = dot == std::string::npos ? full : full.substr(dot + 1);
-    auto* m = modules.find(mod);
-    auto* o = m ? dynamic_cast<Overridable*>(m->get()) : nullptr;
-    if (!o || !(*m)->named_parameters(false).contains(param))
+    torch::nn::Module* m = &root;
+    if (!mod.empty()) {
+      auto* found = modules.find(mod);
+      m = found ? found->get() : nullptr;
+    }
+    auto* o = dynamic_cast<Overridable*>(m);
+    if (!o || !m->named_parameters(false).contains(param))
       throw std::invalid_argument("no overridable parameter '" + full + "'");
     o->set_override(param, value);
   }
 }
 
 void clear_overrides(torch::nn::Module& root) {
-  for (auto& m : root.modules(/*include_self=*/true))
+  if (auto* o = dynamic_cast<Overridable*>(&root)) o->clear_overrides();
+  for (auto& m : root.modules(/*include_self=*/false))
     if (auto* o = dynamic_cast<Overridable*>(m.get())) o->clear_overrides();
 }
 
@@ -180,6 +187,15 @@ void StackedLinearImpl::reset_parameters() { kaiming_like_linear(weight, bias, i
 torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
   auto w = effective("weight", weight);
   auto b = bias.defined() ? effective("bias", bias) : bias;
+  if (x.dim() == 2 && w.dim() == 3) {
+    // A shared input: one wide product x [B, in] · [in, E·out] instead of E small ones (a larger
+    // GEMM runs closer to peak, and the backward pass yields grad x directly, with no sum over E).
+    const auto B = x.size(0), E = w.size(0), out = w.size(2);
+    MacCounter::add(E * B * in_features * out_features);
+    const auto wide = w.permute({1, 0, 2}).reshape({w.size(1), E * out});
+    const auto y = b.defined() ? torch::addmm(b.reshape({1, E * out}), x, wide) : x.mm(wide);
+    return y.view({B, E, out}).permute({1, 0, 2});
+  }
   auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
   MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
   if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);

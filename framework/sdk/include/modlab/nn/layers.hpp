@@ -88,7 +88,8 @@ class MODLAB_API Conv2dImpl : public torch::nn::Module, public Overridable {
 TORCH_MODULE(Conv2d);
 
 /// E independent linear layers evaluated as one batched matmul (experts, modules).
-/// Weight [E, in, out], bias [E, out]. Input [B, in] (shared by all E) or [E, B, in]; output [E, B, out].
+/// Weight [E, in, out], bias [E, out]. Input [B, in] (shared by all E) or [E, B, in]; output [E, B, out]
+/// (for a shared input, one [B, in]·[in, E·out] product returned as a strided view).
 /// Each member is initialised like torch::nn::Linear(in, out).
 class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridable {
  public:

@@ -1,0 +1,169 @@
+// modlab::nn: batched layers equal their per-member / per-sample loops (values and gradients),
+// overrides, MAC counting, and the stochastic estimators of nn/functional.hpp.
+#define BOOST_TEST_MODULE nn
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/nn/functional.hpp>
+#include <modlab/nn/layers.hpp>
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
+
+using namespace modlab::nn;
+
+namespace {
+
+bool close(const torch::Tensor& a, const torch::Tensor& b, double tol = 1e-10) {
+  return a.sizes() == b.sizes() && torch::allclose(a, b, tol, tol);
+}
+
+/// Gradients of sum(y · r) with respect to `inputs`, for a fixed random r.
+std::vector<torch::Tensor> grads_of(const torch::Tensor& y, const std::vector<torch::Tensor>& inputs, std::uint64_t seed) {
+  torch::manual_seed(seed);
+  auto r = torch::randn(y.sizes(), y.options());
+  return torch::autograd::grad({(y * r).sum()}, inputs);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stacked_linear_on_a_shared_input_equals_the_member_loop) {
+  torch::manual_seed(0);
+  const std::int64_t E = 3, B = 7, in = 5, out = 4;
+  StackedLinear layer(E, in, out);
+  layer->to(torch::kFloat64);
+  auto x = torch::randn({B, in}, torch::kFloat64).requires_grad_();
+  auto y = layer->forward(x);
+  BOOST_TEST(y.sizes() == (std::vector<std::int64_t>{E, B, out}));
+
+  auto w = layer->weight.detach().clone().requires_grad_();
+  auto b = layer->bias.detach().clone().requires_grad_();
+  auto x2 = x.detach().clone().requires_grad_();
+  std::vector<torch::Tensor> rows;
+  for (std::int64_t e = 0; e < E; ++e) rows.push_back(torch::addmm(b[e], x2, w[e]));
+  auto loop = torch::stack(rows);
+  BOOST_TEST(close(y, loop));
+
+  auto g = grads_of(y, {layer->weight, layer->bias, x}, 1);
+  auto g2 = grads_of(loop, {w, b, x2}, 1);
+  for (std::size_t i = 0; i < g.size(); ++i) BOOST_TEST(close(g[i], g2[i]), "gradient " << i);
+}
+
+BOOST_AUTO_TEST_CASE(stacked_linear_on_member_inputs_equals_the_member_loop) {
+  torch::manual_seed(2);
+  const std::int64_t E = 4, B = 3, in = 6, out = 2;
+  StackedLinear layer(E, in, out, /*bias=*/false);
+  layer->to(torch::kFloat64);
+  BOOST_TEST(!layer->bias.defined());
+  auto x = torch::randn({E, B, in}, torch::kFloat64);
+  auto y = layer->forward(x);
+  for (std::int64_t e = 0; e < E; ++e) BOOST_TEST(close(y[e], x[e].mm(layer->weight[e])), "member " << e);
+}
+
+BOOST_AUTO_TEST_CASE(stacked_linear_counts_its_multiply_accumulates) {
+  StackedLinear layer(3, 5, 4);
+  MacCounter outer;
+  {
+    MacCounter inner;
+    layer->forward(torch::randn({7, 5}));
+    BOOST_TEST(inner.total() == 3 * 7 * 5 * 4);
+  }
+  layer->forward(torch::randn({3, 2, 5}));
+  BOOST_TEST(outer.total() == 3 * 7 * 5 * 4 + 3 * 2 * 5 * 4);
+}
+
+BOOST_AUTO_TEST_CASE(linear_with_a_k_batched_override_equals_the_sample_loop) {
+  torch::manual_seed(3);
+  const std::int64_t K = 5, B = 4, in = 3, out = 2;
+  Linear layer(in, out);
+  layer->to(torch::kFloat64);
+  auto x = torch::randn({B, in}, torch::kFloat64);
+  BOOST_TEST(close(layer->forward(x), torch::addmm(layer->bias, x, layer->weight.t())));
+  auto w = torch::randn({K, out, in}, torch::kFloat64);
+  auto b = torch::randn({K, out}, torch::kFloat64);
+  layer->set_override("weight", w);
+  layer->set_override("bias", b);
+  auto y = layer->forward(x);
+  BOOST_TEST(y.sizes() == (std::vector<std::int64_t>{K, B, out}));
+  for (std::int64_t k = 0; k < K; ++k) BOOST_TEST(close(y[k], torch::addmm(b[k], x, w[k].t())), "sample " << k);
+  layer->clear_overrides();
+  BOOST_TEST(close(layer->forward(x), torch::addmm(layer->bias, x, layer->weight.t())));
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_with_a_k_batched_override_equals_the_sample_loop) {
+  torch::manual_seed(4);
+  const std::int64_t K = 3, B = 2, C = 2, O = 4;
+  Conv2d layer(C, O, 3, /*stride=*/1, /*padding=*/1);
+  layer->to(torch::kFloat64);
+  auto x = torch::randn({B, C, 6, 6}, torch::kFloat64);
+  auto w = torch::randn({K, O, C, 3, 3}, torch::kFloat64);
+  layer->set_override("weight", w);
+  auto y = layer->forward(x);
+  BOOST_TEST(y.sizes() == (std::vector<std::int64_t>{K, B, O, 6, 6}));
+  for (std::int64_t k = 0; k < K; ++k)
+    BOOST_TEST(close(y[k], torch::conv2d(x, w[k], layer->bias, 1, 1)), "sample " << k);
+}
+
+BOOST_AUTO_TEST_CASE(overrides_by_name_reject_unknown_parameters) {
+  struct Net : torch::nn::Module {
+    Linear fc{nullptr};
+    Net() { fc = register_module("fc", Linear(2, 2)); }
+  } net;
+  auto w = torch::zeros({2, 2});
+  set_overrides(net, {{"fc.weight", w}});
+  BOOST_TEST(close(net.fc->forward(torch::ones({1, 2})), net.fc->bias.unsqueeze(0)));
+  clear_overrides(net);
+  BOOST_TEST(!net.fc->has_overrides());
+  try {
+    set_overrides(net, {{"fc.wieght", w}});
+    BOOST_FAIL("an unknown parameter name must throw");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string(e.what()).find("fc.wieght") != std::string::npos, e.what());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(hard_gumbel_softmax_is_one_hot_with_the_soft_gradient) {
+  torch::manual_seed(5);
+  auto logits = torch::randn({6, 4}, torch::kFloat64).requires_grad_();
+  const double tau = 0.7;
+  auto hard = gumbel_softmax(logits, tau, /*hard=*/true, -1, /*noise=*/false);
+  BOOST_TEST(close(hard.sum(-1), torch::ones({6}, torch::kFloat64)));
+  BOOST_TEST(close(hard.argmax(-1), logits.argmax(-1)));
+  BOOST_TEST((hard == 0).logical_or(hard == 1).all().item<bool>());
+  auto g_hard = grads_of(hard, {logits}, 6)[0];
+  auto g_soft = grads_of(torch::softmax(logits / tau, -1), {logits}, 6)[0];
+  BOOST_TEST(close(g_hard, g_soft));
+  // with noise the sample is still one-hot
+  auto noisy = gumbel_softmax(logits, tau, true);
+  BOOST_TEST(close(noisy.sum(-1), torch::ones({6}, torch::kFloat64)));
+}
+
+BOOST_AUTO_TEST_CASE(hard_gumbel_sigmoid_thresholds_at_one_half) {
+  auto logits = torch::tensor({-2.0, -0.1, 0.1, 3.0}, torch::kFloat64).requires_grad_();
+  auto y = gumbel_sigmoid(logits, 1.0, /*hard=*/true, /*noise=*/false);
+  BOOST_TEST(close(y, torch::tensor({0.0, 0.0, 1.0, 1.0}, torch::kFloat64)));
+  auto g = grads_of(y, {logits}, 7)[0];
+  auto g_soft = grads_of(torch::sigmoid(logits), {logits}, 7)[0];
+  BOOST_TEST(close(g, g_soft));
+}
+
+BOOST_AUTO_TEST_CASE(topk_selectors_pick_the_largest_in_order) {
+  auto scores = torch::tensor({{0.1, 0.9, 0.5, 0.3}, {2.0, -1.0, 0.0, 3.0}}, torch::kFloat64).requires_grad_();
+  auto sel = topk_selectors(scores, 2);
+  BOOST_TEST(sel.sizes() == (std::vector<std::int64_t>{2, 2, 4}));
+  auto want = torch::zeros({2, 2, 4}, torch::kFloat64);
+  want[0][0][1] = 1;  // row 0: 0.9 then 0.5
+  want[1][0][2] = 1;
+  want[0][1][3] = 1;  // row 1: 3.0 then 2.0
+  want[1][1][0] = 1;
+  BOOST_TEST(close(sel.detach(), want));
+  auto g = grads_of(sel, {scores}, 8)[0];
+  BOOST_TEST(g.abs().sum().item<double>() > 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(entropy_in_bits_of_known_distributions) {
+  auto p = torch::tensor({{0.5, 0.5, 0.0, 0.0}, {1.0, 0.0, 0.0, 0.0}, {0.25, 0.25, 0.25, 0.25}}, torch::kFloat64);
+  BOOST_TEST(close(entropy_bits(p), torch::tensor({1.0, 0.0, 2.0}, torch::kFloat64)));
+  BOOST_TEST(close(entropy_bits(p.t(), 0), torch::tensor({1.0, 0.0, 2.0}, torch::kFloat64)));
+}
