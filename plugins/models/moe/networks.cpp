@@ -132,7 +132,9 @@ torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
   // Cin → E·k (output channels e·k … e·k + k − 1 are expert e's): no repeated input, no grouped
   // convolution (which LibTorch's CPU build runs on a much slower path).
   auto h = at::conv2d(x, conv_weight, conv_bias);
-  h = torch::max_pool2d(torch::relu(h), 2);                               // [B, E·k, H', W']
+  // ReLU and max pooling commute (ReLU is monotonic), and the pooled gradient reaches the same
+  // element either way; pooling first runs the ReLU on a quarter of the values.
+  h = torch::relu(torch::max_pool2d(h, 2));                               // [B, E·k, H', W']
   return h.reshape({b, members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, k·H'·W']
 }
 
@@ -178,7 +180,7 @@ torch::Tensor ConvStack::forward(const torch::Tensor& x) {
   for (std::size_t i = 0; i < convs_.size(); ++i) {
     h = convs_[i]->forward(h);
     if (norms_[i]) h = norms_[i]->forward(h);
-    h = torch::max_pool2d(torch::relu(h), 2);
+    h = torch::relu(torch::max_pool2d(h, 2));  // = max_pool(relu(h)), see ConvExpertBank::features
   }
   return h;
 }
@@ -234,7 +236,7 @@ ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels,
 GateOutput ConvGate::forward(const torch::Tensor& x) {
   auto h = conv_->forward(x);
   if (bn_) h = bn_->forward(h);
-  h = torch::max_pool2d(torch::relu(h), 2);
+  h = torch::relu(torch::max_pool2d(h, 2));  // = max_pool(relu(h)), see ConvExpertBank::features
   return mlp_->forward(h.reshape({x.size(0), -1}));
 }
 
