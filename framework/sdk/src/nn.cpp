@@ -187,15 +187,6 @@ void StackedLinearImpl::reset_parameters() { kaiming_like_linear(weight, bias, i
 torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
   auto w = effective("weight", weight);
   auto b = bias.defined() ? effective("bias", bias) : bias;
-  if (x.dim() == 2 && w.dim() == 3) {
-    // A shared input: one wide product x [B, in] · [in, E·out] instead of E small ones (a larger
-    // GEMM runs closer to peak, and the backward pass yields grad x directly, with no sum over E).
-    const auto B = x.size(0), E = w.size(0), out = w.size(2);
-    MacCounter::add(E * B * in_features * out_features);
-    const auto wide = w.permute({1, 0, 2}).reshape({w.size(1), E * out});
-    const auto y = b.defined() ? torch::addmm(b.reshape({1, E * out}), x, wide) : x.mm(wide);
-    return y.view({B, E, out}).permute({1, 0, 2});
-  }
   auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
   MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
   if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);
