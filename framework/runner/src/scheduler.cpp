@@ -496,7 +496,13 @@ int worker_main(const std::vector<std::string>& args) {
     req.device = torch::Device(a.at("device"));
     req.threads = threads;
     req.stop = &g_stop;
-    req.on_progress = [&report](const Progress& p) {
+    // Progress lines at most every 0.2 s (and at each phase's last epoch): a short run has hundreds
+    // of sub-millisecond epochs, and a line per epoch would wake the scheduler for each.
+    auto last_report = std::chrono::steady_clock::now() - std::chrono::hours(1);
+    req.on_progress = [&report, &last_report](const Progress& p) {
+      const auto now = std::chrono::steady_clock::now();
+      if (p.epoch < p.epochs && now - last_report < std::chrono::milliseconds(200)) return;
+      last_report = now;
       std::ostringstream os;
       os << "progress " << p.phase << " " << p.phase_index << " " << p.phases << " " << p.epoch << " " << p.epochs << " "
          << std::setprecision(6) << p.loss << " " << p.step << "\n";
