@@ -192,6 +192,23 @@ BOOST_AUTO_TEST_CASE(kd_three_experts_matches_hand_computation) {
   BOOST_TEST(std::abs(md::distillation_loss(zt, gt, o).item<double>() - want_readme) < 1e-12);
 }
 
+BOOST_AUTO_TEST_CASE(kd_gate_gradient_off_leaves_the_gate_out_of_l_kd) {
+  torch::manual_seed(11);
+  const auto z = torch::randn({4, 3, 5}, torch::kDouble).requires_grad_();
+  const auto g = torch::softmax(torch::randn({4, 3}, torch::kDouble), -1).requires_grad_();
+  md::DistillOptions o;
+  o.temperature = 0.5;
+  const auto with = md::distillation_loss(z, g, o);
+  const auto gw = torch::autograd::grad({with}, {z, g});
+  o.gate_gradient = false;
+  const auto without = md::distillation_loss(z, g, o);
+  BOOST_TEST(std::abs(with.item<double>() - without.item<double>()) < 1e-15);  // same value
+  const auto gz = torch::autograd::grad({without}, {z, g}, {}, false, false, /*allow_unused=*/true);
+  BOOST_TEST(torch::allclose(gz[0], gw[0], 1e-12, 1e-12));  // same expert gradients
+  BOOST_TEST(gw[1].abs().sum().item<double>() > 0.0);
+  BOOST_TEST((!gz[1].defined() || gz[1].abs().sum().item<double>() == 0.0));  // none for the gate
+}
+
 BOOST_AUTO_TEST_CASE(vectorised_kl_equals_double_loop) {
   torch::manual_seed(5);
   for (double t : {0.02, 1.0, 2.0}) {

@@ -55,7 +55,8 @@ torch::Tensor distillation_loss(const torch::Tensor& logits, const torch::Tensor
   if (gate.dim() != 2 || gate.size(1) != e) throw std::invalid_argument("gate must be [B, E] with the experts' E");
   if (e < 2) return torch::zeros({}, logits.options());
   const auto d = opt.form == KdForm::Kl ? pairwise_kl(logits, opt.temperature) : pairwise_mse(logits, opt.temperature);
-  auto loss = (pair_weights(gate.mean(0), opt.weight) * d).sum() / static_cast<double>(e * (e - 1));
+  const auto gate_mean = opt.gate_gradient ? gate.mean(0) : gate.mean(0).detach();
+  auto loss = (pair_weights(gate_mean, opt.weight) * d).sum() / static_cast<double>(e * (e - 1));
   if (opt.t_squared) loss = loss * (opt.temperature * opt.temperature);
   return loss;
 }

@@ -28,6 +28,9 @@ struct DistillOptions {
   PairWeight weight = PairWeight::Product;
   double temperature = 1.0;  ///< T of the softened outputs softmax(z/T)
   bool t_squared = false;    ///< multiply L_KD by T² (the README variant)
+  /// Whether L_KD's pair weights pass gradient to the gate through ḡ (the reference: yes). With
+  /// false, ḡ is a constant in L_KD, so the gate cannot lower L_KD by concentrating on one expert.
+  bool gate_gradient = true;
 };
 
 /// The reference's choice of divergence: MSE for 2 experts, KL for 3 or more.
@@ -46,7 +49,7 @@ torch::Tensor pairwise_mse(const torch::Tensor& logits, double temperature);
 torch::Tensor pair_weights(const torch::Tensor& gate_mean, PairWeight weight);
 
 /// L_KD = (T² if set) · 1/(E(E−1)) · Σ_{i≠j} W[i][j] · D[i][j], with ḡ = mean over the batch of
-/// `gate` [B, E] (carrying gradient to the gate) and D from `pairwise_kl` / `pairwise_mse`.
+/// `gate` [B, E] (carrying gradient to the gate unless `gate_gradient` is false) and D from `pairwise_kl` / `pairwise_mse`.
 /// For E = 2 with the MSE form and product weights this is MSE(p_1, p_2)·ḡ_1·ḡ_2 as in the
 /// reference. Zero (a constant) for E = 1.
 torch::Tensor distillation_loss(const torch::Tensor& logits, const torch::Tensor& gate, const DistillOptions& opt);

@@ -43,6 +43,7 @@ struct ModeOptions {
   std::string kd_outputs = "shared";
   std::string kd_pair_weight = "product";
   bool kd_t_squared = false;
+  bool kd_gate_gradient = true;
   std::string ce_weight = "one";
   std::int64_t top_k = 0;
   std::string sparse_form = "renormalized";
@@ -83,6 +84,7 @@ ModeOptions read_options(const Config& c) {
   o.kd_outputs = c.get_or<std::string>("kd_outputs", o.kd_outputs);
   o.kd_pair_weight = c.get_or<std::string>("kd_pair_weight", o.kd_pair_weight);
   o.kd_t_squared = c.get_or<bool>("kd_t_squared", o.kd_t_squared);
+  o.kd_gate_gradient = c.get_or<bool>("kd_gate_gradient", o.kd_gate_gradient);
   o.ce_weight = c.get_or<std::string>("ce_weight", o.ce_weight);
   o.top_k = c.get_or<std::int64_t>("top_k", o.top_k);
   o.sparse_form = c.get_or<std::string>("sparse_form", o.sparse_form);
@@ -125,6 +127,7 @@ ModeOptions read_options(const Config& c) {
   o.distill.weight = o.kd_pair_weight == "student" ? PairWeight::Student : PairWeight::Product;
   o.distill.temperature = o.temperature;
   o.distill.t_squared = o.kd_t_squared;
+  o.distill.gate_gradient = o.kd_gate_gradient;
   return o;
 }
 
@@ -341,6 +344,8 @@ void register_mode(Registrar& registrar) {
       key_spec("kd_pair_weight", ValueType::String, "\"product\"",
                "pair weight: product (g_i*g_j, code) | student (g_i, README)"),
       key_spec("kd_t_squared", ValueType::Bool, "false", "multiply L_KD by T^2 (README)"),
+      key_spec("kd_gate_gradient", ValueType::Bool, "true",
+               "L_KD's pair weights pass gradient to the gate (reference); false keeps large alpha from collapsing the gate"),
       key_spec("ce_weight", ValueType::String, "\"one\"", "CE weight: one (code) | one_minus_alpha (README)"),
       key_spec("top_k", ValueType::Int, "0", "sparse gate: combine only the k largest gates (0 = all experts)"),
       key_spec("sparse_form", ValueType::String, "\"renormalized\"",
