@@ -1161,3 +1161,19 @@ BOOST_AUTO_TEST_CASE(em_loss_forms_push_the_assigned_gate_in_opposite_directions
                       moe::em_complete_data_loss(gg, o.aux.at("experts"), b.targets, gg.argmax(1), 1e-7)
                           .item<double>()) < 1e-6);
 }
+
+BOOST_AUTO_TEST_CASE(conv_experts_in_batch_slices_equal_one_pass) {
+  // E = 20 MNIST experts: about 54 KB of conv output per example, so a batch of 100 runs as two
+  // slices of ~77 examples.
+  torch::manual_seed(27);
+  moe::ConvExpertBank bank(20, {1, 28, 28}, 1, {5, 32}, 10);
+  const auto x = torch::randn({100, 1, 28, 28});
+  const auto f = bank.features(x);
+  const auto whole = torch::relu(torch::max_pool2d(torch::conv2d(x, bank.conv_weight, bank.conv_bias), 2));
+  const auto want = whole.reshape({100, 20, -1}).permute({1, 0, 2});
+  BOOST_TEST((f.sizes() == torch::IntArrayRef{20, 100, 169}));
+  BOOST_TEST((f - want).abs().max().item<float>() == 0.0f);
+  const auto gw = torch::autograd::grad({(f * f).sum()}, {bank.conv_weight})[0];
+  const auto gw_want = torch::autograd::grad({(want * want).sum()}, {bank.conv_weight})[0];
+  BOOST_TEST(((gw - gw_want).abs().max() / gw_want.abs().max()).item<float>() < 1e-5f);
+}
