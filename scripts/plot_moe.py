@@ -8,7 +8,10 @@ Reads `<folder>/sweep.h5` (the `summary` table and the `runs/<id>` links to the 
 - draws, for the first seed of every configuration, the expert × class heatmap of
   `tensors/allocation` (examples of each true class sent to each argmax-gate expert);
 - for runs on 2-D inputs (the toy tasks), draws the decision regions of the gate and of every
-  expert over the recorded 100 × 100 grid (`tensors/decision/*`).
+  expert over the recorded 100 × 100 grid (`tensors/decision/*`);
+- for every configuration, the per-expert allocated sample count (mean gate probability × N) and
+  the gate-weighted expert loss on the train split over epochs, mean ± std over seeds (the
+  reference's two-expert different-lr plots, toy Exp. 2), and prints the last epoch's values.
 
     /usr/bin/python3 scripts/plot_moe.py results/quickstart [more folders] [--out DIR]
 
@@ -129,7 +132,61 @@ def draw(folder, groups, out_dir):
                 fig.savefig(stem + "_decision.png", dpi=100)
                 plt.close(fig)
                 written.append(stem + "_decision.png")
+            per_expert = per_expert_curves(f, rs)
+            if per_expert is not None:
+                alloc, loss = per_expert
+                epochs = np.arange(1, alloc.shape[1] + 1)
+                fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+                for e in range(alloc.shape[2]):
+                    for ax, data in ((axes[0], alloc), (axes[1], loss)):
+                        m, sd = data[:, :, e].mean(0), data[:, :, e].std(0)
+                        ax.plot(epochs, m, label=f"expert {e}")
+                        ax.fill_between(epochs, m - sd, m + sd, alpha=0.2)
+                axes[0].set_ylabel("allocated samples (mean g x N)")
+                axes[1].set_ylabel("gate-weighted expert loss")
+                for ax in axes:
+                    ax.set_xlabel("epoch")
+                    ax.legend(fontsize=7)
+                fig.suptitle(f"train split, {name}, {alloc.shape[0]} seeds", fontsize=8)
+                fig.tight_layout()
+                fig.savefig(stem + "_per_expert.png", dpi=100)
+                plt.close(fig)
+                written.append(stem + "_per_expert.png")
     return written
+
+
+def per_expert_curves(f, rs):
+    """[seeds, epochs, E] allocated counts and gate-weighted losses on the train split, or None."""
+    alloc, loss = [], []
+    for r in rs:
+        try:
+            run = run_group(f, r["run_id"])
+        except KeyError:
+            continue
+        if "tensors/train/gate_mean" not in run or "tensors/train/expert_loss" not in run:
+            continue
+        g = run["tensors/train/gate_mean"][()]
+        n = run["tensors/train/expert_counts"][()].sum(1, keepdims=True)
+        alloc.append(g * n)
+        loss.append(run["tensors/train/expert_loss"][()])
+    if not alloc or len({a.shape for a in alloc}) != 1:
+        return None
+    return np.stack(alloc), np.stack(loss)
+
+
+def per_expert_table(folder, groups):
+    """Last-epoch allocated count and gate-weighted loss per expert (train split), mean ± std over seeds."""
+    lines = []
+    with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
+        for name, rs in groups.items():
+            curves = per_expert_curves(f, rs)
+            if curves is None:
+                continue
+            alloc, loss = curves
+            cells = [f"expert {e}: {mean_std(list(alloc[:, -1, e]))} samples, loss {mean_std(list(loss[:, -1, e]))}"
+                     for e in range(alloc.shape[2])]
+            lines.append(f"- {name}: " + "; ".join(cells))
+    return "\n".join(lines)
 
 
 def main():
@@ -137,6 +194,8 @@ def main():
     ap.add_argument("folders", nargs="+", help="sweep output folders (holding sweep.h5)")
     ap.add_argument("--out", help="folder for the figures (default <folder>/plots)")
     ap.add_argument("--no-figures", action="store_true", help="print the tables only")
+    ap.add_argument("--per-expert", action="store_true",
+                    help="also print each expert's allocated sample count and gate-weighted loss (last epoch)")
     args = ap.parse_args()
     for folder in args.folders:
         rows, swept = load(folder)
@@ -144,6 +203,10 @@ def main():
         print(f"## {folder}\n")
         print(md)
         print()
+        if args.per_expert:
+            print("Per expert after the last epoch (train split, mean ± std over seeds):\n")
+            print(per_expert_table(folder, groups))
+            print()
         if not args.no_figures:
             out = args.out or os.path.join(folder, "plots")
             written = draw(folder, groups, out)
