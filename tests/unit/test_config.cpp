@@ -64,6 +64,16 @@ BOOST_AUTO_TEST_CASE(errors_name_key_type_and_line) {
   BOOST_TEST(m.find("sweep.toml:10:1: model.gate.kind: expected boolean, found string \"mlp\"") != std::string::npos, m);
 }
 
+BOOST_AUTO_TEST_CASE(choices_are_checked_with_the_list_and_the_line) {
+  Config c = model_table();
+  BOOST_TEST(c.get_choice("name", "x", {"mode", "moe"}) == "moe");
+  BOOST_TEST(c.get_choice("missing", "mode", {"mode", "moe"}) == "mode");  // the fallback
+  auto m = error_of([&] { c.get_choice("gate.kind", "linear", {"linear", "cnn"}); });
+  BOOST_TEST(m == "sweep.toml:10:1: model.gate.kind: expected one of \"linear\", \"cnn\", got \"mlp\"", m);
+  m = error_of([&] { c.check_choice("name", "mpl", {"mlp"}); });
+  BOOST_TEST(m.find("sweep.toml:6:1: model.name: expected one of \"mlp\", got \"mpl\"") == 0u, m);
+}
+
 BOOST_AUTO_TEST_CASE(access_log_tracks_reads) {
   auto log = std::make_shared<AccessLog>();
   Config base = model_table();

@@ -295,6 +295,23 @@ void Config::fail(const std::string& key, const std::string& message) const {
   throw ConfigError(loc.str() + ": " + dotted(key) + ": " + message);
 }
 
+void Config::check_choice(const std::string& key, const std::string& value,
+                          const std::vector<std::string>& choices) const {
+  std::string list;
+  for (const auto& c : choices) {
+    if (c == value) return;
+    list += (list.empty() ? "\"" : ", \"") + c + "\"";
+  }
+  fail(key, "expected one of " + list + ", got \"" + value + "\"");
+}
+
+std::string Config::get_choice(const std::string& key, const std::string& fallback,
+                               const std::vector<std::string>& choices) const {
+  std::string v = get_or<std::string>(key, fallback);
+  check_choice(key, v, choices);
+  return v;
+}
+
 namespace {
 const Value& require(const Config& c, const std::string& key) {
   const Value* v = c.find(key);

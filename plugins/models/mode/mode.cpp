@@ -53,16 +53,6 @@ struct ModeOptions {
 
 const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn"};
 
-void check_choice(const Config& c, const std::string& key, const std::string& value,
-                  const std::vector<std::string>& choices) {
-  std::string list;
-  for (const auto& ch : choices) {
-    if (ch == value) return;
-    list += (list.empty() ? "\"" : ", \"") + ch + "\"";
-  }
-  c.fail(key, "expected one of " + list + ", got \"" + value + "\"");
-}
-
 void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
   for (auto s : sizes)
     if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
@@ -91,8 +81,8 @@ ModeOptions read_options(const Config& c) {
   o.heatmap_samples = c.get_or<std::int64_t>("heatmap_samples", o.heatmap_samples);
 
   if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
-  check_choice(c, "expert", o.expert, kNetworks);
-  check_choice(c, "gate", o.gate, kNetworks);
+  c.check_choice("expert", o.expert, kNetworks);
+  c.check_choice("gate", o.gate, kNetworks);
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
   if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
@@ -101,16 +91,16 @@ ModeOptions read_options(const Config& c) {
   if (!(o.dropout >= 0.0 && o.dropout < 1.0)) c.fail("dropout", "expected a probability in [0, 1)");
   if (!(o.alpha >= 0.0)) c.fail("alpha", "expected a distillation weight alpha >= 0");
   if (!(o.temperature > 0.0)) c.fail("temperature", "expected a distillation temperature > 0");
-  check_choice(c, "kd_form", o.kd_form, {"auto", "mse", "kl"});
-  check_choice(c, "kd_outputs", o.kd_outputs, {"shared", "separate"});
-  check_choice(c, "kd_pair_weight", o.kd_pair_weight, {"product", "student"});
-  check_choice(c, "ce_weight", o.ce_weight, {"one", "one_minus_alpha"});
+  c.check_choice("kd_form", o.kd_form, {"auto", "mse", "kl"});
+  c.check_choice("kd_outputs", o.kd_outputs, {"shared", "separate"});
+  c.check_choice("kd_pair_weight", o.kd_pair_weight, {"product", "student"});
+  c.check_choice("ce_weight", o.ce_weight, {"one", "one_minus_alpha"});
   if (o.ce_weight == "one_minus_alpha" && o.alpha > 1.0)
     c.fail("alpha", "ce_weight = \"one_minus_alpha\" needs alpha <= 1");
   if (o.top_k < 0 || o.top_k > o.num_experts)
     c.fail("top_k", "expected 0 (all experts) to num_experts = " + std::to_string(o.num_experts) + ", got " +
                         std::to_string(o.top_k));
-  check_choice(c, "sparse_form", o.sparse_form, {"reference", "renormalized"});
+  c.check_choice("sparse_form", o.sparse_form, {"reference", "renormalized"});
   if (o.heatmap_samples < 0) c.fail("heatmap_samples", "expected 0 (off) or a number of examples");
 
   if (o.expert == "linear") o.expert_hidden.clear();

@@ -16,10 +16,6 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -77,16 +73,6 @@ void check_sizes(const Config& c, const std::string& key, const std::vector<std:
     if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
 }
 
-void check_choice(const Config& c, const std::string& key, const std::string& value,
-                  const std::vector<std::string>& choices) {
-  std::string list;
-  for (const auto& ch : choices) {
-    if (ch == value) return;
-    list += (list.empty() ? "\"" : ", \"") + ch + "\"";
-  }
-  c.fail(key, "expected one of " + list + ", got \"" + value + "\"");
-}
-
 bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn" || net == "cifar_cnn"; }
 
 MoeOptions read_options(const Config& c) {
@@ -121,15 +107,15 @@ MoeOptions read_options(const Config& c) {
   o.gate_epochs = c.get_or<std::int64_t>("gate_epochs", o.gate_epochs);
   o.decision_grid = c.get_or<std::int64_t>("decision_grid", o.decision_grid);
 
-  check_choice(c, "method", o.method, kMethods);
+  c.check_choice("method", o.method, kMethods);
   if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
-  check_choice(c, "expert", o.expert, kNetworks);
-  check_choice(c, "gate", o.gate, kNetworks);
-  check_choice(c, "gating", o.gating, {"softmax", "attentive"});
-  check_choice(c, "ortho_form", o.ortho_form, {"master", "xai"});
-  check_choice(c, "sample_similarity_form", o.sample_similarity_form, {"normalized", "reference"});
-  check_choice(c, "selection", o.selection, {"self_information", "entropy"});
-  check_choice(c, "em_loss_form", o.em_loss_form, {"reference", "complete_data"});
+  c.check_choice("expert", o.expert, kNetworks);
+  c.check_choice("gate", o.gate, kNetworks);
+  c.check_choice("gating", o.gating, {"softmax", "attentive"});
+  c.check_choice("ortho_form", o.ortho_form, {"master", "xai"});
+  c.check_choice("sample_similarity_form", o.sample_similarity_form, {"normalized", "reference"});
+  c.check_choice("selection", o.selection, {"self_information", "entropy"});
+  c.check_choice("em_loss_form", o.em_loss_form, {"reference", "complete_data"});
   if (!o.expert_lr_scale.empty()) {
     if (static_cast<std::int64_t>(o.expert_lr_scale.size()) != o.num_experts)
       c.fail("expert_lr_scale", "expected one factor per expert (num_experts = " + std::to_string(o.num_experts) +
@@ -137,7 +123,7 @@ MoeOptions read_options(const Config& c) {
     for (double s : o.expert_lr_scale)
       if (!(s >= 0.0) || !std::isfinite(s)) c.fail("expert_lr_scale", "expected finite factors >= 0");
   }
-  check_choice(c, "selection_output", o.selection_output, {"argmax", "sample", "expectation"});
+  c.check_choice("selection_output", o.selection_output, {"argmax", "sample", "expectation"});
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
   if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
@@ -562,26 +548,8 @@ class MoeModel : public Model {
   bool final_is_test_ = false;
 };
 
-/// Keeps freed tensor memory in the process. A CNN mixture step allocates and frees tensors of
-/// several MiB (conv outputs of E experts at batch 512); glibc returns such memory to the kernel
-/// (munmap, heap trimming) after every step, and the next step page-faults it back in, zeroed:
-/// profiled, more than half of an MNIST step was spent in page faults. A fixed mmap threshold
-/// (the largest glibc accepts, 32 MiB) and a 1 GiB trim threshold make the steady state fault-free;
-/// the process keeps at most its peak heap. Once per process; affects only memory reuse.
-void keep_freed_memory() {
-#if defined(__GLIBC__)
-  static const bool done = [] {
-    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-    return true;
-  }();
-  (void)done;
-#endif
-}
-
 std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, Host&) {
   MoeOptions opt = read_options(config);
-  keep_freed_memory();
   if (spec.task != TaskKind::Classification)
     throw ConfigError("model 'moe' needs a classification dataset, but '" + spec.name + "' is " +
                       task_kind_name(spec.task));

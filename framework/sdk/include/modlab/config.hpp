@@ -123,6 +123,12 @@ class MODLAB_API Config {
 
   /// Throws a ConfigError about `key` with the given message, adding the dotted key and location.
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+  /// Throws (through fail) unless `value`, read from `key`, is one of `choices`:
+  /// `file:line:col: model.gate: expected one of "linear", "mlp", got "mpl"`.
+  void check_choice(const std::string& key, const std::string& value, const std::vector<std::string>& choices) const;
+  /// get_or<std::string>(key, fallback) checked against `choices` as check_choice does.
+  std::string get_choice(const std::string& key, const std::string& fallback,
+                         const std::vector<std::string>& choices) const;
 
  private:
   const Value* lookup(const std::string& key) const;
