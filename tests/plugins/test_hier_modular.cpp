@@ -7,6 +7,7 @@
 #include "../../plugins/models/hier_modular/routing.hpp"
 #include "../../plugins/models/hier_modular/routing_ops.hpp"
 #include "config_builders.hpp"
+#include "model_builders.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
@@ -26,10 +27,10 @@ using modlab::Value;
 using test_config::ints;
 namespace hm = modlab::hier_modular;
 
-modlab::runner::RunHost& host() {
-  static modlab::runner::RunHost h(modlab::runner::default_registry(), modlab::runner::HostOptions{});
-  return h;
-}
+using test_model::CaptureRecorder;
+using test_model::host;
+using test_model::make_model;
+using test_model::params;
 
 modlab::Config config(const Value::Table& table, const std::string& prefix) {
   return modlab::Config(std::make_shared<Value>(Value::table(table)), prefix);
@@ -45,28 +46,7 @@ std::shared_ptr<modlab::Dataset> boolean_data(const std::vector<std::int64_t>& s
   return modlab::runner::default_registry().dataset("toy").factory(c, host());
 }
 
-std::shared_ptr<modlab::Model> make_model(const std::string& name, const Value::Table& table,
-                                          const modlab::DatasetSpec& spec) {
-  return modlab::runner::default_registry().model(name).factory(config(table, "model"), spec, host());
-}
 
-std::map<std::string, torch::Tensor> params(modlab::Model& m) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& kv : m.named_parameters()) out[kv.key()] = kv.value();
-  return out;
-}
-
-/// Captures what a model records.
-struct CaptureRecorder : modlab::Recorder {
-  std::map<std::string, torch::Tensor> tensors;
-  std::map<std::string, std::string> notes;
-  void scalar(const std::string&, double) override {}
-  void tensor(const std::string& n, const torch::Tensor& v, const std::vector<std::string>&) override {
-    tensors[n] = v.clone();
-  }
-  void append(const std::string&, const torch::Tensor&, const std::vector<std::string>&) override {}
-  void note(const std::string& n, const std::string& v) override { notes[n] = v; }
-};
 
 /// Full-batch Adam on `data` (the model's parameter groups, group lr where set); returns the
 /// per-bit accuracy afterwards in eval mode.

@@ -6,6 +6,7 @@
 #include "gates.hpp"
 #include "regularizers.hpp"
 #include "config_builders.hpp"
+#include "model_builders.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
@@ -29,37 +30,14 @@ namespace {
 using modlab::Value;
 using test_config::ints;
 
-modlab::runner::RunHost& host() {
-  static modlab::runner::RunHost h(modlab::runner::default_registry(), modlab::runner::HostOptions{});
-  return h;
-}
-
-modlab::DatasetSpec flat_spec(std::int64_t inputs, std::int64_t classes) {
-  modlab::DatasetSpec s;
-  s.name = "fixed";
-  s.input_shape = {inputs};
-  s.task = modlab::TaskKind::Classification;
-  s.num_classes = classes;
-  s.splits = {"train", "test"};
-  return s;
-}
+using test_model::batch_of;
+using test_model::CaptureRecorder;
+using test_model::flat_spec;
+using test_model::host;
+using test_model::params;
 
 std::shared_ptr<modlab::Model> make_model(const Value::Table& table, const modlab::DatasetSpec& spec) {
-  modlab::Config config(std::make_shared<Value>(Value::table(table)), "model");
-  return host().create_model("moe", config, spec);
-}
-
-std::map<std::string, torch::Tensor> params(modlab::Model& m) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& kv : m.named_parameters()) out[kv.key()] = kv.value();
-  return out;
-}
-
-modlab::Batch batch_of(torch::Tensor x, torch::Tensor y) {
-  modlab::Batch b;
-  b.inputs = std::move(x);
-  b.targets = std::move(y);
-  return b;
+  return test_model::make_model("moe", table, spec);
 }
 
 double entropy2(std::vector<double> p) {
@@ -69,22 +47,6 @@ double entropy2(std::vector<double> p) {
   return h;
 }
 
-/// Captures what a model records.
-struct CaptureRecorder : modlab::Recorder {
-  std::map<std::string, std::vector<torch::Tensor>> appended;
-  std::map<std::string, std::vector<std::string>> dims;
-  std::map<std::string, torch::Tensor> tensors;
-  void scalar(const std::string&, double) override {}
-  void tensor(const std::string& n, const torch::Tensor& v, const std::vector<std::string>& d) override {
-    tensors[n] = v.clone();
-    dims[n] = d;
-  }
-  void append(const std::string& n, const torch::Tensor& v, const std::vector<std::string>& d) override {
-    appended[n].push_back(v.clone());
-    dims[n] = d;
-  }
-  void note(const std::string&, const std::string&) override {}
-};
 
 }  // namespace
 
