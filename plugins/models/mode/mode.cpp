@@ -305,12 +305,7 @@ class ModeModel : public Model {
 
 std::shared_ptr<Model> make_mode(const Config& config, const DatasetSpec& spec, Host&) {
   ModeOptions opt = read_options(config);
-  if (spec.task != TaskKind::Classification)
-    throw ConfigError("model 'mode' needs a classification dataset, but '" + spec.name + "' is " +
-                      task_kind_name(spec.task));
-  if (spec.num_classes < 2 || spec.input_numel() < 1)
-    throw ConfigError("model 'mode': dataset '" + spec.name + "' has " + std::to_string(spec.num_classes) +
-                      " classes and " + std::to_string(spec.input_numel()) + " input features; need >= 2 and >= 1");
+  moe::require_classification("mode", spec);
   return std::make_shared<ModeModel>(std::move(opt), spec);
 }
 

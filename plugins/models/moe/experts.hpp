@@ -4,6 +4,7 @@
 /// experts. `ExpertBank` is the interface a mixture uses; `MlpExpertBank` covers the linear and MLP
 /// experts of flat inputs. Convolutional experts (MNIST) derive from the same interface.
 
+#include <modlab/dataset.hpp>
 #include <modlab/nn/layers.hpp>
 
 #include <torch/nn/module.h>
@@ -13,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace modlab::moe {
@@ -135,6 +137,10 @@ class ConvStackExpertBank : public ExpertBank {
 /// Number of pixels per side after `blocks` ConvStack blocks (3×3 padding 1, then 2×2 max pool);
 /// throws std::invalid_argument when `side` is too small.
 std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks);
+
+/// Throws a ConfigError unless `spec` is a classification dataset with ≥ 2 classes and ≥ 1 input
+/// feature, naming `model` (what every mixture built from these banks needs).
+void require_classification(const std::string& model, const DatasetSpec& spec);
 
 /// The expectation mixture ŷ = Σ_e g_e f_e: `gate` [B, E], `probs` [B, E, C] → [B, C], as one bmm.
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs);

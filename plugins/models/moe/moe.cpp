@@ -550,12 +550,7 @@ class MoeModel : public Model {
 
 std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, Host&) {
   MoeOptions opt = read_options(config);
-  if (spec.task != TaskKind::Classification)
-    throw ConfigError("model 'moe' needs a classification dataset, but '" + spec.name + "' is " +
-                      task_kind_name(spec.task));
-  if (spec.num_classes < 2 || spec.input_numel() < 1)
-    throw ConfigError("model 'moe': dataset '" + spec.name + "' has " + std::to_string(spec.num_classes) +
-                      " classes and " + std::to_string(spec.input_numel()) + " input features; need >= 2 and >= 1");
+  require_classification("moe", spec);
   return std::make_shared<MoeModel>(std::move(opt), spec);
 }
 

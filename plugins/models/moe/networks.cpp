@@ -2,6 +2,8 @@
 #include "experts.hpp"
 #include "gates.hpp"
 
+#include <modlab/errors.hpp>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -54,6 +56,15 @@ ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
   out.probs = torch::softmax(out.logits, -1);
   if (out.hidden.defined()) out.hidden = out.hidden.permute({1, 0, 2});
   return out;
+}
+
+void require_classification(const std::string& model, const DatasetSpec& spec) {
+  if (spec.task != TaskKind::Classification)
+    throw ConfigError("model '" + model + "' needs a classification dataset, but '" + spec.name + "' is " +
+                      task_kind_name(spec.task));
+  if (spec.num_classes < 2 || spec.input_numel() < 1)
+    throw ConfigError("model '" + model + "': dataset '" + spec.name + "' has " + std::to_string(spec.num_classes) +
+                      " classes and " + std::to_string(spec.input_numel()) + " input features; need >= 2 and >= 1");
 }
 
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs) {
