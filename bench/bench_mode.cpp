@@ -8,6 +8,7 @@
 //
 // The C++ side is run twice: with `kd_outputs = "separate"` (the same work as the reference: a second
 // forward of every expert for L_KD) and with the default `kd_outputs = "shared"`.
+#include "bench_run.hpp"
 #include "bench_util.hpp"
 
 #include <modlab/runner/registry.hpp>
@@ -64,16 +65,8 @@ eval_splits = ["val"]
   set_dotted(cfg, "train.epochs", modlab::Value::integer(epochs));
   set_dotted(cfg, "model.kd_outputs", modlab::Value::string(kd_outputs));
   set_dotted(cfg, "dataset.root", modlab::Value::string(mnist.string()));
-  fs::path out = fs::temp_directory_path() / "modlab_bench_mode";
-  fs::remove_all(out);
-  RunRequest req;
-  req.config = std::make_shared<const modlab::Value>(cfg);
-  req.run_id = run_id_of(cfg);
-  req.seed = 0;
-  req.sweep_name = "bench";
-  req.sweep_dir = out.string();
-  req.out_dir = out.string();
-  req.threads = threads;
+  RunRequest req = bench::run_request(cfg, "modlab_bench_mode", threads);
+  const fs::path out = req.out_dir;
   std::vector<std::pair<double, std::int64_t>> marks;  // (seconds, steps) after each epoch
   const auto t0 = std::chrono::steady_clock::now();
   req.on_progress = [&](const Progress& p) {

@@ -6,6 +6,7 @@
 // E separate expert modules, for E = 5, 10, 20.
 //
 //   MODLAB_DATA_DIR=../shared/data build/bin/bench_moe_epoch [--threads 1] [--skip-python]
+#include "bench_run.hpp"
 #include "bench_util.hpp"
 
 #include "experts.hpp"
@@ -43,16 +44,8 @@ double cpu_now() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 Secs seconds_per_epoch(Registry& reg, const std::string& text, int epochs, int threads) {
   modlab::Value cfg = parse_toml(text, "bench");
   set_dotted(cfg, "train.epochs", modlab::Value::integer(epochs));
-  fs::path out = fs::temp_directory_path() / "modlab_bench_moe_epoch";
-  fs::remove_all(out);
-  RunRequest req;
-  req.config = std::make_shared<const modlab::Value>(cfg);
-  req.run_id = run_id_of(cfg);
-  req.seed = 0;
-  req.sweep_name = "bench";
-  req.sweep_dir = out.string();
-  req.out_dir = out.string();
-  req.threads = threads;
+  RunRequest req = bench::run_request(cfg, "modlab_bench_moe_epoch", threads);
+  const fs::path out = req.out_dir;
   std::vector<double> marks, cpu;
   const auto t0 = Clock::now();
   req.on_progress = [&](const Progress&) {

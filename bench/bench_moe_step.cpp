@@ -3,6 +3,7 @@
 // the same model written as idiomatic PyTorch (bench/python/moe_step.py), same thread count.
 //
 //   build/bench/bench_moe_step [--threads 1] [--epochs 20]
+#include "bench_run.hpp"
 #include "bench_util.hpp"
 
 #include <modlab/runner/registry.hpp>
@@ -46,16 +47,8 @@ eval_splits = ["test"]
 )";
   modlab::Value cfg = parse_toml(text, "bench");
   set_dotted(cfg, "train.epochs", modlab::Value::integer(epochs));
-  fs::path out = fs::temp_directory_path() / "modlab_bench_moe_step";
-  fs::remove_all(out);
-  RunRequest req;
-  req.config = std::make_shared<const modlab::Value>(cfg);
-  req.run_id = run_id_of(cfg);
-  req.seed = 0;
-  req.sweep_name = "bench";
-  req.sweep_dir = out.string();
-  req.out_dir = out.string();
-  req.threads = threads;
+  RunRequest req = bench::run_request(cfg, "modlab_bench_moe_step", threads);
+  const fs::path out = req.out_dir;
   std::vector<std::pair<double, std::int64_t>> marks;  // (seconds, steps) after each epoch
   auto t0 = std::chrono::steady_clock::now();
   req.on_progress = [&](const Progress& p) {
