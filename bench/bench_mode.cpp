@@ -4,7 +4,7 @@
 // (bench/python/mode_reference.py: ModuleList of experts, separate expert forwards for L_KD, a double
 // loop over expert pairs, DataLoader batches), same intra-op thread count.
 //
-//   MODLAB_PLUGIN_PATH=build-img/plugins build-img/bin/bench_mode [--threads 1] [--epochs 3] [--skip-python]
+//   build/bin/bench_mode [--threads 1] [--epochs 3] [--skip-python]
 //
 // The C++ side is run twice: with `kd_outputs = "separate"` (the same work as the reference: a second
 // forward of every expert for L_KD) and with the default `kd_outputs = "shared"`.
