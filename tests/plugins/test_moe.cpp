@@ -1139,3 +1139,92 @@ BOOST_AUTO_TEST_CASE(conv_experts_in_batch_slices_equal_one_pass) {
   const auto gw_want = torch::autograd::grad({(want * want).sum()}, {bank.conv_weight})[0];
   BOOST_TEST(((gw - gw_want).abs().max() / gw_want.abs().max()).item<float>() < 1e-5f);
 }
+
+// ---------------------------------------------------------------- prechosen experts (MNIST XAI Exp. 2)
+
+BOOST_AUTO_TEST_CASE(expert_classes_restrict_each_expert_to_its_classes) {
+  torch::manual_seed(3);
+  auto m = make_model({{"num_experts", Value::integer(3)},
+                       {"expert_classes", Value::array({ints({0, 1}), ints({2, 3}), ints({4, 5})})}},
+                      flat_spec(2, 6));
+  auto out = m->forward(batch_of(torch::randn({7, 2}), torch::zeros({7}, torch::kLong)));
+  const auto f = out.aux.at("experts");  // [B, E, C]
+  BOOST_TEST(torch::allclose(f.sum(-1), torch::ones({7, 3})));
+  for (std::int64_t e = 0; e < 3; ++e)
+    for (std::int64_t c = 0; c < 6; ++c) {
+      const bool own = c / 2 == e;
+      const auto col = f.select(1, e).select(1, c);
+      BOOST_TEST((own ? (col > 0).all().item<bool>() : (col == 0).all().item<bool>()), "expert " << e << " class " << c);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(own_classes_objective_is_each_experts_nll_on_its_classes) {
+  torch::manual_seed(4);
+  auto m = make_model({{"num_experts", Value::integer(2)},
+                       {"expert_classes", Value::array({ints({0, 1}), ints({1, 2})})},
+                       {"expert_objective", Value::string("own_classes")}},
+                      flat_spec(3, 3));
+  const auto y = torch::tensor({0, 1, 2, 2}, torch::kLong);
+  const auto b = batch_of(torch::randn({4, 3}), y);
+  auto out = m->forward(b);
+  const auto losses = m->loss(b, out);
+  BOOST_TEST_REQUIRE(losses.size() == 1u);
+  BOOST_TEST(losses[0].name == "own_classes");
+  const auto f = out.aux.at("experts").to(torch::kDouble);
+  // expert 0 owns examples 0, 1 (classes 0, 1); expert 1 owns examples 1, 2, 3 (classes 1, 2)
+  const double e0 = -(std::log(f[0][0][0].item<double>() + 1e-7) + std::log(f[1][0][1].item<double>() + 1e-7)) / 2;
+  const double e1 = -(std::log(f[1][1][1].item<double>() + 1e-7) + std::log(f[2][1][2].item<double>() + 1e-7) +
+                      std::log(f[3][1][2].item<double>() + 1e-7)) / 3;
+  BOOST_TEST(std::abs(losses[0].value.item<double>() - (e0 + e1)) < 1e-5);
+  // the gate gets no gradient from it
+  m->zero_grad();
+  losses[0].value.backward();
+  for (const auto& [name, p] : params(*m))
+    if (name.rfind("gate.", 0) == 0) BOOST_TEST((!p.grad().defined() || p.grad().abs().sum().item<double>() == 0.0), name);
+}
+
+BOOST_AUTO_TEST_CASE(train_parts_selects_the_parameter_groups) {
+  for (const std::string parts : {"all", "experts", "gate"}) {
+    auto m = make_model({{"train_parts", Value::string(parts)}}, flat_spec(2, 3));
+    std::set<std::string> names;
+    for (const auto& g : m->param_groups("train"))
+      if (!g.params.empty()) names.insert(g.name);
+    const std::set<std::string> want = parts == "all" ? std::set<std::string>{"experts", "gate"}
+                                                      : std::set<std::string>{parts};
+    BOOST_TEST((names == want), parts);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(expert_init_seed_fixes_the_initial_experts_only) {
+  auto build = [](std::uint64_t run_seed, std::int64_t expert_seed) {
+    torch::manual_seed(run_seed);
+    return params(*make_model({{"expert_init_seed", Value::integer(expert_seed)}}, flat_spec(2, 3)));
+  };
+  const auto a = build(1, 7), b = build(2, 7), c = build(1, 8);
+  BOOST_TEST(torch::equal(a.at("experts.layer0.weight"), b.at("experts.layer0.weight")));
+  BOOST_TEST(!torch::equal(a.at("experts.layer0.weight"), c.at("experts.layer0.weight")));
+  BOOST_TEST(!torch::equal(a.at("gate.layer0.weight"), b.at("gate.layer0.weight")));  // the gate follows the run seed
+  BOOST_TEST(torch::equal(a.at("gate.layer0.weight"), c.at("gate.layer0.weight")));   // and is not shifted by it
+}
+
+BOOST_AUTO_TEST_CASE(prechosen_expert_options_are_checked) {
+  auto err = [](const Value::Table& t) {
+    try {
+      make_model(t, flat_spec(2, 3));
+    } catch (const modlab::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  auto m = err({{"num_experts", Value::integer(2)}, {"expert_classes", Value::array({ints({0})})}});
+  BOOST_TEST(m.find("model.expert_classes: expected one class list per expert") != std::string::npos, m);
+  m = err({{"num_experts", Value::integer(2)}, {"expert_classes", Value::array({ints({0}), ints({3})})}});
+  BOOST_TEST(m.find("class 3 is outside the dataset's 0..2") != std::string::npos, m);
+  m = err({{"expert_objective", Value::string("own_classes")}});
+  BOOST_TEST(m.find("set expert_classes") != std::string::npos, m);
+  m = err({{"train_parts", Value::string("gates")}});
+  BOOST_TEST(m.find("expected one of \"all\", \"experts\", \"gate\", got \"gates\"") != std::string::npos, m);
+  m = err({{"init_experts_from", Value::string("/nonexistent/results/abc123")}});
+  BOOST_TEST(m.find("model.init_experts_from") != std::string::npos, m);
+  BOOST_TEST(m.find("no finished run file") != std::string::npos, m);
+}

@@ -55,6 +55,24 @@ std::string RunHost::model_weights_of(const std::string& run_ref) const {
   fs::path ref(run_ref);
   fs::path dir = ref.has_parent_path() ? fs::path(resolve_path(ref.parent_path().string())) : fs::path(options_.results_dir);
   std::string id = ref.filename().string();
+  if (id == "same-seed") {
+    // The one completed run of that folder with this run's seed (a staged experiment run per seed).
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir / "runs", ec)) {
+      if (e.path().extension() != ".h5") continue;
+      auto s = read_run_summary(e.path().string());
+      if (s && s->status == "completed" && static_cast<std::uint64_t>(s->seed) == options_.seed) found.push_back(s->run_id);
+    }
+    if (found.empty())
+      throw ConfigError("run '" + run_ref + "': no completed run with seed " + std::to_string(options_.seed) + " in " +
+                        (dir / "runs").string());
+    if (found.size() > 1)
+      throw ConfigError("run '" + run_ref + "': " + std::to_string(found.size()) + " completed runs with seed " +
+                        std::to_string(options_.seed) + " in " + dir.string() + " (" + found[0] + ", " + found[1] +
+                        (found.size() > 2 ? ", ..." : "") + "); refer to one by its run id");
+    id = found.front();
+  }
   fs::path run_file = dir / "runs" / (id + ".h5");
   auto summary = read_run_summary(run_file.string());
   if (!summary) throw ConfigError("run '" + run_ref + "': no finished run file at " + run_file.string());

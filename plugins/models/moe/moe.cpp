@@ -13,6 +13,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
@@ -20,6 +21,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,11 @@ struct MoeOptions {
   std::int64_t em_estep_samples = 128;
   std::string em_loss_form = "reference";
   std::vector<double> expert_lr_scale;
+  std::vector<std::vector<std::int64_t>> expert_classes;  // per expert: the classes it may output
+  std::string expert_objective = "mixture";
+  std::string train_parts = "all";
+  std::string init_experts_from, init_gate_from;  // run references (Host::model_weights_of)
+  std::int64_t expert_init_seed = -1;
   std::string selection = "self_information";
   std::string selection_output = "argmax";
   std::int64_t gate_epochs = -1;
@@ -102,6 +109,21 @@ MoeOptions read_options(const Config& c) {
   o.em_estep_samples = c.get_or<std::int64_t>("em_estep_samples", o.em_estep_samples);
   o.em_loss_form = c.get_or<std::string>("em_loss_form", o.em_loss_form);
   o.expert_lr_scale = c.get_or<std::vector<double>>("expert_lr_scale", o.expert_lr_scale);
+  o.expert_classes = c.get_or<std::vector<std::vector<std::int64_t>>>("expert_classes", o.expert_classes);
+  o.expert_objective = c.get_choice("expert_objective", o.expert_objective, {"mixture", "own_classes"});
+  o.train_parts = c.get_choice("train_parts", o.train_parts, {"all", "experts", "gate"});
+  o.init_experts_from = c.get_or<std::string>("init_experts_from", o.init_experts_from);
+  o.init_gate_from = c.get_or<std::string>("init_gate_from", o.init_gate_from);
+  o.expert_init_seed = c.get_or<std::int64_t>("expert_init_seed", o.expert_init_seed);
+  if (!o.expert_classes.empty() && static_cast<std::int64_t>(o.expert_classes.size()) != o.num_experts)
+    c.fail("expert_classes", "expected one class list per expert (num_experts = " + std::to_string(o.num_experts) +
+                                 "), got " + std::to_string(o.expert_classes.size()));
+  for (const auto& cl : o.expert_classes)
+    if (cl.empty()) c.fail("expert_classes", "every expert needs at least one class");
+  if (o.expert_objective == "own_classes" && o.expert_classes.empty())
+    c.fail("expert_objective", "\"own_classes\" trains each expert on its classes: set expert_classes");
+  if (o.method == "no_gate" && o.train_parts != "all")
+    c.fail("train_parts", "no_gate trains experts and gate in its own phases; leave train_parts = \"all\"");
   o.selection = c.get_or<std::string>("selection", o.selection);
   o.selection_output = c.get_or<std::string>("selection_output", o.selection_output);
   o.gate_epochs = c.get_or<std::int64_t>("gate_epochs", o.gate_epochs);
@@ -143,12 +165,14 @@ MoeOptions read_options(const Config& c) {
   if (o.gate_epochs < -1) c.fail("gate_epochs", "expected -1 (trainer epochs), 0 (no gate phase) or more");
   if (o.expert == "linear") o.expert_hidden.clear();
   if (o.gate == "linear") o.gate_hidden.clear();
-  if (o.expert == "mnist_cnn") o.expert_hidden = {5, 32};
-  if (o.expert == "fmnist_cnn") o.expert_hidden = {64, 32};
-  if (o.gate == "mnist_cnn") o.gate_hidden = {128, 32};
-  if (o.gate == "fmnist_cnn") o.gate_hidden = {512, 32};
-  if (o.expert == "cifar_cnn") o.expert_hidden = {1024, 256};
-  if (o.gate == "cifar_cnn") o.gate_hidden = {1024, 256};
+  // The CNNs' MLP widths of §1.6 unless given (the XAI MNIST expert is 169 → 5 → 10, its gate 169 → 128 → 64).
+  const bool expert_hidden_set = c.has("expert_hidden"), gate_hidden_set = c.has("gate_hidden");
+  if (o.expert == "mnist_cnn" && !expert_hidden_set) o.expert_hidden = {5, 32};
+  if (o.expert == "fmnist_cnn" && !expert_hidden_set) o.expert_hidden = {64, 32};
+  if (o.gate == "mnist_cnn" && !gate_hidden_set) o.gate_hidden = {128, 32};
+  if (o.gate == "fmnist_cnn" && !gate_hidden_set) o.gate_hidden = {512, 32};
+  if (o.expert == "cifar_cnn" && !expert_hidden_set) o.expert_hidden = {1024, 256};
+  if (o.gate == "cifar_cnn" && !gate_hidden_set) o.gate_hidden = {1024, 256};
   if (o.gating == "attentive") {
     if (o.expert_hidden.empty()) c.fail("gating", "attentive gating needs experts with a hidden layer (the keys)");
     if (o.gate_hidden.empty()) c.fail("gating", "attentive gating needs a gate with a hidden layer (the query)");
@@ -160,9 +184,61 @@ MoeOptions read_options(const Config& c) {
 /// experts combine, train and predict (README).
 class MoeModel : public Model {
  public:
-  MoeModel(MoeOptions opt, const DatasetSpec& spec)
+  /// `experts_weights` / `gate_weights`: final weights files of earlier runs to initialise the
+  /// experts / the gate from ("" = fresh initialisation).
+  MoeModel(MoeOptions opt, const DatasetSpec& spec, const std::string& experts_weights = "",
+           const std::string& gate_weights = "")
       : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
     if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
+    build_experts_with_seed();
+    build_gate();
+    if (!opt_.expert_classes.empty()) {
+      auto mask = torch::zeros({opt_.num_experts, classes_}, torch::kBool);
+      for (std::int64_t e = 0; e < opt_.num_experts; ++e)
+        for (auto k : opt_.expert_classes[static_cast<std::size_t>(e)]) mask[e][k] = true;
+      expert_mask_ = register_buffer("expert_mask", mask);
+    }
+    if (!experts_weights.empty()) load_part("experts", *experts_, experts_weights);
+    if (!gate_weights.empty()) {
+      load_part("gate", *gate_, gate_weights);
+      if (attention_) load_part("attention", *attention_, gate_weights);
+    }
+    temperature_ = opt_.temperature;
+    check_expert_lr_scale();
+  }
+
+  /// The experts, built under `expert_init_seed` when set (so runs with the same value start from
+  /// the same expert weights whatever their run seed; the global generator is restored after).
+  void build_experts_with_seed() {
+    if (opt_.expert_init_seed < 0) return build_experts();
+    auto gen = at::detail::getDefaultCPUGenerator();
+    torch::Tensor state;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      state = gen.get_state();
+    }
+    torch::manual_seed(static_cast<std::uint64_t>(opt_.expert_init_seed));
+    build_experts();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  }
+
+  /// Copies the parameters and buffers of `part` from the weights file of an earlier run.
+  static void load_part(const std::string& name, torch::nn::Module& part, const std::string& weights) {
+    try {
+      torch::serialize::InputArchive whole, sub;
+      whole.load_from(weights);
+      if (!whole.try_read(name, sub))
+        throw std::runtime_error("it has no '" + name + "' module");
+      part.load(sub);
+    } catch (const std::exception& e) {
+      throw ConfigError("model 'moe': cannot load the " + name + " from " + weights + ": " +
+                        std::string(e.what()).substr(0, 300) + " (the earlier run must use the same " + name +
+                        " architecture and num_experts)");
+    }
+  }
+
+  void build_experts() {
     if (opt_.expert == "cifar_cnn") {
       check_image("expert");
       experts_ = register_module("experts", std::make_shared<ConvStackExpertBank>(
@@ -176,6 +252,9 @@ class MoeModel : public Model {
       experts_ = register_module(
           "experts", std::make_shared<MlpExpertBank>(opt_.num_experts, inputs_, opt_.expert_hidden, classes_));
     }
+  }
+
+  void build_gate() {
     if (opt_.gate == "cifar_cnn") {
       check_image("gate");
       gate_ = register_module("gate", std::make_shared<ConvStackGate>(input_shape_, kCifarGateChannels, kCifarBatchNorm,
@@ -191,7 +270,9 @@ class MoeModel : public Model {
     if (opt_.gating == "attentive")
       attention_ = register_module(
           "attention", std::make_shared<Attention>(opt_.gate_hidden.back(), opt_.expert_hidden.back(), opt_.attention_dim));
-    temperature_ = opt_.temperature;
+  }
+
+  void check_expert_lr_scale() {
     if (!opt_.expert_lr_scale.empty()) {
       // Every expert parameter must be stacked with a leading axis of E blocks (expert e owns block
       // e): [E, …] for StackedLinear, [E·k, …] for the convolutions and their BatchNorms.
@@ -212,7 +293,13 @@ class MoeModel : public Model {
   Output forward_at(const Batch& batch, double t) {
     const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
-    const ExpertOutput f = experts_->forward(is_cnn(opt_.expert) ? image : flat);  // [B, E, C]
+    ExpertOutput f = experts_->forward(is_cnn(opt_.expert) ? image : flat);  // [B, E, C]
+    if (expert_mask_.defined()) {
+      // Expert e outputs only its classes (softmax over them, exactly 0 elsewhere). A large finite
+      // value instead of −∞ keeps pre-softmax mixing free of 0·∞.
+      f.logits = f.logits.masked_fill(expert_mask_.logical_not().unsqueeze(0), -1e9);
+      f.probs = torch::softmax(f.logits, -1);
+    }
     const GateOutput a = gate_->forward(is_cnn(opt_.gate) ? image : flat);
     torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
     torch::Tensor g = gate_probabilities(logits, t, opt_.top_k);  // [B, E]
@@ -258,6 +345,13 @@ class MoeModel : public Model {
         target = no_gate_selection(f, y).argmax(1);
       }
       return {{"gate_distill", F::cross_entropy(out.aux.at("gate_logits"), target)}};
+    }
+    if (opt_.expert_objective == "own_classes") {
+      // Each expert alone on the examples of its classes: Σ_e mean_{i: y_i ∈ classes(e)} −log f_e(x_i)[y_i]
+      // (the same gradients as training every expert separately on its own class subset).
+      const auto own = expert_mask_.t().index_select(0, y).to(f.scalar_type());              // [B, E]
+      const auto nll = -torch::log(f.gather(2, y.view({-1, 1, 1}).expand({y.size(0), f.size(1), 1})).squeeze(2) + 1e-7);
+      return {{"own_classes", ((nll * own).sum(0) / own.sum(0).clamp_min(1.0)).sum()}};
     }
     Losses losses;
     if (m == "stochastic") {
@@ -344,8 +438,11 @@ class MoeModel : public Model {
       groups.push_back(ParamGroup{which, group_params(which), std::nullopt, std::nullopt});
       return groups;
     }
-    groups.push_back(ParamGroup{"gate", group_params("gate"), std::nullopt, std::nullopt});
-    groups.push_back(ParamGroup{"experts", group_params("experts"), std::nullopt, std::nullopt});
+    // train_parts: with prechosen experts only the gate trains, with a reused gate only the experts.
+    if (opt_.train_parts != "experts")
+      groups.push_back(ParamGroup{"gate", group_params("gate"), std::nullopt, std::nullopt});
+    if (opt_.train_parts != "gate")
+      groups.push_back(ParamGroup{"experts", group_params("experts"), std::nullopt, std::nullopt});
     return groups;
   }
 
@@ -542,16 +639,32 @@ class MoeModel : public Model {
   double temperature_ = 1.0;
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
   torch::Tensor expert_lr_scale_;  // [E] double, undefined without `expert_lr_scale`
+  torch::Tensor expert_mask_;      // [E, C] bool: classes each expert may output; undefined = all
   std::map<std::string, SplitStats> stats_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs
   torch::Tensor final_allocation_;   // of the last evaluated "test" split (else the last evaluated one)
   bool final_is_test_ = false;
 };
 
-std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, Host&) {
+std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, Host& host) {
   MoeOptions opt = read_options(config);
   require_classification("moe", spec);
-  return std::make_shared<MoeModel>(std::move(opt), spec);
+  for (const auto& cl : opt.expert_classes)
+    for (auto k : cl)
+      if (k < 0 || k >= spec.num_classes)
+        config.fail("expert_classes", "class " + std::to_string(k) + " is outside the dataset's 0.." +
+                                          std::to_string(spec.num_classes - 1));
+  auto weights_of = [&](const std::string& key, const std::string& ref) -> std::string {
+    if (ref.empty()) return "";
+    try {
+      return host.model_weights_of(ref);
+    } catch (const std::exception& e) {
+      config.fail(key, e.what());
+    }
+  };
+  const std::string experts = weights_of("init_experts_from", opt.init_experts_from);
+  const std::string gate = weights_of("init_gate_from", opt.init_gate_from);
+  return std::make_shared<MoeModel>(std::move(opt), spec, experts, gate);
 }
 
 void register_moe(Registrar& registrar) {
@@ -563,10 +676,10 @@ void register_moe(Registrar& registrar) {
           "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),
       key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
       key_spec("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
-      key_spec("expert_hidden", ValueType::Array, "[4]", "mlp experts: hidden layer widths ([4] shallow, [32, 16, 4] deep)",
+      key_spec("expert_hidden", ValueType::Array, "[4]", "hidden widths of mlp experts ([4] shallow, [32, 16, 4] deep), or of a CNN expert's MLP when given",
           ValueType::Int),
       key_spec("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
-      key_spec("gate_hidden", ValueType::Array, "[]", "mlp gate: hidden layer widths", ValueType::Int),
+      key_spec("gate_hidden", ValueType::Array, "[]", "hidden widths of an mlp gate, or of a CNN gate's MLP when given", ValueType::Int),
       key_spec("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
       key_spec("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
       key_spec("temperature", ValueType::Float, "1.0", "gate temperature T: g = softmax(a(x)/T)"),
@@ -590,6 +703,17 @@ void register_moe(Registrar& registrar) {
           "em M-step: -log(f_a[y])*g_a (reference) | -log(f_a[y]) - log(g_a) (complete_data)"),
       key_spec("expert_lr_scale", ValueType::Array, "[]",
           "per-expert learning-rate factors (one per expert; scales each expert's optimizer step)", ValueType::Float),
+      key_spec("expert_classes", ValueType::Array, "[]",
+          "per expert, the classes it may output (softmax over them, 0 elsewhere); [] = all", ValueType::Array),
+      key_spec("expert_objective", ValueType::String, "\"mixture\"",
+          "mixture (train the mixture) | own_classes (each expert alone on the examples of its expert_classes)"),
+      key_spec("train_parts", ValueType::String, "\"all\"", "parameters that train: all | experts | gate"),
+      key_spec("init_experts_from", ValueType::String, "\"\"",
+          "initialise the experts from an earlier run: \"<results dir>/<run_id>\" or \"<results dir>/same-seed\""),
+      key_spec("init_gate_from", ValueType::String, "\"\"",
+          "initialise the gate (and attention) from an earlier run, same forms as init_experts_from"),
+      key_spec("expert_init_seed", ValueType::Int, "-1",
+          "seed of the experts' initial weights (-1 = the run's generator); equal values = same initial experts"),
       key_spec("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
       key_spec("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
       key_spec("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),

@@ -37,8 +37,9 @@ class MODLAB_API Host {
   /// file's folder.
   virtual std::string resolve_path(const std::string& path) const = 0;
   /// Path of the final model weights of an earlier run, referenced as "<results dir>/<run_id>"
-  /// (relative to the sweep file) or "<run_id>" (same output folder). Throws ConfigError when the
-  /// run did not complete.
+  /// (relative to the sweep file), "<run_id>" (same output folder), or "<results dir>/same-seed"
+  /// (the one completed run there whose seed is this run's). Throws ConfigError when the run did not
+  /// complete, or when "same-seed" finds none or several.
   virtual std::string model_weights_of(const std::string& run_ref) const = 0;
   /// One log line (goes to the run's log, and the terminal at verbose level).
   virtual void log(const std::string& message) = 0;
