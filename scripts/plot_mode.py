@@ -30,32 +30,14 @@ from collections import OrderedDict
 import h5py
 import numpy as np
 
-BOOKKEEPING = {"run_id", "index", "seed", "status", "error", "file"}
-
-
-def text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
-
+from sweep_summary import config_name, load as load_summary
 
 def load(folder):
-    """Rows of the summary table as dicts, plus the names of the swept keys."""
-    path = os.path.join(folder, "sweep.h5")
-    if not os.path.exists(path):
-        sys.exit(f"plot_mode.py: {path} not found (run `modlab run <sweep.toml> --out {folder}` first)")
-    with h5py.File(path, "r") as f:
-        s = f["summary"][()]
-        names = s.dtype.names
-        rows = [{n: (text(r[n]) if s.dtype[n].kind == "O" else float(r[n])) for n in names} for r in s]
+    """The summary rows of `folder` (each tagged with its folder) and the swept keys."""
+    rows, swept = load_summary(folder, "plot_mode.py")
     for r in rows:
         r["_folder"] = folder
-    swept = [n for n in names if "." in n and n not in BOOKKEEPING and n != "run.seed" and not n.startswith("final.")]
     return rows, swept
-
-
-def config_name(row, swept):
-    if not swept:
-        return "(base)"
-    return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in swept)
 
 
 def values(rs, key, scale=1.0):

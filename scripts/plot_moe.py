@@ -26,33 +26,7 @@ from collections import OrderedDict
 import h5py
 import numpy as np
 
-BOOKKEEPING = {"run_id", "index", "seed", "status", "error", "file"}
-
-
-def text(v):
-    if isinstance(v, bytes):
-        return v.decode()
-    return str(v)
-
-
-def load(folder):
-    """Rows of the summary table as dicts, plus the names of the swept keys."""
-    path = os.path.join(folder, "sweep.h5")
-    if not os.path.exists(path):
-        sys.exit(f"plot_moe.py: {path} not found (run `modlab run <sweep.toml> --out {folder}` first)")
-    with h5py.File(path, "r") as f:
-        s = f["summary"][()]
-        names = s.dtype.names
-        rows = [{n: (text(r[n]) if s.dtype[n].kind == "O" else float(r[n])) for n in names} for r in s]
-    swept = [n for n in names if "." in n and n not in BOOKKEEPING and n != "run.seed"]
-    return rows, swept
-
-
-def config_name(row, swept):
-    if not swept:
-        return "(base)"
-    return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in swept)
-
+from sweep_summary import config_name, load as load_summary
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -198,7 +172,7 @@ def main():
                     help="also print each expert's allocated sample count and gate-weighted loss (last epoch)")
     args = ap.parse_args()
     for folder in args.folders:
-        rows, swept = load(folder)
+        rows, swept = load_summary(folder, "plot_moe.py")
         md, groups = table(rows, swept)
         print(f"## {folder}\n")
         print(md)
