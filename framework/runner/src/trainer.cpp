@@ -4,6 +4,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/model.hpp>
 #include <modlab/runner/h5.hpp>
+#include <modlab/runner/optimizers.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/trainer.hpp>
 
@@ -284,13 +285,13 @@ BuiltOptimizer build_optimizer(const TrainOptions& o, const std::vector<ParamGro
   auto defaults = make_options(o, o.lr, o.weight_decay);
   namespace optim = torch::optim;
   if (o.optimizer == "adam")
-    b.opt = std::make_unique<optim::Adam>(pgs, static_cast<optim::AdamOptions&>(*defaults));
+    b.opt = std::make_unique<FastAdam>(pgs, static_cast<optim::AdamOptions&>(*defaults));
   else if (o.optimizer == "adamw")
     b.opt = std::make_unique<optim::AdamW>(pgs, static_cast<optim::AdamWOptions&>(*defaults));
   else if (o.optimizer == "sgd")
     b.opt = std::make_unique<optim::SGD>(pgs, static_cast<optim::SGDOptions&>(*defaults));
   else
-    b.opt = std::make_unique<optim::RMSprop>(pgs, static_cast<optim::RMSpropOptions&>(*defaults));
+    b.opt = std::make_unique<FastRMSprop>(pgs, static_cast<optim::RMSpropOptions&>(*defaults));
   return b;
 }
 
