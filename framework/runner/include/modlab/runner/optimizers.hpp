@@ -11,17 +11,18 @@
 #include <torch/optim/rmsprop.h>
 
 #include <map>
+#include <string>
 #include <tuple>
 
 namespace modlab::runner {
 
-/// 0-dim tensors holding constants, by (value, dtype, device).
+/// 0-dim tensors holding constants, by (value, dtype, device type, device index).
 class ScalarCache {
  public:
   const torch::Tensor& get(double value, const torch::Tensor& like);
 
  private:
-  std::map<std::tuple<double, int, std::string>, torch::Tensor> cache_;
+  std::map<std::tuple<double, int, int, int>, torch::Tensor> cache_;
 };
 
 class FastAdam : public torch::optim::Adam {
@@ -30,6 +31,9 @@ class FastAdam : public torch::optim::Adam {
   torch::Tensor step(LossClosure closure = nullptr) override;
 
  private:
+  /// One parameter's update (state created on first use, as LibTorch does).
+  void update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
+              const std::string& key);
   ScalarCache scalars_;
 };
 
@@ -39,6 +43,9 @@ class FastRMSprop : public torch::optim::RMSprop {
   torch::Tensor step(LossClosure closure = nullptr) override;
 
  private:
+  /// One parameter's update (state created on first use, as LibTorch does).
+  void update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
+              const std::string& key);
   ScalarCache scalars_;
 };
 
