@@ -2,7 +2,7 @@
 // toy multi_class with batch 32 — a launch-bound workload — through modlab's real trainer, against
 // the same model written as idiomatic PyTorch (bench/python/moe_step.py), same thread count.
 //
-//   build/bench/bench_moe_step [--threads 1] [--epochs 20]
+//   build/bin/bench_moe_step [--threads 1] [--epochs 20] [--skip-python]
 #include "bench_run.hpp"
 #include "bench_util.hpp"
 
@@ -20,10 +20,12 @@ using namespace modlab::runner;
 
 int main(int argc, char** argv) {
   int threads = 1, epochs = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--threads") threads = std::stoi(argv[i + 1]);
-    if (a == "--epochs") epochs = std::stoi(argv[i + 1]);
+  bool python = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
+    if (a == "--epochs" && i + 1 < argc) epochs = std::stoi(argv[++i]);
+    if (a == "--skip-python") python = false;
   }
   torch::set_num_threads(threads);
   Registry& reg = default_registry();
@@ -65,8 +67,8 @@ eval_splits = ["test"]
   double cpp_ms = 1000.0 * secs / steps;
   fs::remove_all(out);
 
-  int code = 0;
-  std::string py = bench::capture("/usr/bin/python3 " + std::string(MODLAB_SOURCE_DIR) +
+  int code = python ? 0 : 1;
+  std::string py = !python ? std::string() : bench::capture("/usr/bin/python3 " + std::string(MODLAB_SOURCE_DIR) +
                                       "/bench/python/moe_step.py --threads " + std::to_string(threads) +
                                       " --steps " + std::to_string(static_cast<int>(steps)),
                                   &code);
@@ -79,7 +81,7 @@ eval_splits = ["test"]
       {"modlab (trainer, batched experts)", bench::num(cpp_ms, 4), "1.00"},
   };
   if (py_ms > 0) rows.push_back({"PyTorch (Python, idiomatic)", bench::num(py_ms, 4), bench::num(py_ms / cpp_ms, 2)});
-  else rows.push_back({"PyTorch (Python)", "unavailable (install python3-torch: scripts/setup --bench)", "-"});
+  else if (python) rows.push_back({"PyTorch (Python)", "unavailable (install python3-torch: scripts/setup --bench)", "-"});
   bench::table({"implementation", "ms/step", "Python time / modlab time"}, rows);
   return 0;
 }

@@ -61,6 +61,54 @@ BOOST_AUTO_TEST_CASE(stacked_linear_on_member_inputs_equals_the_member_loop) {
   for (std::int64_t e = 0; e < E; ++e) BOOST_TEST(close(y[e], x[e].mm(layer->weight[e])), "member " << e);
 }
 
+BOOST_AUTO_TEST_CASE(batch_inner_layers_give_the_same_values_and_gradients_stored_batch_innermost) {
+  torch::manual_seed(3);
+  const std::int64_t E = 3, B = 5, in = 4, hidden = 6, out = 2;
+  StackedLinear a(E, in, hidden), b(E, hidden, out);
+  Linear g(in, E);
+  for (auto* m : std::vector<torch::nn::Module*>{a.get(), b.get(), g.get()}) m->to(torch::kFloat64);
+  auto x = torch::randn({B, in}, torch::kFloat64);
+  auto reference = b->forward(torch::relu(a->forward(x)));
+  auto gate_reference = g->forward(x);
+  const auto params = std::vector<torch::Tensor>{a->weight, a->bias, b->weight, b->bias, g->weight, g->bias};
+  auto want = grads_of(reference.sum(0) + gate_reference.sum(1, true).expand({B, out}), params, 4);
+
+  a->batch_inner = b->batch_inner = g->batch_inner = true;
+  auto y = b->forward(torch::relu(a->forward(x)));
+  auto gate = g->forward(x);
+  BOOST_TEST(y.sizes() == (std::vector<std::int64_t>{E, B, out}));
+  BOOST_TEST(gate.sizes() == (std::vector<std::int64_t>{B, E}));
+  // Stored [E, out, B] and [E, B]: the batch is the innermost dimension.
+  BOOST_TEST(y.stride(1) == 1);
+  BOOST_TEST(y.transpose(1, 2).is_contiguous());
+  BOOST_TEST(gate.t().is_contiguous());
+  BOOST_TEST(close(y, reference));
+  BOOST_TEST(close(gate, gate_reference));
+  auto got = grads_of(y.sum(0) + gate.sum(1, true).expand({B, out}), params, 4);
+  for (std::size_t i = 0; i < got.size(); ++i) BOOST_TEST(close(got[i], want[i]), "gradient " << i);
+}
+
+BOOST_AUTO_TEST_CASE(softmax_in_layout_equals_softmax_and_keeps_the_layout) {
+  torch::manual_seed(5);
+  auto dense = torch::randn({4, 6, 3}, torch::kFloat64).requires_grad_();  // stored [E, C, B]
+  auto view = dense.permute({2, 0, 1});                                   // [B, E, C] view
+  auto fast = softmax_in_layout(view, -1);
+  auto plain = torch::softmax(view.contiguous(), -1);
+  BOOST_TEST(close(fast, plain));
+  BOOST_TEST(fast.strides() == view.strides());  // no copy into another layout
+  BOOST_TEST(close(fast.sum(-1), torch::ones({3, 4}, torch::kFloat64)));
+  auto g1 = grads_of(fast, {dense}, 6);
+  auto g2 = grads_of(torch::softmax(view, -1), {dense}, 6);
+  BOOST_TEST(close(g1[0], g2[0]));
+  // Contiguous input and a dimension that is not the last: plain softmax.
+  auto x = torch::randn({2, 5}, torch::kFloat64);
+  BOOST_TEST(close(softmax_in_layout(x, 0), torch::softmax(x, 0)));
+  BOOST_TEST(close(softmax_in_layout(x.t(), 1), torch::softmax(x.t(), 1)));
+  // Not a permutation of a dense tensor (a strided slice): still correct.
+  auto sliced = torch::randn({6, 8}, torch::kFloat64).slice(1, 0, 8, 2);
+  BOOST_TEST(close(softmax_in_layout(sliced, -1), torch::softmax(sliced, -1)));
+}
+
 BOOST_AUTO_TEST_CASE(stacked_linear_counts_its_multiply_accumulates) {
   StackedLinear layer(3, 5, 4);
   MacCounter outer;

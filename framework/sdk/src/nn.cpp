@@ -4,7 +4,9 @@
 #include <torch/nn/init.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <stdexcept>
 
 namespace modlab::nn {
@@ -46,6 +48,26 @@ torch::Tensor topk_selectors(const torch::Tensor& scores, std::int64_t k) {
     sels.push_back(straight_through(one, scores));
   }
   return torch::stack(sels, 0);
+}
+
+torch::Tensor softmax_in_layout(const torch::Tensor& x, std::int64_t dim) {
+  const auto n = x.dim();
+  if (n < 2 || x.is_contiguous()) return torch::softmax(x, dim);
+  if (dim < 0) dim += n;
+  // The dimensions in memory order (decreasing stride); the permuted view is contiguous for any
+  // tensor that is a permutation of a dense one.
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return x.stride(a) > x.stride(b); });
+  const auto dense = x.permute(order);
+  if (!dense.is_contiguous()) return torch::softmax(x, dim);
+  std::vector<std::int64_t> back(static_cast<std::size_t>(n));
+  std::int64_t at = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    back[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])] = i;
+    if (order[static_cast<std::size_t>(i)] == dim) at = i;
+  }
+  return torch::softmax(dense, at).permute(back);
 }
 
 torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim) {
@@ -130,6 +152,12 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   std::int64_t rows = x.numel() / in_features;
   if (w.dim() == 2) {
     MacCounter::add(rows * in_features * out_features);
+    if (batch_inner && x.dim() == 2) {
+      // (x Wᵀ + b)ᵀ = W xᵀ + b as [out, B]; a transposed input (the previous layer's output) is
+      // read in place.
+      auto yt = b.defined() ? torch::addmm(b.unsqueeze(1), w, x.t()) : torch::mm(w, x.t());
+      return yt.t();
+    }
     return torch::nn::functional::linear(x, w, b);
   }
   // K-batched weights [K, out, in]
@@ -189,6 +217,11 @@ torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
   auto b = bias.defined() ? effective("bias", bias) : bias;
   auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
   MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
+  if (batch_inner && w.dim() == 3) {
+    // Wᵀxᵀ + b as [E, out, B], returned as the [E, B, out] view.
+    const auto wt = w.transpose(1, 2), xt = xe.transpose(1, 2);
+    return (b.defined() ? torch::baddbmm(b.unsqueeze(2), wt, xt) : torch::bmm(wt, xt)).transpose(1, 2);
+  }
   if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);
   return torch::bmm(xe, w);
 }

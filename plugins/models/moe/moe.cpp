@@ -11,6 +11,7 @@
 #include "regularizers.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/nn/functional.hpp>
 #include <modlab/plugin.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -298,7 +299,7 @@ class MoeModel : public Model {
       // Expert e outputs only its classes (softmax over them, exactly 0 elsewhere). A large finite
       // value instead of −∞ keeps pre-softmax mixing free of 0·∞.
       f.logits = f.logits.masked_fill(expert_mask_.logical_not().unsqueeze(0), -1e9);
-      f.probs = torch::softmax(f.logits, -1);
+      f.probs = modlab::nn::softmax_in_layout(f.logits, -1);
     }
     const GateOutput a = gate_->forward(is_cnn(opt_.gate) ? image : flat);
     torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;

@@ -3,6 +3,7 @@
 #include "gates.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/nn/functional.hpp>
 
 #include <torch/torch.h>
 
@@ -36,9 +37,11 @@ MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::v
   if (members <= 0) throw std::invalid_argument("an expert bank needs at least one expert");
   if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("expert dropout must be in [0, 1)");
   const auto sizes = layer_sizes(in, hidden, out);
-  for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
+  for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
     layers_.push_back(
         register_module("layer" + std::to_string(i), modlab::nn::StackedLinear(members, sizes[i], sizes[i + 1])));
+    layers_.back()->batch_inner = true;  // activations stored [E, width, B]: fast softmax over C
+  }
 }
 
 ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
@@ -53,7 +56,7 @@ ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
     }
   }
   out.logits = h.permute({1, 0, 2});
-  out.probs = torch::softmax(out.logits, -1);
+  out.probs = modlab::nn::softmax_in_layout(out.logits, -1);
   if (out.hidden.defined()) out.hidden = out.hidden.permute({1, 0, 2});
   return out;
 }
@@ -78,8 +81,10 @@ MlpGate::~MlpGate() = default;
 
 MlpGate::MlpGate(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t experts) : experts_(experts) {
   const auto sizes = layer_sizes(in, hidden, experts);
-  for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
+  for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
     layers_.push_back(register_module("layer" + std::to_string(i), modlab::nn::Linear(sizes[i], sizes[i + 1])));
+    layers_.back()->batch_inner = true;  // scores stored [E, B]: fast softmax over the experts
+  }
 }
 
 GateOutput MlpGate::forward(const torch::Tensor& x) {
@@ -105,10 +110,10 @@ torch::Tensor top_k_mask(const torch::Tensor& logits, std::int64_t k) {
 
 torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature, std::int64_t top_k) {
   if (!(temperature > 0.0)) throw std::invalid_argument("gate temperature must be > 0");
-  auto z = logits / temperature;
+  auto z = temperature == 1.0 ? logits : logits / temperature;
   if (top_k > 0 && top_k < logits.size(-1))
     z = z.masked_fill(top_k_mask(logits, top_k).logical_not(), -std::numeric_limits<double>::infinity());
-  return torch::softmax(z, -1);
+  return modlab::nn::softmax_in_layout(z, -1);
 }
 
 }  // namespace modlab::moe

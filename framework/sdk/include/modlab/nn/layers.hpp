@@ -61,6 +61,12 @@ MODLAB_API void clear_overrides(torch::nn::Module& root);
 
 /// y = x Wᵀ + b. Input [B, in] or [K, B, in]. With a K-batched weight override [K, out, in] the
 /// output is [K, B, out] (a 2-D input is shared by all K).
+///
+/// With `batch_inner` set, a 2-D input gives the same [B, out] values stored batch-innermost: the
+/// layer computes Wxᵀ + b as an [out, B] matrix and returns its transpose (a view). Elementwise
+/// layers keep that layout, the next layer reads it without a copy, and a softmax over the `out`
+/// features (`softmax_in_layout`) then runs LibTorch's kernel across the batch, several times
+/// faster than its per-row kernel for short rows (the gate over a handful of experts).
 class MODLAB_API LinearImpl : public torch::nn::Module, public Overridable {
  public:
   LinearImpl(std::int64_t in, std::int64_t out, bool bias = true);
@@ -69,6 +75,7 @@ class MODLAB_API LinearImpl : public torch::nn::Module, public Overridable {
   void reset_parameters();
   std::int64_t in_features, out_features;
   torch::Tensor weight, bias;
+  bool batch_inner = false;
 };
 TORCH_MODULE(Linear);
 
@@ -92,6 +99,9 @@ TORCH_MODULE(Conv2d);
 /// (One baddbmm over the expanded input: measured faster on CPU than a single [B, in]·[in, E·out]
 /// product, whose weight re-layout costs more than the larger GEMM saves.)
 /// Each member is initialised like torch::nn::Linear(in, out).
+///
+/// With `batch_inner` set the output has the same values and shape [E, B, out] but is stored as
+/// [E, out, B] (computed as Wᵀxᵀ + b, returned as a transposed view): see LinearImpl::batch_inner.
 class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridable {
  public:
   StackedLinearImpl(std::int64_t members, std::int64_t in, std::int64_t out, bool bias = true);
@@ -100,6 +110,7 @@ class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridabl
   void reset_parameters();
   std::int64_t members, in_features, out_features;
   torch::Tensor weight, bias;
+  bool batch_inner = false;
 };
 TORCH_MODULE(StackedLinear);
 
