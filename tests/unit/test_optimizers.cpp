@@ -1,4 +1,6 @@
-// FastAdam / FastRMSprop give bit-identical parameters and state to torch::optim::Adam / RMSprop.
+// FastAdam / FastRMSprop give bit-identical parameters and state to torch::optim::Adam / RMSprop,
+// also when the flat blocks they keep are disturbed (gradients assigned, missing, parameters given
+// new storage, state saved and loaded).
 #define BOOST_TEST_MODULE optimizers
 #include <boost/test/unit_test.hpp>
 
@@ -7,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <sstream>
 #include <memory>
 
 using namespace modlab::runner;
@@ -19,11 +22,15 @@ std::vector<torch::Tensor> make_params(torch::Dtype dtype) {
           torch::randn({2, 2, 3}, dtype).requires_grad_()};
 }
 
+using Factory = std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>;
+/// Called on each side after the backward pass of step `s`: may change gradients or parameters.
+using Disturb = std::function<void(int s, std::vector<torch::Tensor>& params, torch::optim::Optimizer& opt)>;
+
 /// Runs `steps` steps of two optimizers on the same quadratic-ish loss; true if every parameter is
-/// bit-identical after each step.
-bool same_trajectory(const std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& ref,
-                     const std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>& fast,
-                     torch::Dtype dtype, int steps = 25) {
+/// bit-identical after each step. Parameter i takes part in the loss of step s unless
+/// `skip(s, i)` (then it has no gradient that step, as a parameter a phase does not use).
+bool same_trajectory(const Factory& ref, const Factory& fast, torch::Dtype dtype, int steps = 25,
+                     const Disturb& disturb = nullptr, const std::function<bool(int, std::size_t)>& skip = nullptr) {
   auto a = make_params(dtype), b = make_params(dtype);
   auto oa = ref(a), ob = fast(b);
   for (int s = 0; s < steps; ++s) {
@@ -31,9 +38,12 @@ bool same_trajectory(const std::function<std::unique_ptr<torch::optim::Optimizer
       auto* opt = pair == &a ? oa.get() : ob.get();
       opt->zero_grad();
       torch::Tensor loss = torch::zeros({}, dtype);
-      for (std::size_t i = 0; i < pair->size(); ++i)
+      for (std::size_t i = 0; i < pair->size(); ++i) {
+        if (skip && skip(s, i)) continue;
         loss = loss + ((*pair)[i] * (*pair)[i]).sum() * (0.5 + static_cast<double>(i)) + (*pair)[i].sin().sum();
+      }
       loss.backward();
+      if (disturb) disturb(s, *pair, *opt);
       opt->step();
     }
     for (std::size_t i = 0; i < a.size(); ++i)
@@ -89,4 +99,84 @@ BOOST_AUTO_TEST_CASE(state_saved_by_one_loads_into_the_other) {
   const auto& st = static_cast<torch::optim::AdamParamState&>(
       *plain.state().at(c10::guts::to_string(p[0].unsafeGetTensorImpl())));
   BOOST_TEST(st.step() == 3);
+}
+
+BOOST_AUTO_TEST_CASE(a_group_is_updated_in_one_flat_buffer_and_keeps_its_tensors) {
+  auto p = make_params(torch::kFloat);
+  const std::vector<const void*> impls = {p[0].unsafeGetTensorImpl(), p[1].unsafeGetTensorImpl(),
+                                          p[2].unsafeGetTensorImpl()};
+  const auto before = p[1].detach().clone();
+  FastRMSprop opt(p, torch::optim::RMSpropOptions(0.01).momentum(0.9));
+  opt.zero_grad();
+  (p[0].sum() + p[1].sum() + p[2].sum()).backward();
+  opt.step();
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    BOOST_TEST(p[i].unsafeGetTensorImpl() == impls[i]);  // the model's tensors, not copies
+    BOOST_TEST(p[i].requires_grad());
+    BOOST_TEST(p[i].is_leaf());
+  }
+  BOOST_TEST(!torch::equal(p[1], before));
+  // Values, gradients and state of consecutive parameters are adjacent slices of one buffer.
+  auto next_to = [](const torch::Tensor& x, const torch::Tensor& y) {
+    return static_cast<const char*>(x.data_ptr()) + x.numel() * 4 == static_cast<const char*>(y.data_ptr());
+  };
+  BOOST_TEST(next_to(p[0], p[1]));
+  BOOST_TEST(next_to(p[1], p[2]));
+  BOOST_TEST(next_to(p[0].grad(), p[1].grad()));
+  auto& st0 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(c10::guts::to_string(p[0].unsafeGetTensorImpl())));
+  auto& st1 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(c10::guts::to_string(p[1].unsafeGetTensorImpl())));
+  BOOST_TEST(next_to(st0.square_avg(), st1.square_avg()));
+  BOOST_TEST(next_to(st0.momentum_buffer(), st1.momentum_buffer()));
+  // zero_grad keeps working on the slices (LibTorch detaches gradients in place).
+  opt.zero_grad();
+  BOOST_TEST(p[2].grad().abs().sum().item<double>() == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(disturbed_flat_blocks_still_follow_libtorch_exactly) {
+  auto adam = torch::optim::AdamOptions(0.01).betas({0.8, 0.95});
+  auto rms = torch::optim::RMSpropOptions(0.01).momentum(0.9).centered(true);
+  const Factory ref_adam = [&](auto p) { return std::make_unique<torch::optim::Adam>(p, adam); };
+  const Factory fast_adam = [&](auto p) { return std::make_unique<FastAdam>(p, adam); };
+  const Factory ref_rms = [&](auto p) { return std::make_unique<torch::optim::RMSprop>(p, rms); };
+  const Factory fast_rms = [&](auto p) { return std::make_unique<FastRMSprop>(p, rms); };
+
+  // Gradients assigned rather than accumulated (as a custom training step does), every other step.
+  const Disturb assign = [](int s, std::vector<torch::Tensor>& p, torch::optim::Optimizer&) {
+    if (s % 2 == 1) p[1].mutable_grad() = p[1].grad().clone() * 0.5;
+  };
+  BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, assign));
+  BOOST_TEST(same_trajectory(ref_rms, fast_rms, torch::kFloat, 12, assign));
+
+  // A parameter without gradient on some steps: it misses those updates, its state its steps.
+  const auto skip = [](int s, std::size_t i) { return i == 2 && (s == 0 || s == 5 || s == 6); };
+  BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, nullptr, skip));
+  BOOST_TEST(same_trajectory(ref_rms, fast_rms, torch::kDouble, 12, nullptr, skip));
+  const Disturb drop = [](int s, std::vector<torch::Tensor>& p, torch::optim::Optimizer&) {
+    if (s == 5) p[2].mutable_grad() = torch::Tensor();  // a gradient set to none mid-run
+  };
+  BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, drop));
+  BOOST_TEST(same_trajectory(ref_rms, fast_rms, torch::kFloat, 12, drop));
+
+  // A parameter given new storage (a checkpoint loaded into the model).
+  const Disturb reload = [](int s, std::vector<torch::Tensor>& p, torch::optim::Optimizer&) {
+    if (s == 4) {
+      torch::NoGradGuard ng;
+      p[0].set_data(p[0].detach().clone());
+    }
+  };
+  BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, reload));
+
+  // State saved and loaded back mid-run (a resumed run).
+  const Disturb save_load = [](int s, std::vector<torch::Tensor>&, torch::optim::Optimizer& opt) {
+    if (s != 6) return;
+    std::stringstream buf;
+    torch::serialize::OutputArchive out;
+    opt.save(out);
+    out.save_to(buf);
+    torch::serialize::InputArchive in;
+    in.load_from(buf);
+    opt.load(in);
+  };
+  BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, save_load));
+  BOOST_TEST(same_trajectory(ref_rms, fast_rms, torch::kFloat, 12, save_load));
 }

@@ -1,11 +1,16 @@
-// Adam and RMSprop steps as LibTorch 1.13's, with the constants as cached 0-dim tensors (optimizers.hpp).
+// Adam and RMSprop steps as LibTorch 1.13's, with the constants as cached 0-dim tensors and each
+// parameter group updated as one flat block where possible (optimizers.hpp).
 #include <torch/torch.h>
 
 #include <cmath>
 #include <modlab/runner/optimizers.hpp>
 #include <string>
+#include <unordered_set>
 
 namespace modlab::runner {
+
+namespace optim = torch::optim;
+using StateMap = ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>;
 
 const torch::Tensor& ScalarCache::get(double value, const torch::Tensor& like) {
   const auto key = std::make_tuple(value, static_cast<int>(like.scalar_type()), static_cast<int>(like.device().type()),
@@ -16,105 +21,273 @@ const torch::Tensor& ScalarCache::get(double value, const torch::Tensor& like) {
 }
 
 namespace {
+
 std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
-/// The optimizer step's frame, as LibTorch's: the closure's loss (with grad mode on), then
-/// `update(param, dense grad, group options, state key)` for every parameter that has a gradient.
-template <class Update>
-torch::Tensor each_parameter(std::vector<torch::optim::OptimizerParamGroup>& groups,
-                             const torch::optim::Optimizer::LossClosure& closure, const char* name, Update update) {
-  torch::NoGradGuard no_grad;
-  torch::Tensor loss = {};
-  if (closure != nullptr) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  for (auto& group : groups)
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      TORCH_CHECK(!p.grad().is_sparse(), name, " does not support sparse gradients");
-      update(p, p.grad(), group.options(), key_of(p));
-    }
-  return loss;
+const char* at_offset(const torch::Tensor& flat, std::int64_t offset) {
+  return static_cast<const char*>(flat.data_ptr()) + offset * static_cast<std::int64_t>(flat.element_size());
 }
+
+/// Elements offset … offset + like.numel() of `flat`, shaped like `like` (contiguous). An alias of
+/// the storage rather than an autograd view: LibTorch's zero_grad detaches gradients in place,
+/// which it refuses for views.
+torch::Tensor slice_of(const torch::Tensor& flat, std::int64_t offset, const torch::Tensor& like) {
+  return torch::empty({0}, flat.options()).set_(flat.storage(), flat.storage_offset() + offset, like.sizes());
+}
+
+/// Whether `params` can share flat buffers: dense, contiguous, non-empty, one dtype and device,
+/// no parameter twice, each with a dense gradient of its own shape, dtype and device.
+bool flattenable(const std::vector<torch::Tensor>& params) {
+  if (params.empty()) return false;
+  std::unordered_set<const void*> seen;
+  const auto& first = params.front();
+  for (const auto& p : params) {
+    const auto& g = p.grad();
+    if (p.layout() != torch::kStrided || !p.is_contiguous() || p.numel() == 0 || p.is_complex() ||
+        p.scalar_type() != first.scalar_type() || p.device() != first.device() || !g.defined() ||
+        g.layout() != torch::kStrided || g.sizes() != p.sizes() || g.scalar_type() != p.scalar_type() ||
+        g.device() != p.device() || !seen.insert(p.unsafeGetTensorImpl()).second)
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
 
-torch::Tensor FastAdam::step(LossClosure closure) {
-  return each_parameter(param_groups_, closure, "Adam",
-                        [this](torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& options,
-                               const std::string& key) { update(p, std::move(grad), options, key); });
+FlatGroups::Block* FlatGroups::block(std::size_t index, const std::vector<torch::Tensor>& params,
+                                     const std::vector<bool>& slot_mask, StateMap& state, const StateAccess& access) {
+  // Every parameter needs a gradient this step (LibTorch skips those without one).
+  for (const auto& p : params)
+    if (!p.grad().defined()) return nullptr;
+  auto it = blocks_.find(index);
+  if (it != blocks_.end()) {
+    Block& b = it->second;
+    bool holds = b.params.size() == params.size() && b.slot_mask == slot_mask;
+    for (std::size_t i = 0; holds && i < params.size(); ++i)
+      holds = params[i].unsafeGetTensorImpl() == b.params[i].unsafeGetTensorImpl() &&
+              params[i].data_ptr() == at_offset(b.value, b.offsets[i]) && params[i].is_contiguous();
+    if (holds) {
+      const auto step = access.step(*b.states.front());
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        if (access.step(*b.states[i]) != step) return nullptr;  // some parameter missed steps
+        const auto& g = params[i].grad();
+        if (g.data_ptr() != at_offset(b.grad, b.offsets[i])) {
+          // A gradient assigned rather than accumulated: back into its slice.
+          if (g.sizes() != params[i].sizes() || g.scalar_type() != b.grad.scalar_type() ||
+              g.layout() != torch::kStrided || g.device() != b.grad.device())
+            return nullptr;
+          auto slice = slice_of(b.grad, b.offsets[i], params[i]);
+          slice.copy_(g);
+          params[i].mutable_grad() = slice;
+        }
+      }
+      return &b;
+    }
+    blocks_.erase(it);
+  }
+
+  // (Re)build from the current values, gradients and state.
+  if (!flattenable(params)) return nullptr;
+  std::vector<optim::OptimizerParamState*> states;
+  std::int64_t step = -1;
+  for (const auto& p : params) {
+    auto s = state.find(key_of(p));
+    const std::int64_t this_step = s == state.end() ? 0 : access.step(*s->second);
+    if (step >= 0 && this_step != step) return nullptr;
+    step = this_step;
+    if (s != state.end())
+      for (std::size_t k = 0; k < slot_mask.size(); ++k) {
+        const auto& t = access.slot(*s->second, k);
+        if (slot_mask[k] && (!t.defined() || t.sizes() != p.sizes() || t.scalar_type() != p.scalar_type()))
+          return nullptr;
+      }
+  }
+  Block b;
+  b.params = params;
+  b.slot_mask = slot_mask;
+  std::int64_t total = 0;
+  for (const auto& p : params) {
+    b.offsets.push_back(total);
+    total += p.numel();
+  }
+  const auto options = params.front().options().requires_grad(false);
+  b.value = torch::empty({total}, options);
+  b.grad = torch::empty({total}, options);
+  b.slots.resize(slot_mask.size());
+  for (std::size_t k = 0; k < slot_mask.size(); ++k)
+    if (slot_mask[k]) b.slots[k] = torch::zeros({total}, options);
+  torch::NoGradGuard no_grad;
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto p = params[i];
+    const auto off = b.offsets[i];
+    auto value = slice_of(b.value, off, p);
+    value.copy_(p.detach());
+    auto grad = slice_of(b.grad, off, p);
+    grad.copy_(p.grad());
+    p.set_data(value);
+    p.mutable_grad() = grad;
+    auto& st = state[key_of(p)];
+    if (!st) st = access.create();
+    for (std::size_t k = 0; k < slot_mask.size(); ++k) {
+      auto& slot = access.slot(*st, k);
+      if (!slot_mask[k]) continue;
+      auto view = slice_of(b.slots[k], off, p);
+      if (slot.defined()) view.copy_(slot);
+      slot = view;
+    }
+    b.states.push_back(st.get());
+  }
+  return &(blocks_[index] = std::move(b));
 }
 
-void FastAdam::update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
-                      const std::string& key) {
-  auto& options = static_cast<torch::optim::AdamOptions&>(group_options);
-  if (state_.find(key) == state_.end()) {
-    auto state = std::make_unique<torch::optim::AdamParamState>();
-    state->step(0);
-    state->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    state->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    if (options.amsgrad()) state->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    state_[key] = std::move(state);
-  }
-  auto& state = static_cast<torch::optim::AdamParamState&>(*state_[key]);
-  auto& exp_avg = state.exp_avg();
-  auto& exp_avg_sq = state.exp_avg_sq();
-  auto& max_exp_avg_sq = state.max_exp_avg_sq();
-  state.step(state.step() + 1);
+namespace {
+
+/// The closure's loss (with grad mode on), as LibTorch's steps begin.
+torch::Tensor closure_loss(const optim::Optimizer::LossClosure& closure) {
+  if (closure == nullptr) return {};
+  at::AutoGradMode enable_grad(true);
+  return closure();
+}
+
+/// Adam's update of `p` (one parameter or a flat block) at step `step` (already counted).
+void adam_update(torch::Tensor& p, torch::Tensor grad, const optim::AdamOptions& options, std::int64_t step,
+                 torch::Tensor& exp_avg, torch::Tensor& exp_avg_sq, torch::Tensor& max_exp_avg_sq,
+                 ScalarCache& scalars) {
   const auto beta1 = std::get<0>(options.betas());
   const auto beta2 = std::get<1>(options.betas());
-  const auto bias_correction1 = 1 - std::pow(beta1, state.step());
-  const auto bias_correction2 = 1 - std::pow(beta2, state.step());
+  const auto bias_correction1 = 1 - std::pow(beta1, step);
+  const auto bias_correction2 = 1 - std::pow(beta2, step);
   if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
-  exp_avg.mul_(scalars_.get(beta1, p)).add_(grad, 1 - beta1);
-  exp_avg_sq.mul_(scalars_.get(beta2, p)).addcmul_(grad, grad, 1 - beta2);
+  exp_avg.mul_(scalars.get(beta1, p)).add_(grad, 1 - beta1);
+  exp_avg_sq.mul_(scalars.get(beta2, p)).addcmul_(grad, grad, 1 - beta2);
   const auto& source = options.amsgrad() ? max_exp_avg_sq : exp_avg_sq;
   if (options.amsgrad()) torch::max_out(max_exp_avg_sq, exp_avg_sq, max_exp_avg_sq);
   const auto denom = source.sqrt()
                          .div_(torch::scalar_tensor(std::sqrt(bias_correction2), p.options()))
-                         .add_(scalars_.get(options.eps(), p));
+                         .add_(scalars.get(options.eps(), p));
   const auto step_size = options.lr() / bias_correction1;
   p.addcdiv_(exp_avg, denom, -step_size);
 }
 
-torch::Tensor FastRMSprop::step(LossClosure closure) {
-  return each_parameter(param_groups_, closure, "RMSprop",
-                        [this](torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& options,
-                               const std::string& key) { update(p, std::move(grad), options, key); });
-}
-
-void FastRMSprop::update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
-                         const std::string& key) {
-  auto& options = static_cast<torch::optim::RMSpropOptions&>(group_options);
-  if (state_.find(key) == state_.end()) {
-    auto state = std::make_unique<torch::optim::RMSpropParamState>();
-    state->step(0);
-    state->square_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    if (options.momentum() > 0) state->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    if (options.centered()) state->grad_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    state_[key] = std::move(state);
-  }
-  auto& state = static_cast<torch::optim::RMSpropParamState&>(*state_[key]);
-  auto& square_avg = state.square_avg();
+/// RMSprop's update of `p` (one parameter or a flat block).
+void rmsprop_update(torch::Tensor& p, torch::Tensor grad, const optim::RMSpropOptions& options,
+                    torch::Tensor& square_avg, torch::Tensor& momentum_buffer, torch::Tensor& grad_avg,
+                    ScalarCache& scalars) {
   const auto alpha = options.alpha();
-  state.step(state.step() + 1);
   if (options.weight_decay() != 0) grad = grad.add(p, options.weight_decay());
-  square_avg.mul_(scalars_.get(alpha, p)).addcmul_(grad, grad, 1 - alpha);
+  square_avg.mul_(scalars.get(alpha, p)).addcmul_(grad, grad, 1 - alpha);
   torch::Tensor avg;
   if (options.centered()) {
-    auto& grad_avg = state.grad_avg();
-    grad_avg.mul_(scalars_.get(alpha, p)).add_(grad, 1 - alpha);
-    avg = square_avg.addcmul(grad_avg, grad_avg, -1).sqrt_().add_(scalars_.get(options.eps(), p));
+    grad_avg.mul_(scalars.get(alpha, p)).add_(grad, 1 - alpha);
+    avg = square_avg.addcmul(grad_avg, grad_avg, -1).sqrt_().add_(scalars.get(options.eps(), p));
   } else {
-    avg = square_avg.sqrt().add_(scalars_.get(options.eps(), p));
+    avg = square_avg.sqrt().add_(scalars.get(options.eps(), p));
   }
   if (options.momentum() > 0) {
-    auto& buf = state.momentum_buffer();
-    buf.mul_(scalars_.get(options.momentum(), p)).addcdiv_(grad, avg);
-    p.add_(buf, -options.lr());
+    momentum_buffer.mul_(scalars.get(options.momentum(), p)).addcdiv_(grad, avg);
+    p.add_(momentum_buffer, -options.lr());
   } else {
     p.addcdiv_(grad, avg, -options.lr());
   }
+}
+
+const FlatGroups::StateAccess& adam_access() {
+  static const FlatGroups::StateAccess access{
+      [](optim::OptimizerParamState& s, std::size_t k) -> torch::Tensor& {
+        auto& a = static_cast<optim::AdamParamState&>(s);
+        return k == 0 ? a.exp_avg() : k == 1 ? a.exp_avg_sq() : a.max_exp_avg_sq();
+      },
+      [] { return std::make_unique<optim::AdamParamState>(); },
+      [](optim::OptimizerParamState& s) -> std::int64_t& { return static_cast<optim::AdamParamState&>(s).step(); }};
+  return access;
+}
+
+const FlatGroups::StateAccess& rmsprop_access() {
+  static const FlatGroups::StateAccess access{
+      [](optim::OptimizerParamState& s, std::size_t k) -> torch::Tensor& {
+        auto& r = static_cast<optim::RMSpropParamState&>(s);
+        return k == 0 ? r.square_avg() : k == 1 ? r.momentum_buffer() : r.grad_avg();
+      },
+      [] { return std::make_unique<optim::RMSpropParamState>(); },
+      [](optim::OptimizerParamState& s) -> std::int64_t& {
+        return static_cast<optim::RMSpropParamState&>(s).step();
+      }};
+  return access;
+}
+
+/// Creates parameter `p`'s state on its first update, as LibTorch does: step 0, the slots in
+/// `mask` zero-filled like `p`.
+optim::OptimizerParamState& state_of(StateMap& state, const torch::Tensor& p, const std::vector<bool>& mask,
+                                     const FlatGroups::StateAccess& access) {
+  auto& st = state[key_of(p)];
+  if (!st) {
+    st = access.create();
+    for (std::size_t k = 0; k < mask.size(); ++k)
+      if (mask[k]) access.slot(*st, k) = torch::zeros_like(p, torch::MemoryFormat::Preserve);
+  }
+  return *st;
+}
+
+/// One step over every group: a group's flat block in one update, else each parameter with a
+/// gradient; `update(param, grad, options, step, slot(0), slot(1), slot(2))`.
+template <class Options, class Update>
+void each_group(std::vector<optim::OptimizerParamGroup>& groups, FlatGroups& flat, StateMap& state,
+                const FlatGroups::StateAccess& access, const char* name,
+                std::vector<bool> (*mask_of)(const Options&), Update update) {
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    auto& group = groups[gi];
+    auto& options = static_cast<Options&>(group.options());
+    const auto mask = mask_of(options);
+    for (const auto& p : group.params())
+      TORCH_CHECK(!p.grad().defined() || !p.grad().is_sparse(), name, " does not support sparse gradients");
+    if (auto* b = flat.block(gi, group.params(), mask, state, access)) {
+      std::int64_t step = 0;
+      for (auto* s : b->states) step = ++access.step(*s);
+      update(b->value, b->grad, options, step, b->slots[0], b->slots[1], b->slots[2]);
+      continue;
+    }
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& st = state_of(state, p, mask, access);
+      const auto step = ++access.step(st);
+      update(p, p.grad(), options, step, access.slot(st, 0), access.slot(st, 1), access.slot(st, 2));
+    }
+  }
+}
+
+std::vector<bool> adam_slots(const optim::AdamOptions& o) { return {true, true, o.amsgrad()}; }
+std::vector<bool> rmsprop_slots(const optim::RMSpropOptions& o) { return {true, o.momentum() > 0, o.centered()}; }
+
+}  // namespace
+
+torch::Tensor FastAdam::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss = closure_loss(closure);
+  each_group<optim::AdamOptions>(
+      param_groups_, flat_, state_, adam_access(), "Adam", adam_slots,
+      [this](torch::Tensor& p, const torch::Tensor& grad, const optim::AdamOptions& o, std::int64_t step,
+             torch::Tensor& m, torch::Tensor& v, torch::Tensor& vmax) { adam_update(p, grad, o, step, m, v, vmax, scalars_); });
+  return loss;
+}
+
+void FastAdam::load(torch::serialize::InputArchive& archive) {
+  torch::optim::Adam::load(archive);
+  flat_.clear();
+}
+
+torch::Tensor FastRMSprop::step(LossClosure closure) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor loss = closure_loss(closure);
+  each_group<optim::RMSpropOptions>(
+      param_groups_, flat_, state_, rmsprop_access(), "RMSprop", rmsprop_slots,
+      [this](torch::Tensor& p, const torch::Tensor& grad, const optim::RMSpropOptions& o, std::int64_t,
+             torch::Tensor& sq, torch::Tensor& buf, torch::Tensor& avg) { rmsprop_update(p, grad, o, sq, buf, avg, scalars_); });
+  return loss;
+}
+
+void FastRMSprop::load(torch::serialize::InputArchive& archive) {
+  torch::optim::RMSprop::load(archive);
+  flat_.clear();
 }
 
 }  // namespace modlab::runner

@@ -1,18 +1,26 @@
 #pragma once
 /// @file optimizers.hpp
 /// Adam and RMSprop with the exact arithmetic, state and serialization of torch::optim::Adam /
-/// RMSprop, minus a cost that dominates small models: LibTorch's step wraps every constant
-/// (β₁, β₂, α, momentum, ε, √(1 − β₂ᵗ)) as a double tensor and converts it to the parameter's type
-/// before each in-place update, several extra tensor copies per parameter and step. These steps
-/// use 0-dim tensors of the parameter's type, made once per value, which give bit-identical
-/// results (the converted constant is the same float).
+/// RMSprop, minus two costs that dominate small models, where every tensor op is a few µs of
+/// framework overhead around almost no arithmetic:
+///  - LibTorch's step wraps every constant (β₁, β₂, α, momentum, ε, √(1 − β₂ᵗ)) as a double tensor
+///    and converts it to the parameter's type before each in-place update. These steps use 0-dim
+///    tensors of the parameter's type, made once per value: the converted constant is the same
+///    float, so results are bit-identical.
+///  - LibTorch updates parameter by parameter, 6–8 ops each. These steps keep each parameter
+///    group's values, gradients and state as slices of flat buffers (`FlatGroups`) and update a
+///    whole group with the same 6–8 elementwise ops. Elementwise arithmetic does not depend on how
+///    the elements are grouped, so results are again bit-identical.
 
 #include <torch/optim/adam.h>
 #include <torch/optim/rmsprop.h>
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace modlab::runner {
 
@@ -25,28 +33,65 @@ class ScalarCache {
   std::map<std::tuple<double, int, int, int>, torch::Tensor> cache_;
 };
 
+/// Parameter groups stored as flat buffers. For a group whose parameters are dense, contiguous,
+/// of one dtype and device, and all have gradients, `block` moves every parameter's values (with
+/// `set_data`), gradient and optimizer state slots into slices of one flat tensor each; the
+/// model's parameters stay the same tensors (same identity, same values), now views. Each later
+/// step checks, by pointer comparison only, that the views still hold: a gradient replaced by
+/// assignment is copied back into its slice; parameters given new storage (a checkpoint loaded
+/// into the model) or a group changed rebuild the block from the current values and state. A group
+/// that cannot be flattened, or a step where a parameter has no gradient, is updated parameter by
+/// parameter on the same state, exactly as LibTorch would.
+class FlatGroups {
+ public:
+  struct Block {
+    std::vector<torch::Tensor> params;
+    std::vector<torch::optim::OptimizerParamState*> states;  ///< owned by the optimizer's state map
+    std::vector<std::int64_t> offsets;                      ///< element offset of each parameter
+    std::vector<bool> slot_mask;                            ///< which state slots the options use
+    torch::Tensor value, grad;
+    std::vector<torch::Tensor> slots;  ///< flat state slots (undefined where unused)
+  };
+  /// Access to one optimizer's per-parameter state: `slot(state, i)` is state slot i;
+  /// `create()` makes a fresh state at step 0 (slots undefined).
+  struct StateAccess {
+    std::function<torch::Tensor&(torch::optim::OptimizerParamState&, std::size_t)> slot;
+    std::function<std::unique_ptr<torch::optim::OptimizerParamState>()> create;
+    std::function<std::int64_t&(torch::optim::OptimizerParamState&)> step;
+  };
+
+  /// The flat block of group `index` holding `params`, (re)built if needed; nullptr when the group
+  /// is to be updated parameter by parameter this step.
+  Block* block(std::size_t index, const std::vector<torch::Tensor>& params, const std::vector<bool>& slot_mask,
+               ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>& state,
+               const StateAccess& access);
+  /// Forgets every block (the optimizer's state was replaced).
+  void clear() { blocks_.clear(); }
+
+ private:
+  std::map<std::size_t, Block> blocks_;
+};
+
 class FastAdam : public torch::optim::Adam {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  void load(torch::serialize::InputArchive& archive) override;
 
  private:
-  /// One parameter's update (state created on first use, as LibTorch does).
-  void update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
-              const std::string& key);
   ScalarCache scalars_;
+  FlatGroups flat_;
 };
 
 class FastRMSprop : public torch::optim::RMSprop {
  public:
   using torch::optim::RMSprop::RMSprop;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  void load(torch::serialize::InputArchive& archive) override;
 
  private:
-  /// One parameter's update (state created on first use, as LibTorch does).
-  void update(torch::Tensor& p, torch::Tensor grad, torch::optim::OptimizerOptions& group_options,
-              const std::string& key);
   ScalarCache scalars_;
+  FlatGroups flat_;
 };
 
 }  // namespace modlab::runner
