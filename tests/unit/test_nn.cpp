@@ -61,31 +61,30 @@ BOOST_AUTO_TEST_CASE(stacked_linear_on_member_inputs_equals_the_member_loop) {
   for (std::int64_t e = 0; e < E; ++e) BOOST_TEST(close(y[e], x[e].mm(layer->weight[e])), "member " << e);
 }
 
-BOOST_AUTO_TEST_CASE(batch_inner_layers_give_the_same_values_and_gradients_stored_batch_innermost) {
+BOOST_AUTO_TEST_CASE(layers_on_transposed_activations_equal_the_plain_layers) {
   torch::manual_seed(3);
   const std::int64_t E = 3, B = 5, in = 4, hidden = 6, out = 2;
   StackedLinear a(E, in, hidden), b(E, hidden, out);
-  Linear g(in, E);
-  for (auto* m : std::vector<torch::nn::Module*>{a.get(), b.get(), g.get()}) m->to(torch::kFloat64);
+  Linear g(in, E), g2(in, E, /*bias=*/false);
+  for (auto* m : std::vector<torch::nn::Module*>{a.get(), b.get(), g.get(), g2.get()}) m->to(torch::kFloat64);
   auto x = torch::randn({B, in}, torch::kFloat64);
-  auto reference = b->forward(torch::relu(a->forward(x)));
-  auto gate_reference = g->forward(x);
-  const auto params = std::vector<torch::Tensor>{a->weight, a->bias, b->weight, b->bias, g->weight, g->bias};
+  const auto params = std::vector<torch::Tensor>{a->weight, a->bias, b->weight, b->bias, g->weight, g->bias, g2->weight};
+  auto reference = b->forward(torch::relu(a->forward(x)));                          // [E, B, out]
+  auto gate_reference = g->forward(x) + g2->forward(x);                             // [B, E]
   auto want = grads_of(reference.sum(0) + gate_reference.sum(1, true).expand({B, out}), params, 4);
 
-  a->batch_inner = b->batch_inner = g->batch_inner = true;
-  auto y = b->forward(torch::relu(a->forward(x)));
-  auto gate = g->forward(x);
-  BOOST_TEST(y.sizes() == (std::vector<std::int64_t>{E, B, out}));
-  BOOST_TEST(gate.sizes() == (std::vector<std::int64_t>{B, E}));
-  // Stored [E, out, B] and [E, B]: the batch is the innermost dimension.
-  BOOST_TEST(y.stride(1) == 1);
-  BOOST_TEST(y.transpose(1, 2).is_contiguous());
-  BOOST_TEST(gate.t().is_contiguous());
-  BOOST_TEST(close(y, reference));
-  BOOST_TEST(close(gate, gate_reference));
-  auto got = grads_of(y.sum(0) + gate.sum(1, true).expand({B, out}), params, 4);
+  auto yt = b->forward_t(torch::relu(a->forward_t(x.t())));  // [E, out, B]
+  auto gate_t = g->forward_t(x.t()) + g2->forward_t(x.t());  // [E, B]
+  BOOST_TEST(yt.sizes() == (std::vector<std::int64_t>{E, out, B}));
+  BOOST_TEST(gate_t.sizes() == (std::vector<std::int64_t>{E, B}));
+  BOOST_TEST(yt.is_contiguous());
+  BOOST_TEST(close(yt.transpose(1, 2), reference));
+  BOOST_TEST(close(gate_t.t(), gate_reference));
+  auto got = grads_of(yt.transpose(1, 2).sum(0) + gate_t.t().sum(1, true).expand({B, out}), params, 4);
   for (std::size_t i = 0; i < got.size(); ++i) BOOST_TEST(close(got[i], want[i]), "gradient " << i);
+  // Per-member transposed inputs [E, in, B].
+  auto xe = torch::randn({E, B, in}, torch::kFloat64);
+  BOOST_TEST(close(a->forward_t(xe.transpose(1, 2)).transpose(1, 2), a->forward(xe)));
 }
 
 BOOST_AUTO_TEST_CASE(softmax_in_layout_equals_softmax_and_keeps_the_layout) {

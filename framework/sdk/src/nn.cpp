@@ -152,12 +152,6 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   std::int64_t rows = x.numel() / in_features;
   if (w.dim() == 2) {
     MacCounter::add(rows * in_features * out_features);
-    if (batch_inner && x.dim() == 2) {
-      // (x Wᵀ + b)ᵀ = W xᵀ + b as [out, B]; a transposed input (the previous layer's output) is
-      // read in place.
-      auto yt = b.defined() ? torch::addmm(b.unsqueeze(1), w, x.t()) : torch::mm(w, x.t());
-      return yt.t();
-    }
     return torch::nn::functional::linear(x, w, b);
   }
   // K-batched weights [K, out, in]
@@ -167,6 +161,14 @@ torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   auto y = torch::bmm(xk, w.transpose(1, 2));
   if (b.defined()) y = y + (b.dim() == 1 ? b.view({1, 1, -1}) : b.unsqueeze(1));
   return y;
+}
+
+torch::Tensor LinearImpl::forward_t(const torch::Tensor& xt) {
+  auto w = effective("weight", weight);
+  if (w.dim() != 2 || xt.dim() != 2) return forward(xt.transpose(-1, -2)).transpose(-1, -2);
+  auto b = bias.defined() ? effective("bias", bias) : bias;
+  MacCounter::add(xt.size(1) * in_features * out_features);
+  return b.defined() ? torch::addmm(b.unsqueeze(1), w, xt) : torch::mm(w, xt);
 }
 
 // ---------------------------------------------------------------- Conv2d
@@ -217,13 +219,18 @@ torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
   auto b = bias.defined() ? effective("bias", bias) : bias;
   auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
   MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
-  if (batch_inner && w.dim() == 3) {
-    // Wᵀxᵀ + b as [E, out, B], returned as the [E, B, out] view.
-    const auto wt = w.transpose(1, 2), xt = xe.transpose(1, 2);
-    return (b.defined() ? torch::baddbmm(b.unsqueeze(2), wt, xt) : torch::bmm(wt, xt)).transpose(1, 2);
-  }
   if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);
   return torch::bmm(xe, w);
+}
+
+torch::Tensor StackedLinearImpl::forward_t(const torch::Tensor& xt) {
+  auto w = effective("weight", weight);
+  if (w.dim() != 3) return forward(xt.transpose(-1, -2)).transpose(-1, -2);
+  auto b = bias.defined() ? effective("bias", bias) : bias;
+  auto xe = xt.dim() == 2 ? xt.unsqueeze(0).expand({members, xt.size(0), xt.size(1)}) : xt;
+  MacCounter::add(xe.size(0) * xe.size(2) * in_features * out_features);
+  const auto wt = w.transpose(1, 2);
+  return b.defined() ? torch::baddbmm(b.unsqueeze(2), wt, xe) : torch::bmm(wt, xe);
 }
 
 }  // namespace modlab::nn

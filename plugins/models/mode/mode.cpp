@@ -15,6 +15,7 @@
 #include "gates.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/nn/functional.hpp>
 #include <modlab/plugin.hpp>
 
 #include <torch/nn/functional/loss.h>
@@ -150,7 +151,7 @@ class ModeModel : public Model {
     const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
     const auto z = experts_->forward(is_cnn(opt_.expert) ? image : flat).logits;  // [B, E, C]
-    const auto g = torch::softmax(gate_->forward(is_cnn(opt_.gate) ? image : flat).logits, -1);  // [B, E]
+    const auto g = modlab::nn::softmax_in_layout(gate_->forward(is_cnn(opt_.gate) ? image : flat).logits, -1);  // [B, E]
     const auto w = combine_weights(g, opt_.top_k, form_);
     Output out;
     out.kind = Output::Kind::Logits;
@@ -197,7 +198,7 @@ class ModeModel : public Model {
     const auto g = out.aux.at("gate").detach();
     const auto z = out.aux.at("expert_logits").detach();
     s.probe.add(g, z, batch.targets);
-    s.gate.add(g.to(torch::kCPU, torch::kDouble), torch::softmax(z, -1).to(torch::kCPU, torch::kDouble),
+    s.gate.add(g.to(torch::kCPU, torch::kDouble), modlab::nn::softmax_in_layout(z, -1).to(torch::kCPU, torch::kDouble),
                batch.targets.to(torch::kCPU));
     if (s.heatmap_rows < opt_.heatmap_samples) {
       const auto take = std::min<std::int64_t>(opt_.heatmap_samples - s.heatmap_rows, g.size(0));

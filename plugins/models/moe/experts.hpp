@@ -24,6 +24,9 @@ struct ExpertOutput {
   torch::Tensor logits;  ///< [B, E, C] pre-softmax scores of every expert
   torch::Tensor probs;   ///< [B, E, C] softmax of `logits` (each expert ends in a softmax)
   torch::Tensor hidden;  ///< [B, E, H] last hidden layer before its activation; undefined without hidden layers
+  /// `probs` as a dense [E, C, B] tensor when the bank computes it batch-innermost (then `logits`,
+  /// `probs` and `hidden` are permuted views); undefined otherwise.
+  torch::Tensor probs_t;
 };
 
 /// E experts mapping the same input to C classes. Submodules register their parameters with a

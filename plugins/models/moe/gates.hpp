@@ -24,6 +24,9 @@ namespace modlab::moe {
 struct GateOutput {
   torch::Tensor logits;  ///< [B, E] gate scores a(x), before temperature and softmax
   torch::Tensor hidden;  ///< [B, H] last hidden layer before its activation; undefined without hidden layers
+  /// `logits` as a dense [E, B] tensor when the gate computes it batch-innermost (then `logits`
+  /// and `hidden` are transposed views); undefined otherwise.
+  torch::Tensor logits_t;
 };
 
 /// A gate network over E experts.

@@ -300,10 +300,16 @@ class MoeModel : public Model {
       // value instead of −∞ keeps pre-softmax mixing free of 0·∞.
       f.logits = f.logits.masked_fill(expert_mask_.logical_not().unsqueeze(0), -1e9);
       f.probs = modlab::nn::softmax_in_layout(f.logits, -1);
+      f.probs_t = torch::Tensor();
     }
     const GateOutput a = gate_->forward(is_cnn(opt_.gate) ? image : flat);
     torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
-    torch::Tensor g = gate_probabilities(logits, t, opt_.top_k);  // [B, E]
+    // With a batch-innermost gate and no top-k, the softmax over the experts runs on the dense
+    // [E, B] scores; g is its transposed view.
+    torch::Tensor g_t;
+    if (!attention_ && a.logits_t.defined() && !(opt_.top_k > 0 && opt_.top_k < opt_.num_experts))
+      g_t = torch::softmax(t == 1.0 ? a.logits_t : a.logits_t / t, 0);
+    torch::Tensor g = g_t.defined() ? g_t.t() : gate_probabilities(logits, t, opt_.top_k);  // [B, E]
     Output out;
     out.kind = Output::Kind::Probabilities;
     const auto& m = opt_.method;
@@ -320,7 +326,9 @@ class MoeModel : public Model {
     } else if (m == "pre_softmax") {
       out.prediction = torch::softmax(mix(g, f.logits) / t, -1);
     } else {
-      out.prediction = mix(g, f.probs);
+      // Σ_e g_e f_e; on the dense batch-innermost tensors when both exist (fewer ops and views).
+      out.prediction = g_t.defined() && f.probs_t.defined() ? (f.probs_t * g_t.unsqueeze(1)).sum(0).t()
+                                                            : mix(g, f.probs);
       // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
       if (opt_.top_k == 1 && opt_.top1_softmax_quirk) out.prediction = torch::softmax(out.prediction, -1);
     }

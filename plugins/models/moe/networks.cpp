@@ -37,27 +37,29 @@ MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::v
   if (members <= 0) throw std::invalid_argument("an expert bank needs at least one expert");
   if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("expert dropout must be in [0, 1)");
   const auto sizes = layer_sizes(in, hidden, out);
-  for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+  for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(
         register_module("layer" + std::to_string(i), modlab::nn::StackedLinear(members, sizes[i], sizes[i + 1])));
-    layers_.back()->batch_inner = true;  // activations stored [E, width, B]: fast softmax over C
-  }
 }
 
 ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
+  // Activations run transposed, [E, width, B] (batch innermost): the softmax over the C classes
+  // then runs across the batch (see modlab::nn::softmax_in_layout).
   ExpertOutput out;
-  torch::Tensor h = x;  // [B, in] shared by all experts, then [E, B, width]
+  torch::Tensor h = x.dim() == 2 ? x.t() : x.transpose(1, 2);  // [in, B] shared, or [E, in, B]
+  torch::Tensor hidden;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    h = layers_[i]->forward(h);
+    h = layers_[i]->forward_t(h);
     if (i + 1 < layers_.size()) {
-      out.hidden = h;
+      hidden = h;
       h = torch::relu(h);
       if (dropout_ > 0.0 && is_training()) h = torch::dropout(h, dropout_, true);
     }
   }
-  out.logits = h.permute({1, 0, 2});
-  out.probs = modlab::nn::softmax_in_layout(out.logits, -1);
-  if (out.hidden.defined()) out.hidden = out.hidden.permute({1, 0, 2});
+  out.probs_t = torch::softmax(h, 1);
+  out.logits = h.permute({2, 0, 1});
+  out.probs = out.probs_t.permute({2, 0, 1});
+  if (hidden.defined()) out.hidden = hidden.permute({2, 0, 1});
   return out;
 }
 
@@ -81,23 +83,25 @@ MlpGate::~MlpGate() = default;
 
 MlpGate::MlpGate(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t experts) : experts_(experts) {
   const auto sizes = layer_sizes(in, hidden, experts);
-  for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+  for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(register_module("layer" + std::to_string(i), modlab::nn::Linear(sizes[i], sizes[i + 1])));
-    layers_.back()->batch_inner = true;  // scores stored [E, B]: fast softmax over the experts
-  }
 }
 
 GateOutput MlpGate::forward(const torch::Tensor& x) {
+  // Transposed activations, [width, B], as in MlpExpertBank::forward.
   GateOutput out;
-  torch::Tensor h = x;
+  torch::Tensor h = x.t();
+  torch::Tensor hidden;
   for (std::size_t i = 0; i < layers_.size(); ++i) {
-    h = layers_[i]->forward(h);
+    h = layers_[i]->forward_t(h);
     if (i + 1 < layers_.size()) {
-      out.hidden = h;
+      hidden = h;
       h = torch::relu(h);
     }
   }
-  out.logits = h;
+  out.logits_t = h;
+  out.logits = h.t();
+  if (hidden.defined()) out.hidden = hidden.t();
   return out;
 }
 

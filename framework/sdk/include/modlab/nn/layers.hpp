@@ -62,20 +62,20 @@ MODLAB_API void clear_overrides(torch::nn::Module& root);
 /// y = x Wᵀ + b. Input [B, in] or [K, B, in]. With a K-batched weight override [K, out, in] the
 /// output is [K, B, out] (a 2-D input is shared by all K).
 ///
-/// With `batch_inner` set, a 2-D input gives the same [B, out] values stored batch-innermost: the
-/// layer computes Wxᵀ + b as an [out, B] matrix and returns its transpose (a view). Elementwise
-/// layers keep that layout, the next layer reads it without a copy, and a softmax over the `out`
-/// features (`softmax_in_layout`) then runs LibTorch's kernel across the batch, several times
-/// faster than its per-row kernel for short rows (the gate over a handful of experts).
+/// `forward_t` is the same layer on transposed activations, [in, B] → [out, B] (W xᵀ + b). A
+/// network run that way keeps the batch as the innermost dimension of every activation, so a
+/// softmax over a few features runs LibTorch's kernel across the batch, several times faster than
+/// its per-row kernel for short rows (see `softmax_in_layout`).
 class MODLAB_API LinearImpl : public torch::nn::Module, public Overridable {
  public:
   LinearImpl(std::int64_t in, std::int64_t out, bool bias = true);
   ~LinearImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// `forward(xt.t()).t()`, computed without transposing activations: [in, B] → [out, B].
+  torch::Tensor forward_t(const torch::Tensor& xt);
   void reset_parameters();
   std::int64_t in_features, out_features;
   torch::Tensor weight, bias;
-  bool batch_inner = false;
 };
 TORCH_MODULE(Linear);
 
@@ -100,17 +100,19 @@ TORCH_MODULE(Conv2d);
 /// product, whose weight re-layout costs more than the larger GEMM saves.)
 /// Each member is initialised like torch::nn::Linear(in, out).
 ///
-/// With `batch_inner` set the output has the same values and shape [E, B, out] but is stored as
-/// [E, out, B] (computed as Wᵀxᵀ + b, returned as a transposed view): see LinearImpl::batch_inner.
+/// `forward_t` is the same layer on transposed activations: [in, B] (shared) or [E, in, B] →
+/// [E, out, B] (see LinearImpl::forward_t).
 class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridable {
  public:
   StackedLinearImpl(std::int64_t members, std::int64_t in, std::int64_t out, bool bias = true);
   ~StackedLinearImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// `forward(x).transpose(1, 2)` for x = xt transposed, computed as Wᵀxt + b: [in, B] or
+  /// [E, in, B] → [E, out, B].
+  torch::Tensor forward_t(const torch::Tensor& xt);
   void reset_parameters();
   std::int64_t members, in_features, out_features;
   torch::Tensor weight, bias;
-  bool batch_inner = false;
 };
 TORCH_MODULE(StackedLinear);
 
