@@ -140,6 +140,32 @@ FlatGroups::Block* FlatGroups::block(std::size_t index, const std::vector<torch:
   return &(blocks_[index] = std::move(b));
 }
 
+void FlatGroups::zero_grad(std::vector<optim::OptimizerParamGroup>& groups) {
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& params = groups[gi].params();
+    auto it = blocks_.find(gi);
+    bool in_place = it != blocks_.end() && it->second.params.size() == params.size();
+    for (std::size_t i = 0; in_place && i < params.size(); ++i)
+      in_place = params[i].unsafeGetTensorImpl() == it->second.params[i].unsafeGetTensorImpl() &&
+                 params[i].grad().defined() && params[i].grad().data_ptr() == at_offset(it->second.grad, it->second.offsets[i]);
+    if (in_place) {
+      it->second.grad.zero_();
+      continue;
+    }
+    for (const auto& p : params)  // as Optimizer::zero_grad
+      if (p.mutable_grad().defined()) {
+        p.mutable_grad().detach_();
+        p.mutable_grad().zero_();
+      }
+  }
+}
+
+void zero_grad(optim::Optimizer& opt) {
+  if (auto* adam = dynamic_cast<FastAdam*>(&opt)) return adam->zero_grad();
+  if (auto* rms = dynamic_cast<FastRMSprop*>(&opt)) return rms->zero_grad();
+  opt.zero_grad();
+}
+
 namespace {
 
 /// The closure's loss (with grad mode on), as LibTorch's steps begin.

@@ -300,7 +300,7 @@ class StepCtx : public StepContext {
   StepCtx(BuiltOptimizer& o, double clip, std::int64_t& step, std::int64_t epoch)
       : o_(o), clip_(clip), step_(step), epoch_(epoch) {}
   void zero_grad() override {
-    if (o_.opt) o_.opt->zero_grad();
+    if (o_.opt) modlab::runner::zero_grad(*o_.opt);
   }
   void apply() override {
     if (!o_.opt) return;

@@ -148,7 +148,7 @@ class ModeModel : public Model {
   }
 
   Output forward(const Batch& batch) override {
-    const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+    const auto flat = moe::flat_inputs(batch.inputs);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
     const auto z = experts_->forward(is_cnn(opt_.expert) ? image : flat).logits;  // [B, E, C]
     const auto g = modlab::nn::softmax_in_layout(gate_->forward(is_cnn(opt_.gate) ? image : flat).logits, -1);  // [B, E]
@@ -283,7 +283,7 @@ class ModeModel : public Model {
 
   torch::Tensor expert_input(const Batch& batch) const {
     if (is_cnn(opt_.expert)) return image_of(batch.inputs);
-    return batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+    return moe::flat_inputs(batch.inputs);
   }
 
   static std::vector<torch::Tensor> params_of(const torch::nn::Module& m) {

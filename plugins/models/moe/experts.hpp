@@ -145,6 +145,9 @@ std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks);
 /// feature, naming `model` (what every mixture built from these banks needs).
 void require_classification(const std::string& model, const DatasetSpec& spec);
 
+/// A batch's inputs as float rows [B, features] (the inputs themselves when they already are).
+torch::Tensor flat_inputs(const torch::Tensor& inputs);
+
 /// The expectation mixture ŷ = Σ_e g_e f_e: `gate` [B, E], `probs` [B, E, C] → [B, C], as one bmm.
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs);
 

@@ -292,7 +292,7 @@ class MoeModel : public Model {
 
   /// The forward pass with gate temperature `t`.
   Output forward_at(const Batch& batch, double t) {
-    const auto flat = batch.inputs.reshape({batch.inputs.size(0), -1}).to(torch::kFloat);
+    const auto flat = moe::flat_inputs(batch.inputs);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
     ExpertOutput f = experts_->forward(is_cnn(opt_.expert) ? image : flat);  // [B, E, C]
     if (expert_mask_.defined()) {
@@ -374,7 +374,7 @@ class MoeModel : public Model {
       losses.push_back({"task", opt_.em_loss_form == "complete_data" ? em_complete_data_loss(g, f, y, assign, 1e-7)
                                                                      : em_loss(g, f, y, assign, 1e-7)});
     } else {
-      losses.push_back({"task", F::nll_loss(torch::log(out.prediction + opt_.eps), y)});
+      losses.push_back({"task", F::nll_loss(torch::log(out.prediction + eps_like(out.prediction)), y)});
       if (m == "expert_loss") losses.push_back({"gate", expert_loss_gate_loss(g, f, y, opt_.eps)});
     }
     if (m == "no_gate") return losses;
@@ -648,6 +648,15 @@ class MoeModel : public Model {
   double temperature_ = 1.0;
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
   torch::Tensor expert_lr_scale_;  // [E] double, undefined without `expert_lr_scale`
+  torch::Tensor eps_;               // `eps` as a 0-dim tensor (eps_like)
+
+  /// `eps` as a 0-dim tensor of `like`'s dtype and device, made once: adding the double itself
+  /// converts it to a tensor on every call (same float result either way).
+  const torch::Tensor& eps_like(const torch::Tensor& like) {
+    if (!eps_.defined() || eps_.scalar_type() != like.scalar_type() || eps_.device() != like.device())
+      eps_ = torch::scalar_tensor(opt_.eps, like.options());
+    return eps_;
+  }
   torch::Tensor expert_mask_;      // [E, C] bool: classes each expert may output; undefined = all
   std::map<std::string, SplitStats> stats_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs

@@ -72,6 +72,11 @@ void require_classification(const std::string& model, const DatasetSpec& spec) {
                       " classes and " + std::to_string(spec.input_numel()) + " input features; need >= 2 and >= 1");
 }
 
+torch::Tensor flat_inputs(const torch::Tensor& inputs) {
+  if (inputs.dim() == 2 && inputs.scalar_type() == torch::kFloat) return inputs;
+  return inputs.reshape({inputs.size(0), -1}).to(torch::kFloat);
+}
+
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs) {
   return torch::bmm(gate.unsqueeze(1), probs).squeeze(1);
 }

@@ -70,6 +70,7 @@ class MODLAB_API TensorSplit : public Split {
  private:
   Batch data_;
   double train_noise_std_;
+  bool identity_indices_ = false;  ///< data_.indices is 0 … n − 1: a batch's indices are the requested ones
 };
 
 /// A dataset: a spec plus named splits. Built once per run by a factory, then read-only.

@@ -67,6 +67,8 @@ class FlatGroups {
                const StateAccess& access);
   /// Forgets every block (the optimizer's state was replaced).
   void clear() { blocks_.clear(); }
+  /// Optimizer::zero_grad, with one zero_ per flat block whose gradient slices are in place.
+  void zero_grad(std::vector<torch::optim::OptimizerParamGroup>& groups);
 
  private:
   std::map<std::size_t, Block> blocks_;
@@ -77,6 +79,8 @@ class FastAdam : public torch::optim::Adam {
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
   void load(torch::serialize::InputArchive& archive) override;
+  /// Optimizer::zero_grad (not virtual there) in one op per flat group.
+  void zero_grad() { flat_.zero_grad(param_groups_); }
 
  private:
   ScalarCache scalars_;
@@ -88,10 +92,15 @@ class FastRMSprop : public torch::optim::RMSprop {
   using torch::optim::RMSprop::RMSprop;
   torch::Tensor step(LossClosure closure = nullptr) override;
   void load(torch::serialize::InputArchive& archive) override;
+  /// Optimizer::zero_grad (not virtual there) in one op per flat group.
+  void zero_grad() { flat_.zero_grad(param_groups_); }
 
  private:
   ScalarCache scalars_;
   FlatGroups flat_;
 };
+
+/// `opt.zero_grad()`, through FastAdam / FastRMSprop's flat version where `opt` is one.
+void zero_grad(torch::optim::Optimizer& opt);
 
 }  // namespace modlab::runner
