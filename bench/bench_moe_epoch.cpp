@@ -1,7 +1,8 @@
 // One training epoch of the moe plugin through modlab's real trainer (`execute_run`), against the
 // same model written as idiomatic PyTorch (bench/python/moe_epoch.py), same intra-op thread count:
 //   - MNIST (AISTATS): E = 5 CNN experts and a CNN gate, batch 512, Adam, 60,000 images;
-//   - toy multi_class: E = 4 linear experts and gate, batch 32, RMSprop (launch-bound);
+//   - toy multi_class: E = 4 linear experts and gate, batch 32, RMSprop (launch-bound); each side
+//     the best of 3 alternating runs of 40 timed epochs;
 // and the MNIST CNN expert bank alone (forward + backward, batch 512) batched against a loop over
 // E separate expert modules, for E = 5, 10, 20.
 //
@@ -163,18 +164,31 @@ eval_every = 100000
 checkpoint_every = 0
 eval_splits = ["test"]
 )";
-  const int toy_epochs = 22;
+  const int toy_epochs = 42;
   const Secs mnist_cpp = seconds_per_epoch(reg, mnist, 3, threads);
-  const Secs toy_cpp = seconds_per_epoch(reg, toy, toy_epochs, threads);
   const std::string t = " --threads " + std::to_string(threads);
-  Secs mnist_py, mnist_py_tuned, toy_py;
+  // A toy epoch is ~10 ms: a burst of load on a shared machine can move one measurement by half.
+  // Each side runs `toy_reps` times, alternating, and keeps its fastest.
+  const int toy_reps = 3;
+  Secs toy_cpp, toy_py;
+  auto faster = [](Secs a, const Secs& b) {
+    if (b.wall > 0 && (a.wall < 0 || b.wall < a.wall)) a.wall = b.wall;
+    if (b.cpu > 0 && (a.cpu < 0 || b.cpu < a.cpu)) a.cpu = b.cpu;
+    return a;
+  };
+  for (int r = 0; r < toy_reps; ++r) {
+    toy_cpp = faster(toy_cpp, seconds_per_epoch(reg, toy, toy_epochs, threads));
+    if (python)
+      toy_py = faster(toy_py, python_seconds("--task toy --experts 4 --warmup 1 --epochs " +
+                                             std::to_string(toy_epochs - 2) + t));
+  }
+  Secs mnist_py, mnist_py_tuned;
   if (python) {
     mnist_py = python_seconds("--task mnist --experts 5 --warmup 1 --epochs 1 --data " + data + "/mnist" + t);
     // The same with glibc keeping freed memory, as the moe plugin configures it (README).
     mnist_py_tuned = python_seconds("--task mnist --experts 5 --warmup 1 --epochs 1 --data " + data + "/mnist" + t,
                                     "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:"
                                     "glibc.malloc.trim_threshold=1073741824 ");
-    toy_py = python_seconds("--task toy --experts 4 --warmup 1 --epochs " + std::to_string(toy_epochs - 2) + t);
   }
 
   std::cout << "moe training epoch, modlab (trainer) vs idiomatic PyTorch\n"
@@ -190,7 +204,7 @@ eval_splits = ["test"]
                 "PyTorch CPU", "ratio (CPU)"},
                {row("MNIST MoE, E = 5 CNN experts + CNN gate, 118 steps of 512, Adam", mnist_cpp, mnist_py, 3),
                 row("same, PyTorch with glibc keeping freed memory", mnist_cpp, mnist_py_tuned, 3),
-                row("toy multi_class, E = 4 linear, 75 steps of 32, RMSprop", toy_cpp, toy_py, 4)});
+                row("toy multi_class, E = 4 linear, 75 steps of 32, RMSprop (best of 3)", toy_cpp, toy_py, 4)});
 
   std::cout << "\nMNIST CNN expert bank alone, forward + backward of -log(sum_e g_e f_e) at batch 512 "
                "(CPU ms, median of 15)\n\n";

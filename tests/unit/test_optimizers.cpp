@@ -184,3 +184,40 @@ BOOST_AUTO_TEST_CASE(disturbed_flat_blocks_still_follow_libtorch_exactly) {
   BOOST_TEST(same_trajectory(ref_adam, fast_adam, torch::kFloat, 12, save_load));
   BOOST_TEST(same_trajectory(ref_rms, fast_rms, torch::kFloat, 12, save_load));
 }
+
+BOOST_AUTO_TEST_CASE(groups_with_equal_options_share_a_block_and_split_when_they_differ) {
+  // Two groups ("gate", "experts"): one block while their options are equal, two once group 1's
+  // learning rate changes, one again when it is changed back; the trajectory stays LibTorch's.
+  auto groups_of = [](std::vector<torch::Tensor> p, double lr) {
+    std::vector<torch::optim::OptimizerParamGroup> g;
+    g.emplace_back(std::vector<torch::Tensor>{p[0], p[1]}, std::make_unique<torch::optim::AdamOptions>(lr));
+    g.emplace_back(std::vector<torch::Tensor>{p[2]}, std::make_unique<torch::optim::AdamOptions>(lr));
+    return g;
+  };
+  const Factory ref = [&](auto p) {
+    return std::make_unique<torch::optim::Adam>(groups_of(p, 0.01), torch::optim::AdamOptions(0.01));
+  };
+  const Factory fast = [&](auto p) { return std::make_unique<FastAdam>(groups_of(p, 0.01), torch::optim::AdamOptions(0.01)); };
+  const Disturb lr = [](int s, std::vector<torch::Tensor>&, torch::optim::Optimizer& opt) {
+    if (s == 5) opt.param_groups()[1].options().set_lr(0.03);
+    if (s == 9) opt.param_groups()[1].options().set_lr(0.01);
+  };
+  BOOST_TEST(same_trajectory(ref, fast, torch::kFloat, 14, lr));
+
+  auto p = make_params(torch::kFloat);
+  FastAdam opt(groups_of(p, 0.01), torch::optim::AdamOptions(0.01));
+  auto step = [&] {
+    zero_grad(opt);
+    (p[0].sum() + p[1].sum() + p[2].sum()).backward();
+    opt.step();
+  };
+  auto next_to = [](const torch::Tensor& x, const torch::Tensor& y) {
+    return static_cast<const char*>(x.data_ptr()) + x.numel() * 4 == static_cast<const char*>(y.data_ptr());
+  };
+  step();
+  BOOST_TEST(next_to(p[1], p[2]));  // across the two groups: one block
+  opt.param_groups()[1].options().set_lr(0.02);
+  step();
+  BOOST_TEST(!next_to(p[1], p[2]));  // two blocks
+  BOOST_TEST(next_to(p[0], p[1]));
+}

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <iterator>
 #include <modlab/runner/optimizers.hpp>
 #include <string>
 #include <unordered_set>
@@ -54,15 +55,15 @@ bool flattenable(const std::vector<torch::Tensor>& params) {
 
 }  // namespace
 
-FlatGroups::Block* FlatGroups::block(std::size_t index, const std::vector<torch::Tensor>& params,
+FlatGroups::Block* FlatGroups::block(std::size_t first, std::size_t groups, const std::vector<torch::Tensor>& params,
                                      const std::vector<bool>& slot_mask, StateMap& state, const StateAccess& access) {
   // Every parameter needs a gradient this step (LibTorch skips those without one).
   for (const auto& p : params)
     if (!p.grad().defined()) return nullptr;
-  auto it = blocks_.find(index);
+  auto it = blocks_.find(first);
   if (it != blocks_.end()) {
     Block& b = it->second;
-    bool holds = b.params.size() == params.size() && b.slot_mask == slot_mask;
+    bool holds = b.groups == groups && b.params.size() == params.size() && b.slot_mask == slot_mask;
     for (std::size_t i = 0; holds && i < params.size(); ++i)
       holds = params[i].unsafeGetTensorImpl() == b.params[i].unsafeGetTensorImpl() &&
               params[i].data_ptr() == at_offset(b.value, b.offsets[i]) && params[i].is_contiguous();
@@ -103,6 +104,7 @@ FlatGroups::Block* FlatGroups::block(std::size_t index, const std::vector<torch:
       }
   }
   Block b;
+  b.groups = groups;
   b.params = params;
   b.slot_mask = slot_mask;
   std::int64_t total = 0;
@@ -137,26 +139,39 @@ FlatGroups::Block* FlatGroups::block(std::size_t index, const std::vector<torch:
     }
     b.states.push_back(st.get());
   }
-  return &(blocks_[index] = std::move(b));
+  // A block now covering other groups' blocks replaces them.
+  for (auto o = blocks_.begin(); o != blocks_.end();)
+    o = o->first >= first && o->first < first + groups ? blocks_.erase(o) : std::next(o);
+  return &(blocks_[first] = std::move(b));
 }
 
 void FlatGroups::zero_grad(std::vector<optim::OptimizerParamGroup>& groups) {
-  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
-    const auto& params = groups[gi].params();
+  for (std::size_t gi = 0; gi < groups.size();) {
     auto it = blocks_.find(gi);
-    bool in_place = it != blocks_.end() && it->second.params.size() == params.size();
-    for (std::size_t i = 0; in_place && i < params.size(); ++i)
-      in_place = params[i].unsafeGetTensorImpl() == it->second.params[i].unsafeGetTensorImpl() &&
-                 params[i].grad().defined() && params[i].grad().data_ptr() == at_offset(it->second.grad, it->second.offsets[i]);
-    if (in_place) {
-      it->second.grad.zero_();
-      continue;
+    if (it != blocks_.end() && gi + it->second.groups <= groups.size()) {
+      // The block's gradient slices still the gradients of its groups' parameters, in order?
+      const Block& b = it->second;
+      std::size_t i = 0;
+      bool in_place = true;
+      for (std::size_t g = gi; in_place && g < gi + b.groups; ++g)
+        for (const auto& p : groups[g].params()) {
+          in_place = i < b.params.size() && p.unsafeGetTensorImpl() == b.params[i].unsafeGetTensorImpl() &&
+                     p.grad().defined() && p.grad().data_ptr() == at_offset(b.grad, b.offsets[i]);
+          ++i;
+          if (!in_place) break;
+        }
+      if (in_place && i == b.params.size()) {
+        it->second.grad.zero_();
+        gi += b.groups;
+        continue;
+      }
     }
-    for (const auto& p : params)  // as Optimizer::zero_grad
+    for (const auto& p : groups[gi].params())  // as Optimizer::zero_grad
       if (p.mutable_grad().defined()) {
         p.mutable_grad().detach_();
         p.mutable_grad().zero_();
       }
+    ++gi;
   }
 }
 
@@ -254,30 +269,39 @@ optim::OptimizerParamState& state_of(StateMap& state, const torch::Tensor& p, co
   return *st;
 }
 
-/// One step over every group: a group's flat block in one update, else each parameter with a
-/// gradient; `update(param, grad, options, step, slot(0), slot(1), slot(2))`.
+/// One step over every group: each run of consecutive groups with equal options as one flat
+/// block, else each parameter with a gradient; `update(param, grad, options, step, slot(0),
+/// slot(1), slot(2))`.
 template <class Options, class Update>
 void each_group(std::vector<optim::OptimizerParamGroup>& groups, FlatGroups& flat, StateMap& state,
                 const FlatGroups::StateAccess& access, const char* name,
                 std::vector<bool> (*mask_of)(const Options&), Update update) {
-  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
-    auto& group = groups[gi];
-    auto& options = static_cast<Options&>(group.options());
+  std::vector<torch::Tensor> params;
+  for (std::size_t gi = 0; gi < groups.size();) {
+    // The run of groups gi … gj − 1 with the options of group gi.
+    auto& options = static_cast<Options&>(groups[gi].options());
+    std::size_t gj = gi + 1;
+    while (gj < groups.size() && static_cast<Options&>(groups[gj].options()) == options) ++gj;
+    params.clear();
+    for (std::size_t g = gi; g < gj; ++g)
+      for (const auto& p : groups[g].params()) {
+        TORCH_CHECK(!p.grad().defined() || !p.grad().is_sparse(), name, " does not support sparse gradients");
+        params.push_back(p);
+      }
     const auto mask = mask_of(options);
-    for (const auto& p : group.params())
-      TORCH_CHECK(!p.grad().defined() || !p.grad().is_sparse(), name, " does not support sparse gradients");
-    if (auto* b = flat.block(gi, group.params(), mask, state, access)) {
+    if (auto* b = flat.block(gi, gj - gi, params, mask, state, access)) {
       std::int64_t step = 0;
       for (auto* s : b->states) step = ++access.step(*s);
       update(b->value, b->grad, options, step, b->slots[0], b->slots[1], b->slots[2]);
-      continue;
+    } else {
+      for (auto& p : params) {
+        if (!p.grad().defined()) continue;
+        auto& st = state_of(state, p, mask, access);
+        const auto step = ++access.step(st);
+        update(p, p.grad(), options, step, access.slot(st, 0), access.slot(st, 1), access.slot(st, 2));
+      }
     }
-    for (auto& p : group.params()) {
-      if (!p.grad().defined()) continue;
-      auto& st = state_of(state, p, mask, access);
-      const auto step = ++access.step(st);
-      update(p, p.grad(), options, step, access.slot(st, 0), access.slot(st, 1), access.slot(st, 2));
-    }
+    gi = gj;
   }
 }
 

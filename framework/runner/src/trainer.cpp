@@ -631,7 +631,7 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& req) {
           Losses losses = model->train_step(batch, sctx);
           double bw = static_cast<double>(hi - lo), tot = 0.0;
           for (const auto& term : losses) {
-            double v = term.value.detach().item<double>();
+            double v = term.value.item<double>();
             if (!std::isfinite(v))
                throw Error("non-finite loss at step " + std::to_string(step_index) + " (phase " + phase.name +
                           ", epoch " + std::to_string(ep) + "): term '" + term.name + "' = " + fmt(v));

@@ -33,18 +33,20 @@ class ScalarCache {
   std::map<std::tuple<double, int, int, int>, torch::Tensor> cache_;
 };
 
-/// Parameter groups stored as flat buffers. For a group whose parameters are dense, contiguous,
-/// of one dtype and device, and all have gradients, `block` moves every parameter's values (with
-/// `set_data`), gradient and optimizer state slots into slices of one flat tensor each; the
-/// model's parameters stay the same tensors (same identity, same values), now views. Each later
-/// step checks, by pointer comparison only, that the views still hold: a gradient replaced by
-/// assignment is copied back into its slice; parameters given new storage (a checkpoint loaded
-/// into the model) or a group changed rebuild the block from the current values and state. A group
-/// that cannot be flattened, or a step where a parameter has no gradient, is updated parameter by
-/// parameter on the same state, exactly as LibTorch would.
+/// Parameter groups stored as flat buffers. A run of consecutive groups with equal options (say
+/// "gate" and "experts" at the same learning rate) whose parameters are dense, contiguous, of one
+/// dtype and device, and all have gradients, becomes one block: `block` moves every parameter's
+/// values (with `set_data`), gradient and optimizer state slots into slices of one flat tensor
+/// each. The model's parameters stay the same tensors (same identity, same values), now aliasing
+/// the flat storage. Each later step checks, by pointer comparison only, that the slices still
+/// hold: a gradient replaced by assignment is copied back into its slice; parameters given new
+/// storage (a checkpoint loaded into the model) or groups changed rebuild the block from the
+/// current values and state. Groups that cannot be flattened, or a step where a parameter has no
+/// gradient, are updated parameter by parameter on the same state, exactly as LibTorch would.
 class FlatGroups {
  public:
   struct Block {
+    std::size_t groups = 0;  ///< number of consecutive groups, from the block's first
     std::vector<torch::Tensor> params;
     std::vector<torch::optim::OptimizerParamState*> states;  ///< owned by the optimizer's state map
     std::vector<std::int64_t> offsets;                      ///< element offset of each parameter
@@ -60,9 +62,10 @@ class FlatGroups {
     std::function<std::int64_t&(torch::optim::OptimizerParamState&)> step;
   };
 
-  /// The flat block of group `index` holding `params`, (re)built if needed; nullptr when the group
-  /// is to be updated parameter by parameter this step.
-  Block* block(std::size_t index, const std::vector<torch::Tensor>& params, const std::vector<bool>& slot_mask,
+  /// The flat block of groups `first` … `first + groups − 1` holding `params` (theirs, in order),
+  /// (re)built if needed; nullptr when they are to be updated parameter by parameter this step.
+  Block* block(std::size_t first, std::size_t groups, const std::vector<torch::Tensor>& params,
+               const std::vector<bool>& slot_mask,
                ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>& state,
                const StateAccess& access);
   /// Forgets every block (the optimizer's state was replaced).
