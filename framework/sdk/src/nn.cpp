@@ -217,7 +217,7 @@ void StackedLinearImpl::reset_parameters() { kaiming_like_linear(weight, bias, i
 torch::Tensor StackedLinearImpl::forward(const torch::Tensor& x) {
   auto w = effective("weight", weight);
   auto b = bias.defined() ? effective("bias", bias) : bias;
-  auto xe = x.dim() == 2 ? x.unsqueeze(0).expand({members, x.size(0), x.size(1)}) : x;
+  auto xe = x.dim() == 2 ? x.expand({members, x.size(0), x.size(1)}) : x;
   MacCounter::add(xe.size(0) * xe.size(1) * in_features * out_features);
   if (b.defined()) return torch::baddbmm(b.unsqueeze(1), xe, w);
   return torch::bmm(xe, w);
@@ -227,7 +227,7 @@ torch::Tensor StackedLinearImpl::forward_t(const torch::Tensor& xt) {
   auto w = effective("weight", weight);
   if (w.dim() != 3) return forward(xt.transpose(-1, -2)).transpose(-1, -2);
   auto b = bias.defined() ? effective("bias", bias) : bias;
-  auto xe = xt.dim() == 2 ? xt.unsqueeze(0).expand({members, xt.size(0), xt.size(1)}) : xt;
+  auto xe = xt.dim() == 2 ? xt.expand({members, xt.size(0), xt.size(1)}) : xt;
   MacCounter::add(xe.size(0) * xe.size(2) * in_features * out_features);
   const auto wt = w.transpose(1, 2);
   return b.defined() ? torch::baddbmm(b.unsqueeze(2), wt, xe) : torch::bmm(wt, xe);
