@@ -4,8 +4,9 @@
   -> 169 -> 5 -> 32 -> 10 -> softmax, CNN gate Conv(1->1) -> 169 -> 128 -> 32 -> E -> softmax),
   y = sum_e g_e f_e, NLL(log(y + 1e-15)), Adam(1e-3), shuffled batches of 512 over the 60,000
   training images (normalised with 0.1307 / 0.3081).
---task toy: E linear experts and a linear gate on 2,400 2-D points, 6 classes, RMSprop(0.01,
-  momentum 0.9), batches of 32 (as bench/python/moe_step.py).
+--task toy: E linear experts and a linear gate (softmax of the scores / T, T = 1, as the reference
+  gate) on 2,400 2-D points, 6 classes, RMSprop(0.01, momentum 0.9), batches of 32 (as
+  bench/python/moe_step.py).
 As the reference code: a ModuleList of expert modules stacked per forward, a DataLoader over a
 TensorDataset, loss.item() per step. Runs --warmup epochs, then --epochs timed epochs, and prints
 the mean wall-clock and process-CPU seconds per timed epoch.
@@ -66,12 +67,14 @@ class LinearExpert(nn.Module):
 
 
 class LinearGate(nn.Module):
+    """Linear(d -> E) + softmax(./T), as the reference's toy gate (moe §1.6; T = 1 in its runs)."""
+
     def __init__(self, d, experts):
         super().__init__()
         self.fc = nn.Linear(d, experts)
 
-    def forward(self, x):
-        return torch.softmax(self.fc(x), dim=1)
+    def forward(self, x, T=1.0):
+        return torch.softmax(self.fc(x) / T, dim=1)
 
 
 class MoE(nn.Module):
