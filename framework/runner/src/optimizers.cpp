@@ -232,28 +232,26 @@ void rmsprop_update(torch::Tensor& p, torch::Tensor grad, const optim::RMSpropOp
   }
 }
 
-const FlatGroups::StateAccess& adam_access() {
+/// FlatGroups' access to the per-parameter state type `State`; `slot(state, k)` is slot k.
+template <class State, class Slot>
+const FlatGroups::StateAccess& access_for(Slot slot) {
   static const FlatGroups::StateAccess access{
-      [](optim::OptimizerParamState& s, std::size_t k) -> torch::Tensor& {
-        auto& a = static_cast<optim::AdamParamState&>(s);
-        return k == 0 ? a.exp_avg() : k == 1 ? a.exp_avg_sq() : a.max_exp_avg_sq();
-      },
-      [] { return std::make_unique<optim::AdamParamState>(); },
-      [](optim::OptimizerParamState& s) -> std::int64_t& { return static_cast<optim::AdamParamState&>(s).step(); }};
+      [slot](optim::OptimizerParamState& s, std::size_t k) -> torch::Tensor& { return slot(static_cast<State&>(s), k); },
+      [] { return std::make_unique<State>(); },
+      [](optim::OptimizerParamState& s) -> std::int64_t& { return static_cast<State&>(s).step(); }};
   return access;
 }
 
+const FlatGroups::StateAccess& adam_access() {
+  return access_for<optim::AdamParamState>([](optim::AdamParamState& a, std::size_t k) -> torch::Tensor& {
+    return k == 0 ? a.exp_avg() : k == 1 ? a.exp_avg_sq() : a.max_exp_avg_sq();
+  });
+}
+
 const FlatGroups::StateAccess& rmsprop_access() {
-  static const FlatGroups::StateAccess access{
-      [](optim::OptimizerParamState& s, std::size_t k) -> torch::Tensor& {
-        auto& r = static_cast<optim::RMSpropParamState&>(s);
-        return k == 0 ? r.square_avg() : k == 1 ? r.momentum_buffer() : r.grad_avg();
-      },
-      [] { return std::make_unique<optim::RMSpropParamState>(); },
-      [](optim::OptimizerParamState& s) -> std::int64_t& {
-        return static_cast<optim::RMSpropParamState&>(s).step();
-      }};
-  return access;
+  return access_for<optim::RMSpropParamState>([](optim::RMSpropParamState& r, std::size_t k) -> torch::Tensor& {
+    return k == 0 ? r.square_avg() : k == 1 ? r.momentum_buffer() : r.grad_avg();
+  });
 }
 
 /// Creates parameter `p`'s state on its first update, as LibTorch does: step 0, the slots in
