@@ -97,7 +97,7 @@ BOOST_AUTO_TEST_CASE(state_saved_by_one_loads_into_the_other) {
   in.load_from(buf);
   plain.load(in);
   const auto& st = static_cast<torch::optim::AdamParamState&>(
-      *plain.state().at(c10::guts::to_string(p[0].unsafeGetTensorImpl())));
+      *plain.state().at(state_key(p[0])));
   BOOST_TEST(st.step() == 3);
 }
 
@@ -123,8 +123,8 @@ BOOST_AUTO_TEST_CASE(a_group_is_updated_in_one_flat_buffer_and_keeps_its_tensors
   BOOST_TEST(next_to(p[0], p[1]));
   BOOST_TEST(next_to(p[1], p[2]));
   BOOST_TEST(next_to(p[0].grad(), p[1].grad()));
-  auto& st0 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(c10::guts::to_string(p[0].unsafeGetTensorImpl())));
-  auto& st1 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(c10::guts::to_string(p[1].unsafeGetTensorImpl())));
+  auto& st0 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(state_key(p[0])));
+  auto& st1 = static_cast<torch::optim::RMSpropParamState&>(*opt.state().at(state_key(p[1])));
   BOOST_TEST(next_to(st0.square_avg(), st1.square_avg()));
   BOOST_TEST(next_to(st0.momentum_buffer(), st1.momentum_buffer()));
   // Both zero_grads work on the slices (LibTorch's detaches gradients in place, refused for views).

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <iterator>
+#include <sstream>
 #include <modlab/runner/optimizers.hpp>
 #include <string>
 #include <unordered_set>
@@ -11,7 +12,25 @@
 namespace modlab::runner {
 
 namespace optim = torch::optim;
-using StateMap = ska::flat_hash_map<std::string, std::unique_ptr<optim::OptimizerParamState>>;
+using StateMap = OptimizerStateMap;
+
+namespace {
+// As LibTorch 1.x makes the key (c10::guts::to_string streams the pointer); 2.x keys by address.
+template <class Key>
+Key key_for(const c10::TensorImpl* impl) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << impl;
+    return s.str();
+  } else {
+    return const_cast<c10::TensorImpl*>(impl);
+  }
+}
+}  // namespace
+
+OptimizerStateMap::key_type state_key(const torch::Tensor& p) {
+  return key_for<OptimizerStateMap::key_type>(p.unsafeGetTensorImpl());
+}
 
 const torch::Tensor& ScalarCache::get(double value, const torch::Tensor& like) {
   const auto key = std::make_tuple(value, static_cast<int>(like.scalar_type()), static_cast<int>(like.device().type()),
@@ -22,8 +41,6 @@ const torch::Tensor& ScalarCache::get(double value, const torch::Tensor& like) {
 }
 
 namespace {
-
-std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
 const char* at_offset(const torch::Tensor& flat, std::int64_t offset) {
   return static_cast<const char*>(flat.data_ptr()) + offset * static_cast<std::int64_t>(flat.element_size());
@@ -92,7 +109,7 @@ FlatGroups::Block* FlatGroups::block(std::size_t first, std::size_t groups, cons
   std::vector<optim::OptimizerParamState*> states;
   std::int64_t step = -1;
   for (const auto& p : params) {
-    auto s = state.find(key_of(p));
+    auto s = state.find(state_key(p));
     const std::int64_t this_step = s == state.end() ? 0 : access.step(*s->second);
     if (step >= 0 && this_step != step) return nullptr;
     step = this_step;
@@ -128,7 +145,7 @@ FlatGroups::Block* FlatGroups::block(std::size_t first, std::size_t groups, cons
     grad.copy_(p.grad());
     p.set_data(value);
     p.mutable_grad() = grad;
-    auto& st = state[key_of(p)];
+    auto& st = state[state_key(p)];
     if (!st) st = access.create();
     for (std::size_t k = 0; k < slot_mask.size(); ++k) {
       auto& slot = access.slot(*st, k);
@@ -258,7 +275,7 @@ const FlatGroups::StateAccess& rmsprop_access() {
 /// `mask` zero-filled like `p`.
 optim::OptimizerParamState& state_of(StateMap& state, const torch::Tensor& p, const std::vector<bool>& mask,
                                      const FlatGroups::StateAccess& access) {
-  auto& st = state[key_of(p)];
+  auto& st = state[state_key(p)];
   if (!st) {
     st = access.create();
     for (std::size_t k = 0; k < mask.size(); ++k)

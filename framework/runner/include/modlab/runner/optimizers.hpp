@@ -20,9 +20,18 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace modlab::runner {
+
+/// An optimizer's per-parameter state map: keyed by the parameter's TensorImpl address as a string
+/// in LibTorch 1.x, by the address itself in 2.x.
+using OptimizerStateMap = std::remove_reference_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
+
+/// The key of parameter `p` in an OptimizerStateMap, for either LibTorch.
+OptimizerStateMap::key_type state_key(const torch::Tensor& p);
 
 /// 0-dim tensors holding constants, by (value, dtype, device type, device index).
 class ScalarCache {
@@ -65,9 +74,7 @@ class FlatGroups {
   /// The flat block of groups `first` … `first + groups − 1` holding `params` (theirs, in order),
   /// (re)built if needed; nullptr when they are to be updated parameter by parameter this step.
   Block* block(std::size_t first, std::size_t groups, const std::vector<torch::Tensor>& params,
-               const std::vector<bool>& slot_mask,
-               ska::flat_hash_map<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>& state,
-               const StateAccess& access);
+               const std::vector<bool>& slot_mask, OptimizerStateMap& state, const StateAccess& access);
   /// Forgets every block (the optimizer's state was replaced).
   void clear() { blocks_.clear(); }
   /// Optimizer::zero_grad, with one zero_ per flat block whose gradient slices are in place.
