@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE trainer
 #include <boost/test/unit_test.hpp>
 
+#include <modlab/dataset.hpp>
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/registry.hpp>
@@ -239,4 +240,18 @@ BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
   BOOST_TEST(m.find("train.optimizer: expected one of adam, adamw, sgd, rmsprop") != std::string::npos, m);
   m = err("[model]\nplugin = \"fixture_mlp\"\n");
   BOOST_TEST(m.find("dataset.plugin: required key is missing") != std::string::npos, m);
+}
+
+BOOST_AUTO_TEST_CASE(tensor_split_batches_carry_the_rows_and_their_indices) {
+  const auto x = torch::arange(12, torch::kFloat).view({6, 2}), y = torch::arange(6, torch::kLong) * 10;
+  const auto idx = torch::tensor({4, 1, 3}, torch::kLong);
+  // Rows numbered 0 … n − 1 (no indices given): a batch's indices are the requested ones.
+  const TensorSplit plain(Batch{x, y, {}, {}, {}, {}});
+  const auto a = plain.get(idx);
+  BOOST_TEST(torch::equal(a.inputs, x.index_select(0, idx)));
+  BOOST_TEST(torch::equal(a.targets, torch::tensor({40, 10, 30}, torch::kLong)));
+  BOOST_TEST(torch::equal(a.indices, idx));
+  // Rows with their own indices (a subset of a larger set): gathered like the rest.
+  const TensorSplit subset(Batch{x, y, {}, {}, {}, torch::arange(100, 106, torch::kLong)});
+  BOOST_TEST(torch::equal(subset.get(idx).indices, torch::tensor({104, 101, 103}, torch::kLong)));
 }

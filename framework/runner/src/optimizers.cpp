@@ -325,6 +325,7 @@ std::vector<bool> rmsprop_slots(const optim::RMSpropOptions& o) { return {true, 
 
 }  // namespace
 
+template <>
 torch::Tensor FastAdam::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = closure_loss(closure);
@@ -335,11 +336,7 @@ torch::Tensor FastAdam::step(LossClosure closure) {
   return loss;
 }
 
-void FastAdam::load(torch::serialize::InputArchive& archive) {
-  torch::optim::Adam::load(archive);
-  flat_.clear();
-}
-
+template <>
 torch::Tensor FastRMSprop::step(LossClosure closure) {
   torch::NoGradGuard no_grad;
   torch::Tensor loss = closure_loss(closure);
@@ -348,11 +345,6 @@ torch::Tensor FastRMSprop::step(LossClosure closure) {
       [this](torch::Tensor& p, const torch::Tensor& grad, const optim::RMSpropOptions& o, std::int64_t,
              torch::Tensor& sq, torch::Tensor& buf, torch::Tensor& avg) { rmsprop_update(p, grad, o, sq, buf, avg, scalars_); });
   return loss;
-}
-
-void FastRMSprop::load(torch::serialize::InputArchive& archive) {
-  torch::optim::RMSprop::load(archive);
-  flat_.clear();
 }
 
 }  // namespace modlab::runner

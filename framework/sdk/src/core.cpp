@@ -94,16 +94,11 @@ TensorSplit::TensorSplit(Batch data, double train_noise_std) : data_(std::move(d
 std::int64_t TensorSplit::size() const { return data_.size(); }
 
 Batch TensorSplit::get(const torch::Tensor& indices, bool training) const {
-  Batch b;
-  if (identity_indices_) {
-    // The rows' own indices are the requested ones: no gather for them.
-    Batch without = data_;
-    without.indices = torch::Tensor();
-    b = without.select(indices);
-    b.indices = indices.device() == data_.indices.device() ? indices : indices.to(data_.indices.device());
-  } else {
-    b = data_.select(indices);
-  }
+  // With rows numbered 0 … n − 1, a batch's own indices are the requested ones: no gather.
+  Batch b = identity_indices_ ? Batch{data_.inputs, data_.targets, data_.groups, data_.lengths, data_.target_lengths, {}}
+                                    .select(indices)
+                              : data_.select(indices);
+  if (identity_indices_) b.indices = to_dev(indices, data_.indices.device(), false);
   if (training && train_noise_std_ > 0.0) b.inputs = b.inputs + torch::randn_like(b.inputs) * train_noise_std_;
   return b;
 }

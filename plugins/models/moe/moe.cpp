@@ -638,6 +638,14 @@ class MoeModel : public Model {
     }
   }
 
+  /// `eps` as a 0-dim tensor of `like`'s dtype and device, made once: adding the double itself
+  /// converts it to a tensor on every call (same float result either way).
+  const torch::Tensor& eps_like(const torch::Tensor& like) {
+    if (!eps_.defined() || eps_.scalar_type() != like.scalar_type() || eps_.device() != like.device())
+      eps_ = torch::scalar_tensor(opt_.eps, like.options());
+    return eps_;
+  }
+
   MoeOptions opt_;
   std::vector<std::int64_t> input_shape_;
   std::int64_t inputs_, classes_;
@@ -649,14 +657,6 @@ class MoeModel : public Model {
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
   torch::Tensor expert_lr_scale_;  // [E] double, undefined without `expert_lr_scale`
   torch::Tensor eps_;               // `eps` as a 0-dim tensor (eps_like)
-
-  /// `eps` as a 0-dim tensor of `like`'s dtype and device, made once: adding the double itself
-  /// converts it to a tensor on every call (same float result either way).
-  const torch::Tensor& eps_like(const torch::Tensor& like) {
-    if (!eps_.defined() || eps_.scalar_type() != like.scalar_type() || eps_.device() != like.device())
-      eps_ = torch::scalar_tensor(opt_.eps, like.options());
-    return eps_;
-  }
   torch::Tensor expert_mask_;      // [E, C] bool: classes each expert may output; undefined = all
   std::map<std::string, SplitStats> stats_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs

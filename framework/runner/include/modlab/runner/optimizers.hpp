@@ -84,31 +84,33 @@ class FlatGroups {
   std::map<std::size_t, Block> blocks_;
 };
 
-class FastAdam : public torch::optim::Adam {
+/// LibTorch's `Base` optimizer (Adam or RMSprop): the same arithmetic, state and serialization,
+/// with cached constants and flat groups (see the file comment). `step` is defined for each base
+/// in optimizers.cpp.
+template <class Base>
+class FlatOptimizer : public Base {
  public:
-  using torch::optim::Adam::Adam;
-  torch::Tensor step(LossClosure closure = nullptr) override;
-  void load(torch::serialize::InputArchive& archive) override;
+  using Base::Base;
+  torch::Tensor step(typename Base::LossClosure closure = nullptr) override;
+  void load(torch::serialize::InputArchive& archive) override {
+    Base::load(archive);
+    flat_.clear();  // the state the blocks aliased was replaced
+  }
   /// Optimizer::zero_grad (not virtual there) in one op per flat group.
-  void zero_grad() { flat_.zero_grad(param_groups_); }
+  void zero_grad() { flat_.zero_grad(this->param_groups_); }
 
  private:
   ScalarCache scalars_;
   FlatGroups flat_;
 };
 
-class FastRMSprop : public torch::optim::RMSprop {
- public:
-  using torch::optim::RMSprop::RMSprop;
-  torch::Tensor step(LossClosure closure = nullptr) override;
-  void load(torch::serialize::InputArchive& archive) override;
-  /// Optimizer::zero_grad (not virtual there) in one op per flat group.
-  void zero_grad() { flat_.zero_grad(param_groups_); }
+template <>
+torch::Tensor FlatOptimizer<torch::optim::Adam>::step(LossClosure closure);
+template <>
+torch::Tensor FlatOptimizer<torch::optim::RMSprop>::step(LossClosure closure);
 
- private:
-  ScalarCache scalars_;
-  FlatGroups flat_;
-};
+using FastAdam = FlatOptimizer<torch::optim::Adam>;
+using FastRMSprop = FlatOptimizer<torch::optim::RMSprop>;
 
 /// `opt.zero_grad()`, through FastAdam / FastRMSprop's flat version where `opt` is one.
 void zero_grad(torch::optim::Optimizer& opt);
