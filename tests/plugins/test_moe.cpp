@@ -387,6 +387,51 @@ struct SgdContext : modlab::StepContext {
 
 }  // namespace
 
+// The training step builds only what its loss reads (no [B, …] views or aux entries when the loss
+// is the NLL of the mixture); its loss and update must be those of forward() + loss() + backward.
+BOOST_AUTO_TEST_CASE(training_step_equals_forward_loss_and_backward) {
+  const std::vector<std::pair<std::string, Value::Table>> cases = {
+      {"linear", {}},
+      {"mlp", {{"expert", Value::string("mlp")}, {"expert_hidden", ints({5})}, {"gate", Value::string("mlp")}, {"gate_hidden", ints({4})}}},
+      {"top-2", {{"top_k", Value::integer(2)}}},
+      {"temperature 2", {{"temperature", Value::floating(2.0)}}},
+      {"importance", {{"w_importance", Value::floating(0.5)}}},
+      {"stochastic", {{"method", Value::string("stochastic")}}},
+  };
+  for (const auto& [name, extra] : cases) {
+    BOOST_TEST_CONTEXT(name) {
+      Value::Table table = {{"num_experts", Value::integer(3)}};
+      for (const auto& [k, v] : extra) table[k] = v;
+      torch::manual_seed(11);
+      auto stepped = make_model(table, flat_spec(2, 4));
+      torch::manual_seed(11);
+      auto manual = make_model(table, flat_spec(2, 4));
+      const auto b = batch_of(torch::randn({16, 2}), torch::randint(4, {16}, torch::kLong));
+      SgdContext ctx;
+      for (auto& p : stepped->parameters()) ctx.params.push_back(p);
+      torch::manual_seed(5);  // the stochastic method samples an expert
+      const auto losses = stepped->train_step(b, ctx);
+      torch::manual_seed(5);
+      const auto out = manual->forward(b);
+      BOOST_TEST(out.aux.count("gate") == 1u);  // forward() itself still returns every aux entry
+      const auto want = manual->loss(b, out);
+      modlab::total(want).backward();
+      {
+        torch::NoGradGuard ng;
+        for (auto& p : manual->parameters()) p.sub_(ctx.lr * p.grad());
+      }
+      BOOST_REQUIRE(losses.size() == want.size());
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        BOOST_TEST(losses[i].name == want[i].name);
+        BOOST_TEST(losses[i].value.item<double>() == want[i].value.item<double>(), boost::test_tools::tolerance(1e-6));
+      }
+      const auto p1 = params(*stepped), p2 = params(*manual);
+      for (const auto& [pname, t] : p1)
+        BOOST_TEST((t - p2.at(pname)).abs().max().item<double>() < 1e-6, pname);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(regularizers_by_hand) {
   // 2 examples, 2 experts, 2 classes.
   const auto g = dbl({0.8, 0.2, 0.3, 0.7}, {2, 2});

@@ -24,9 +24,12 @@ struct ExpertOutput {
   torch::Tensor logits;  ///< [B, E, C] pre-softmax scores of every expert
   torch::Tensor probs;   ///< [B, E, C] softmax of `logits` (each expert ends in a softmax)
   torch::Tensor hidden;  ///< [B, E, H] last hidden layer before its activation; undefined without hidden layers
-  /// `probs` as a dense [E, C, B] tensor when the bank computes it batch-innermost (then `logits`,
-  /// `probs` and `hidden` are permuted views); undefined otherwise.
-  torch::Tensor probs_t;
+  /// The same as dense [E, C, B] / [E, H, B] tensors when the bank computes batch-innermost (then
+  /// `logits`, `probs` and `hidden` are permuted views of them); undefined otherwise.
+  torch::Tensor logits_t, probs_t, hidden_t;
+  /// Makes `logits`, `probs` and `hidden` the [B, …] views of the dense tensors where they are
+  /// undefined (a view costs an autograd node: `ExpertBank::forward_dense` leaves them out).
+  void add_views();
 };
 
 /// E experts mapping the same input to C classes. Submodules register their parameters with a
@@ -34,8 +37,11 @@ struct ExpertOutput {
 class ExpertBank : public torch::nn::Module {
  public:
   ~ExpertBank() override;
-  /// `x`: [B, in] (shared by all experts).
-  virtual ExpertOutput forward(const torch::Tensor& x) = 0;
+  /// `x`: [B, in] (shared by all experts). Every field: `forward_dense` and its views.
+  ExpertOutput forward(const torch::Tensor& x);
+  /// The outputs as the bank computes them: a batch-innermost bank fills the dense `…_t` tensors
+  /// only (what a mixture on dense tensors reads), any other bank every field.
+  virtual ExpertOutput forward_dense(const torch::Tensor& x) = 0;
   /// Number of experts E.
   virtual std::int64_t members() const = 0;
   /// Number of outputs C of each expert.
@@ -52,7 +58,7 @@ class MlpExpertBank : public ExpertBank {
   MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out,
                 double dropout = 0.0);
   ~MlpExpertBank() override;
-  ExpertOutput forward(const torch::Tensor& x) override;
+  ExpertOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t members() const override { return members_; }
   std::int64_t outputs() const override { return outputs_; }
   /// The stacked layers, input side first.
@@ -73,7 +79,7 @@ class ConvExpertBank : public ExpertBank {
   ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,
                  const std::vector<std::int64_t>& hidden, std::int64_t out);
   ~ConvExpertBank() override;
-  ExpertOutput forward(const torch::Tensor& x) override;
+  ExpertOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t members() const override { return members_; }
   std::int64_t outputs() const override { return mlp_->outputs(); }
   torch::Tensor conv_weight;  ///< [E·k, Cin, 3, 3]: expert e owns output channels e·k … e·k + k − 1
@@ -123,7 +129,7 @@ class ConvStackExpertBank : public ExpertBank {
                       const std::vector<std::int64_t>& channels, const std::vector<bool>& batch_norm,
                       const std::vector<std::int64_t>& hidden, std::int64_t out);
   ~ConvStackExpertBank() override;
-  ExpertOutput forward(const torch::Tensor& x) override;
+  ExpertOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t members() const override { return members_; }
   std::int64_t outputs() const override { return mlp_->outputs(); }
   std::shared_ptr<ConvStack> convs() const { return convs_; }

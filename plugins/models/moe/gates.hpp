@@ -24,17 +24,22 @@ namespace modlab::moe {
 struct GateOutput {
   torch::Tensor logits;  ///< [B, E] gate scores a(x), before temperature and softmax
   torch::Tensor hidden;  ///< [B, H] last hidden layer before its activation; undefined without hidden layers
-  /// `logits` as a dense [E, B] tensor when the gate computes it batch-innermost (then `logits`
-  /// and `hidden` are transposed views); undefined otherwise.
-  torch::Tensor logits_t;
+  /// The same as dense [E, B] / [H, B] tensors when the gate computes batch-innermost (then
+  /// `logits` and `hidden` are transposed views of them); undefined otherwise.
+  torch::Tensor logits_t, hidden_t;
+  /// Makes `logits` and `hidden` the [B, …] views of the dense tensors where they are undefined.
+  void add_views();
 };
 
 /// A gate network over E experts.
 class Gate : public torch::nn::Module {
  public:
   ~Gate() override;
-  /// `x`: [B, in].
-  virtual GateOutput forward(const torch::Tensor& x) = 0;
+  /// `x`: [B, in]. Every field: `forward_dense` and its views.
+  GateOutput forward(const torch::Tensor& x);
+  /// The outputs as the gate computes them: a batch-innermost gate fills `logits_t` and `hidden_t`
+  /// only, any other gate every field.
+  virtual GateOutput forward_dense(const torch::Tensor& x) = 0;
   /// Number of experts E the gate chooses among.
   virtual std::int64_t experts() const = 0;
 };
@@ -45,7 +50,7 @@ class MlpGate : public Gate {
  public:
   MlpGate(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t experts);
   ~MlpGate() override;
-  GateOutput forward(const torch::Tensor& x) override;
+  GateOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t experts() const override { return experts_; }
   const std::vector<modlab::nn::Linear>& layers() const { return layers_; }
 
@@ -61,7 +66,7 @@ class ConvGate : public Gate {
   ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels, bool batch_norm,
            const std::vector<std::int64_t>& hidden, std::int64_t experts);
   ~ConvGate() override;
-  GateOutput forward(const torch::Tensor& x) override;
+  GateOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t experts() const override { return mlp_->experts(); }
 
  private:
@@ -78,7 +83,7 @@ class ConvStackGate : public Gate {
   ConvStackGate(std::vector<std::int64_t> input_shape, const std::vector<std::int64_t>& channels,
                 const std::vector<bool>& batch_norm, const std::vector<std::int64_t>& hidden, std::int64_t experts);
   ~ConvStackGate() override;
-  GateOutput forward(const torch::Tensor& x) override;
+  GateOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t experts() const override { return mlp_->experts(); }
 
  private:

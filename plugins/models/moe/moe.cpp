@@ -285,16 +285,31 @@ class MoeModel : public Model {
     }
   }
 
-  Output forward(const Batch& batch) override {
-    const double t = opt_.method == "dual_temperature" ? (is_training() ? temperature_ : 1.0) : opt_.temperature;
-    return forward_at(batch, t);
+  Output forward(const Batch& batch) override { return forward_at(batch, current_temperature()); }
+
+  /// The gate temperature of a forward now (dual temperature: T while training, 1 in evaluation).
+  double current_temperature() const {
+    return opt_.method == "dual_temperature" ? (is_training() ? temperature_ : 1.0) : opt_.temperature;
   }
 
-  /// The forward pass with gate temperature `t`.
-  Output forward_at(const Batch& batch, double t) {
+  /// Whether `loss` reads the [B, …] gate and expert tensors of `Output::aux` (methods and terms
+  /// other than the NLL of the expectation mixture do).
+  bool loss_reads_aux() const {
+    const auto& m = opt_.method;
+    return !(m == "expectation" || m == "dual_temperature") || opt_.expert_objective == "own_classes" ||
+           opt_.w_importance > 0 || opt_.w_ortho > 0 || opt_.w_ideal_gate > 0 || opt_.beta_same != 0 ||
+           opt_.beta_diff != 0;
+  }
+
+  /// The forward pass with gate temperature `t`. With `for_loss` (the model's own training step)
+  /// and a loss that reads only the prediction, the [B, …] views of the dense batch-innermost
+  /// tensors and the aux entries are not built: each view is an autograd node nothing would read.
+  Output forward_at(const Batch& batch, double t, bool for_loss = false) {
+    const bool lean = for_loss && !attention_ && !expert_mask_.defined() && !loss_reads_aux();
     const auto flat = moe::flat_inputs(batch.inputs);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
-    ExpertOutput f = experts_->forward(is_cnn(opt_.expert) ? image : flat);  // [B, E, C]
+    const auto& expert_in = is_cnn(opt_.expert) ? image : flat;
+    ExpertOutput f = lean ? experts_->forward_dense(expert_in) : experts_->forward(expert_in);  // [B, E, C]
     if (expert_mask_.defined()) {
       // Expert e outputs only its classes (softmax over them, exactly 0 elsewhere). A large finite
       // value instead of −∞ keeps pre-softmax mixing free of 0·∞.
@@ -302,14 +317,25 @@ class MoeModel : public Model {
       f.probs = modlab::nn::softmax_in_layout(f.logits, -1);
       f.probs_t = torch::Tensor();
     }
-    const GateOutput a = gate_->forward(is_cnn(opt_.gate) ? image : flat);
-    torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
+    const auto& gate_in = is_cnn(opt_.gate) ? image : flat;
+    GateOutput a = lean ? gate_->forward_dense(gate_in) : gate_->forward(gate_in);
     // With a batch-innermost gate and no top-k, the softmax over the experts runs on the dense
     // [E, B] scores; g is its transposed view.
     torch::Tensor g_t;
     if (!attention_ && a.logits_t.defined() && !(opt_.top_k > 0 && opt_.top_k < opt_.num_experts))
       g_t = torch::softmax(t == 1.0 ? a.logits_t : a.logits_t / t, 0);
-    torch::Tensor g = g_t.defined() ? g_t.t() : gate_probabilities(logits, t, opt_.top_k);  // [B, E]
+    // Σ_e g_e f_e on the dense tensors when both exist (fewer ops and views).
+    const bool dense_mix = g_t.defined() && f.probs_t.defined();
+    if (!lean || !dense_mix) {
+      f.add_views();
+      a.add_views();
+    }
+    const torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
+    torch::Tensor g;  // [B, E]
+    if (!g_t.defined())
+      g = gate_probabilities(logits, t, opt_.top_k);
+    else if (!lean || !dense_mix)
+      g = g_t.t();
     Output out;
     out.kind = Output::Kind::Probabilities;
     const auto& m = opt_.method;
@@ -326,12 +352,11 @@ class MoeModel : public Model {
     } else if (m == "pre_softmax") {
       out.prediction = torch::softmax(mix(g, f.logits) / t, -1);
     } else {
-      // Σ_e g_e f_e; on the dense batch-innermost tensors when both exist (fewer ops and views).
-      out.prediction = g_t.defined() && f.probs_t.defined() ? (f.probs_t * g_t.unsqueeze(1)).sum(0).t()
-                                                            : mix(g, f.probs);
+      out.prediction = dense_mix ? (f.probs_t * g_t.unsqueeze(1)).sum(0).t() : mix(g, f.probs);
       // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
       if (opt_.top_k == 1 && opt_.top1_softmax_quirk) out.prediction = torch::softmax(out.prediction, -1);
     }
+    if (lean) return out;
     out.aux["gate"] = g;
     out.aux["gate_logits"] = logits;
     out.aux["experts"] = f.probs;
@@ -342,8 +367,9 @@ class MoeModel : public Model {
 
   Losses loss(const Batch& batch, const Output& out) override {
     namespace F = torch::nn::functional;
-    const auto& g = out.aux.at("gate");
-    const auto& f = out.aux.at("experts");
+    // Undefined after the lean forward of the training step, where no term below reads them.
+    const auto& g = aux_or_undefined(out, "gate");
+    const auto& f = aux_or_undefined(out, "experts");
     const auto& y = batch.targets;
     const auto& m = opt_.method;
     if (m == "no_gate" && phase_ == "gate") {
@@ -415,14 +441,18 @@ class MoeModel : public Model {
 
   /// The step of the training method (without the per-expert rescaling).
   Losses method_train_step(const Batch& batch, StepContext& ctx) {
-    if (opt_.method != "dual_temperature") return Model::train_step(batch, ctx);
+    if (opt_.method != "dual_temperature") {
+      Losses losses = loss(batch, forward_at(batch, current_temperature(), /*for_loss=*/true));
+      ctx.optimize(losses);
+      return losses;
+    }
     // Experts follow the loss at temperature T, the gate the loss at T = 1 (expert grads excluded).
     ctx.zero_grad();
     const auto expert_params = group_params("experts");
     const auto gate_params = group_params("gate");
-    const Losses soft = loss(batch, forward_at(batch, temperature_));
+    const Losses soft = loss(batch, forward_at(batch, temperature_, true));
     auto ge = torch::autograd::grad({total(soft)}, expert_params, {}, false, false, true);
-    const Losses hard = loss(batch, forward_at(batch, 1.0));
+    const Losses hard = loss(batch, forward_at(batch, 1.0, true));
     auto gg = torch::autograd::grad({total(hard)}, gate_params, {}, false, false, true);
     assign_grads(expert_params, ge);
     assign_grads(gate_params, gg);
@@ -636,6 +666,12 @@ class MoeModel : public Model {
       auto p = params[i];
       p.mutable_grad() = grads[i].detach();
     }
+  }
+
+  static const torch::Tensor& aux_or_undefined(const Output& out, const std::string& key) {
+    static const torch::Tensor none;
+    const auto it = out.aux.find(key);
+    return it == out.aux.end() ? none : it->second;
   }
 
   /// `eps` as a 0-dim tensor of `like`'s dtype and device, made once: adding the double itself

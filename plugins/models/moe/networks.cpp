@@ -42,7 +42,19 @@ MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::v
         register_module("layer" + std::to_string(i), modlab::nn::StackedLinear(members, sizes[i], sizes[i + 1])));
 }
 
-ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
+void ExpertOutput::add_views() {
+  if (!logits.defined() && logits_t.defined()) logits = logits_t.permute({2, 0, 1});
+  if (!probs.defined() && probs_t.defined()) probs = probs_t.permute({2, 0, 1});
+  if (!hidden.defined() && hidden_t.defined()) hidden = hidden_t.permute({2, 0, 1});
+}
+
+ExpertOutput ExpertBank::forward(const torch::Tensor& x) {
+  ExpertOutput out = forward_dense(x);
+  out.add_views();
+  return out;
+}
+
+ExpertOutput MlpExpertBank::forward_dense(const torch::Tensor& x) {
   // Activations run transposed, [E, width, B] (batch innermost): the softmax over the C classes
   // then runs across the batch (see modlab::nn::softmax_in_layout).
   ExpertOutput out;
@@ -56,10 +68,9 @@ ExpertOutput MlpExpertBank::forward(const torch::Tensor& x) {
       if (dropout_ > 0.0 && is_training()) h = torch::dropout(h, dropout_, true);
     }
   }
+  out.logits_t = h;
   out.probs_t = torch::softmax(h, 1);
-  out.logits = h.permute({2, 0, 1});
-  out.probs = out.probs_t.permute({2, 0, 1});
-  if (hidden.defined()) out.hidden = hidden.permute({2, 0, 1});
+  out.hidden_t = hidden;
   return out;
 }
 
@@ -92,7 +103,18 @@ MlpGate::MlpGate(std::int64_t in, const std::vector<std::int64_t>& hidden, std::
     layers_.push_back(register_module("layer" + std::to_string(i), modlab::nn::Linear(sizes[i], sizes[i + 1])));
 }
 
-GateOutput MlpGate::forward(const torch::Tensor& x) {
+void GateOutput::add_views() {
+  if (!logits.defined() && logits_t.defined()) logits = logits_t.t();
+  if (!hidden.defined() && hidden_t.defined()) hidden = hidden_t.t();
+}
+
+GateOutput Gate::forward(const torch::Tensor& x) {
+  GateOutput out = forward_dense(x);
+  out.add_views();
+  return out;
+}
+
+GateOutput MlpGate::forward_dense(const torch::Tensor& x) {
   // Transposed activations, [width, B], as in MlpExpertBank::forward.
   GateOutput out;
   torch::Tensor h = x.t();
@@ -105,8 +127,7 @@ GateOutput MlpGate::forward(const torch::Tensor& x) {
     }
   }
   out.logits_t = h;
-  out.logits = h.t();
-  if (hidden.defined()) out.hidden = hidden.t();
+  out.hidden_t = hidden;
   return out;
 }
 
@@ -178,7 +199,7 @@ torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
   return h.reshape({b, members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, k·H'·W']
 }
 
-ExpertOutput ConvExpertBank::forward(const torch::Tensor& x) { return mlp_->forward(features(x)); }
+ExpertOutput ConvExpertBank::forward_dense(const torch::Tensor& x) { return mlp_->forward_dense(features(x)); }
 
 // ---------------------------------------------------------------- deep CNNs (CIFAR-100)
 
@@ -243,7 +264,9 @@ torch::Tensor ConvStackExpertBank::features(const torch::Tensor& x) {
   return h.reshape({x.size(0), members_, -1}).permute({1, 0, 2}).contiguous();  // [E, B, c·H'·W']
 }
 
-ExpertOutput ConvStackExpertBank::forward(const torch::Tensor& x) { return mlp_->forward(features(x)); }
+ExpertOutput ConvStackExpertBank::forward_dense(const torch::Tensor& x) {
+  return mlp_->forward_dense(features(x));
+}
 
 ConvStackGate::~ConvStackGate() = default;
 
@@ -257,9 +280,9 @@ ConvStackGate::ConvStackGate(std::vector<std::int64_t> input_shape, const std::v
   mlp_ = register_module("mlp", std::make_shared<MlpGate>(flat, hidden, experts));
 }
 
-GateOutput ConvStackGate::forward(const torch::Tensor& x) {
+GateOutput ConvStackGate::forward_dense(const torch::Tensor& x) {
   const auto h = convs_->forward(x);
-  return mlp_->forward(h.reshape({x.size(0), -1}));
+  return mlp_->forward_dense(h.reshape({x.size(0), -1}));
 }
 
 ConvGate::~ConvGate() = default;
@@ -273,11 +296,11 @@ ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels,
   mlp_ = register_module("mlp", std::make_shared<MlpGate>(flat, hidden, experts));
 }
 
-GateOutput ConvGate::forward(const torch::Tensor& x) {
+GateOutput ConvGate::forward_dense(const torch::Tensor& x) {
   auto h = conv_->forward(x);
   if (bn_) h = bn_->forward(h);
   h = torch::relu(torch::max_pool2d(h, 2));  // = max_pool(relu(h)), see ConvExpertBank::features
-  return mlp_->forward(h.reshape({x.size(0), -1}));
+  return mlp_->forward_dense(h.reshape({x.size(0), -1}));
 }
 
 Attention::~Attention() = default;
