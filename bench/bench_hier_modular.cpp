@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   std::cout << "- modlab: " << exe << " run --jobs " << jobs << ", [6,3,2,2], 7 fractions x " << seeds << " seeds, "
             << epochs << " epochs (eval every 10)\n";
   std::cout << "- BLAS: " << bench::active_blas() << "\n";
+  std::cout << "- allocator (modlab's executables are linked alike): " << bench::active_allocator() << "\n";
   std::cout << "- cores: " << std::thread::hardware_concurrency() << ", load average at start: " << loadavg() << "\n";
   std::cout.flush();
 

@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   std::cout << "mode: one MNIST training epoch (54,000 examples, batch 64), E = 8 MLP experts "
                "784-128-128-10 + Dropout(0.2), gate 784-64-8, T = 0.02, alpha = 0.01, Adam\n"
             << "LibTorch " << TORCH_VERSION << ", " << threads << " intra-op thread(s), BLAS: " << bench::active_blas()
-            << "\n\n";
+            << "\nallocator: " << bench::active_allocator() << "\n\n";
   auto ms_step = [](const EpochTime& t) { return bench::num(1000.0 * t.seconds / static_cast<double>(t.steps), 3); };
   std::vector<std::vector<std::string>> rows = {
       {"modlab, kd_outputs = \"separate\" (same work as the reference)", bench::num(sep.seconds, 2), ms_step(sep),

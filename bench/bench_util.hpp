@@ -14,26 +14,45 @@
 
 namespace bench {
 
-/// The BLAS library mapped into this process (libblas.so.3 may be OpenBLAS or the slow reference).
-inline std::string active_blas() {
+/// The path of the first library mapped into this process whose path contains one of `parts`, or "".
+inline std::string mapped_library(const std::vector<std::string>& parts) {
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
     auto p = line.find('/');
     if (p == std::string::npos) continue;
-    std::string path = line.substr(p);
-    if (path.find("blas") != std::string::npos || path.find("mkl") != std::string::npos) {
-      char buf[4096];
-      ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
-      std::string real = path;
-      if (n > 0) real = std::string(buf, static_cast<std::size_t>(n));
-      std::string fs = "/etc/alternatives/libblas.so.3-x86_64-linux-gnu";
-      n = readlink(fs.c_str(), buf, sizeof buf - 1);
-      if (n > 0) return path + " (libblas.so.3 -> " + std::string(buf, static_cast<std::size_t>(n)) + ")";
-      return real;
-    }
+    const std::string path = line.substr(p);
+    for (const auto& part : parts)
+      if (path.find(part) != std::string::npos) return path;
   }
-  return "none mapped";
+  return "";
+}
+
+/// The BLAS library mapped into this process (libblas.so.3 may be OpenBLAS or the slow reference).
+inline std::string active_blas() {
+  const std::string path = mapped_library({"blas", "mkl"});
+  if (path.empty()) return "none mapped";
+  char buf[4096];
+  const std::string alt = "/etc/alternatives/libblas.so.3-x86_64-linux-gnu";
+  const ssize_t n = readlink(alt.c_str(), buf, sizeof buf - 1);
+  if (n > 0) return path + " (libblas.so.3 -> " + std::string(buf, static_cast<std::size_t>(n)) + ")";
+  return path;
+}
+
+/// The allocator serving malloc in this process: modlab's executables link tcmalloc when it is
+/// installed (framework/cmake/modlab.cmake), else glibc's malloc, which the trainer tunes with
+/// mallopt (framework/runner/src/trainer.cpp).
+inline std::string active_allocator() {
+  const std::string tc = mapped_library({"libtcmalloc"});
+  return tc.empty() ? "glibc malloc (mallopt: mmap threshold 32 MiB, trim threshold 1 GiB)" : "tcmalloc " + tc;
+}
+
+/// An environment prefix for a shell command that gives a Python process the allocator set-up of
+/// this one: the same tcmalloc preloaded, or glibc with the trainer's mallopt values as tunables.
+inline std::string python_allocator_env() {
+  const std::string tc = mapped_library({"libtcmalloc"});
+  if (!tc.empty()) return "LD_PRELOAD=" + tc + " ";
+  return "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 ";
 }
 
 /// Runs a shell command and returns its stdout.

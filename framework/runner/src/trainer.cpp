@@ -472,7 +472,8 @@ namespace {
 /// trimming) after every step and the next step page-faults them back in, zeroed: profiled, more
 /// than half of an MNIST mixture step (E = 5, batch 512) went to page faults. A fixed mmap threshold
 /// (the largest glibc accepts, 32 MiB) and a 1 GiB trim threshold make the steady state fault-free;
-/// the process keeps at most its peak heap. Once per process, for every model.
+/// the process keeps at most its peak heap. Once per process, for every model. (modlab's executables
+/// link tcmalloc where it is installed, which keeps freed memory anyway; its mallopt does nothing.)
 void keep_freed_memory() {
 #if defined(__GLIBC__)
   static const bool done = [] {
