@@ -108,6 +108,37 @@ BOOST_AUTO_TEST_CASE(softmax_in_layout_equals_softmax_and_keeps_the_layout) {
   BOOST_TEST(close(softmax_in_layout(sliced, -1), torch::softmax(sliced, -1)));
 }
 
+BOOST_AUTO_TEST_CASE(max_pool2x2_equals_max_pool2d_in_values_and_gradients) {
+  torch::manual_seed(8);
+  // Small integers make many ties inside windows: the gradient must go where max_pool2d sends it
+  // (the first maximum in row-major order). Even and odd sizes, 3-D and 4-D, a non-contiguous view.
+  const std::vector<torch::Tensor> inputs = {
+      torch::randint(0, 3, {2, 3, 6, 8}, torch::kFloat32),  torch::randint(0, 3, {3, 7, 9}, torch::kFloat32),
+      torch::randn({2, 2, 26, 26}, torch::kFloat64),         torch::randint(0, 2, {2, 5, 4}, torch::kFloat32),
+      torch::randn({2, 4, 10, 6}, torch::kFloat32).transpose(2, 3)};
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    BOOST_TEST_CONTEXT("input " << i << " of shape " << inputs[i].sizes()) {
+      auto a = inputs[i].clone().requires_grad_();
+      auto b = inputs[i].clone().requires_grad_();
+      const auto fast = max_pool2x2(a);
+      const auto ref = torch::max_pool2d(b.dim() == 3 ? b.unsqueeze(0) : b, 2);
+      const auto want = b.dim() == 3 ? ref.squeeze(0) : ref;
+      BOOST_REQUIRE(fast.sizes() == want.sizes());
+      BOOST_TEST(torch::equal(fast, want));
+      const auto g = torch::randn(want.sizes(), want.options());
+      fast.backward(g);
+      want.backward(g);
+      BOOST_TEST(torch::equal(a.grad(), b.grad()));
+    }
+  }
+  {
+    torch::NoGradGuard ng;  // without autograd: the values alone
+    const auto x = torch::randn({3, 5, 5});
+    BOOST_TEST(torch::equal(max_pool2x2(x), torch::max_pool2d(x.unsqueeze(0), 2).squeeze(0)));
+  }
+  BOOST_CHECK_THROW(max_pool2x2(torch::zeros({4, 1})), std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(stacked_linear_counts_its_multiply_accumulates) {
   StackedLinear layer(3, 5, 4);
   MacCounter outer;

@@ -1,6 +1,7 @@
 #include <modlab/nn/functional.hpp>
 #include <modlab/nn/layers.hpp>
 
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/init.h>
 #include <torch/torch.h>
 
@@ -68,6 +69,71 @@ torch::Tensor softmax_in_layout(const torch::Tensor& x, std::int64_t dim) {
     if (order[static_cast<std::size_t>(i)] == dim) at = i;
   }
   return torch::softmax(dense, at).permute(back);
+}
+
+namespace {
+
+/// Window maxima of `x` [..., 2H, 2W] (already cut to even sizes): first over each pair of
+/// columns, then over each pair of rows. With `masks`, also whether the second of each pair won.
+torch::Tensor pairwise_max(const torch::Tensor& x, torch::Tensor* pick_col, torch::Tensor* pick_row) {
+  const auto w = x.size(-1) / 2, h2 = x.size(-2);
+  const auto c0 = x.slice(-1, 0, 2 * w, 2), c1 = x.slice(-1, 1, 2 * w, 2);  // [..., 2H, W]
+  const auto cols = torch::maximum(c0, c1);
+  const auto r0 = cols.slice(-2, 0, h2, 2), r1 = cols.slice(-2, 1, h2, 2);  // [..., H, W]
+  if (pick_col) *pick_col = torch::gt(c1, c0);  // ties pick the first, as max_pool2d
+  if (pick_row) *pick_row = torch::gt(r1, r0);
+  return torch::maximum(r0, r1);
+}
+
+/// Spreads `g` [..., H, W] back over pairs along `dim` (−2: rows, −1: columns): the second
+/// element of a pair gets g where `pick` is set, the first where it is not; [..., 2H, W] or
+/// [..., H, 2W]. Written into one tensor, no stack.
+torch::Tensor unpool_pairs(const torch::Tensor& g, const torch::Tensor& pick, std::int64_t dim) {
+  auto sizes = g.sizes().vec();
+  const auto n = static_cast<std::int64_t>(sizes.size());
+  const auto d = dim < 0 ? dim + n : dim;
+  sizes.insert(sizes.begin() + d + 1, 2);                  // [..., H, 2, W] or [..., H, W, 2]
+  auto out = torch::empty(sizes, g.options());
+  auto second = out.select(d + 1, 1), first = out.select(d + 1, 0);
+  at::mul_out(second, g, pick);
+  at::sub_out(first, g, second);  // exact: g − g = 0, g − 0 = g
+  return out.flatten(d, d + 1);
+}
+
+struct MaxPool2x2 : torch::autograd::Function<MaxPool2x2> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
+    const auto even = x.narrow(-2, 0, x.size(-2) / 2 * 2).narrow(-1, 0, x.size(-1) / 2 * 2);
+    torch::Tensor pick_col, pick_row;
+    auto out = pairwise_max(even, &pick_col, &pick_row);
+    ctx->save_for_backward({pick_col, pick_row});
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    auto g = unpool_pairs(unpool_pairs(grads[0].contiguous(), saved[1], -2), saved[0], -1);  // [..., 2H, 2W]
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    if (g.sizes() != at::IntArrayRef(sizes)) {
+      // Odd H or W: the last row / column belongs to no window.
+      auto full = torch::zeros(sizes, g.options());
+      full.narrow(-2, 0, g.size(-2)).narrow(-1, 0, g.size(-1)).copy_(g);
+      g = full;
+    }
+    return {g};
+  }
+};
+
+}  // namespace
+
+torch::Tensor max_pool2x2(const torch::Tensor& x) {
+  if (x.dim() < 2 || x.size(-2) < 2 || x.size(-1) < 2)
+    throw std::invalid_argument("max_pool2x2: needs [..., H, W] with H, W >= 2");
+  if (!(torch::GradMode::is_enabled() && x.requires_grad())) {
+    const auto even = x.narrow(-2, 0, x.size(-2) / 2 * 2).narrow(-1, 0, x.size(-1) / 2 * 2);
+    return pairwise_max(even, nullptr, nullptr);
+  }
+  return MaxPool2x2::apply(x);
 }
 
 torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim) {

@@ -181,7 +181,7 @@ torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
   // ReLU and max pooling commute (ReLU is monotonic), and the pooled gradient reaches the same
   // element either way; pooling first runs the ReLU on a quarter of the values.
   auto stage = [this](const torch::Tensor& xs) {
-    return torch::relu(torch::max_pool2d(at::conv2d(xs, conv_weight, conv_bias), 2));  // [b, E·k, H', W']
+    return torch::relu(modlab::nn::max_pool2x2(at::conv2d(xs, conv_weight, conv_bias)));  // [b, E·k, H', W']
   };
   // The full-resolution conv output of many experts outgrows the CPU caches (E = 20, batch 512:
   // 28 MB), and the pool then streams it back from memory; in slices of about 4 MiB of conv
@@ -241,7 +241,7 @@ torch::Tensor ConvStack::forward(const torch::Tensor& x) {
   for (std::size_t i = 0; i < convs_.size(); ++i) {
     h = convs_[i]->forward(h);
     if (norms_[i]) h = norms_[i]->forward(h);
-    h = torch::relu(torch::max_pool2d(h, 2));  // = max_pool(relu(h)), see ConvExpertBank::features
+    h = torch::relu(modlab::nn::max_pool2x2(h));  // = max_pool(relu(h)), see ConvExpertBank::features
   }
   return h;
 }
@@ -299,7 +299,7 @@ ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels,
 GateOutput ConvGate::forward_dense(const torch::Tensor& x) {
   auto h = conv_->forward(x);
   if (bn_) h = bn_->forward(h);
-  h = torch::relu(torch::max_pool2d(h, 2));  // = max_pool(relu(h)), see ConvExpertBank::features
+  h = torch::relu(modlab::nn::max_pool2x2(h));  // = max_pool(relu(h)), see ConvExpertBank::features
   return mlp_->forward_dense(h.reshape({x.size(0), -1}));
 }
 

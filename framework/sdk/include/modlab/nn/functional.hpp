@@ -37,6 +37,15 @@ MODLAB_API torch::Tensor topk_selectors(const torch::Tensor& scores, std::int64_
 /// to rounding.
 MODLAB_API torch::Tensor softmax_in_layout(const torch::Tensor& x, std::int64_t dim = -1);
 
+/// torch::max_pool2d(x, 2): 2×2 windows, stride 2, floor mode, over the last two dimensions of
+/// `x` [..., H, W] → [..., H/2, W/2]. Bit-identical values, and each window's gradient goes to the
+/// element max_pool2d picks (the first maximum in row-major order; at a NaN the values agree but
+/// the gradient may go to another element of its window). LibTorch 1.13's CPU kernel works
+/// element by element (8.6 ms forward for [512, 5, 26, 26] on one thread); this takes two
+/// elementwise maxima over strided views (0.9 ms) and keeps the two comparison masks (bool) for
+/// the backward instead of int64 indices.
+MODLAB_API torch::Tensor max_pool2x2(const torch::Tensor& x);
+
 /// Entropy in bits of probability vectors along `dim` (0·log 0 = 0).
 MODLAB_API torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim = -1);
 
