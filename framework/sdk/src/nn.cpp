@@ -73,8 +73,8 @@ torch::Tensor softmax_in_layout(const torch::Tensor& x, std::int64_t dim) {
 
 namespace {
 
-/// Window maxima of `x` [..., 2H, 2W] (already cut to even sizes): first over each pair of
-/// columns, then over each pair of rows. With `masks`, also whether the second of each pair won.
+/// Window maxima of `x` [..., 2H, 2W]: first over each pair of columns, then over each pair of
+/// rows. With `pick_col` / `pick_row`, also whether the second of each pair won.
 torch::Tensor pairwise_max(const torch::Tensor& x, torch::Tensor* pick_col, torch::Tensor* pick_row) {
   const auto w = x.size(-1) / 2, h2 = x.size(-2);
   const auto c0 = x.slice(-1, 0, 2 * w, 2), c1 = x.slice(-1, 1, 2 * w, 2);  // [..., 2H, W]
@@ -100,27 +100,19 @@ torch::Tensor unpool_pairs(const torch::Tensor& g, const torch::Tensor& pick, st
   return out.flatten(d, d + 1);
 }
 
+/// 2×2 max pooling of an input with even H and W (max_pool2x2 cuts odd ones first, so that the
+/// last row / column gets its zero gradient from the cut's own backward).
 struct MaxPool2x2 : torch::autograd::Function<MaxPool2x2> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x) {
-    const auto even = x.narrow(-2, 0, x.size(-2) / 2 * 2).narrow(-1, 0, x.size(-1) / 2 * 2);
     torch::Tensor pick_col, pick_row;
-    auto out = pairwise_max(even, &pick_col, &pick_row);
+    auto out = pairwise_max(x, &pick_col, &pick_row);
     ctx->save_for_backward({pick_col, pick_row});
-    ctx->saved_data["sizes"] = x.sizes().vec();
     return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto g = unpool_pairs(unpool_pairs(grads[0].contiguous(), saved[1], -2), saved[0], -1);  // [..., 2H, 2W]
-    const auto sizes = ctx->saved_data["sizes"].toIntVector();
-    if (g.sizes() != at::IntArrayRef(sizes)) {
-      // Odd H or W: the last row / column belongs to no window.
-      auto full = torch::zeros(sizes, g.options());
-      full.narrow(-2, 0, g.size(-2)).narrow(-1, 0, g.size(-1)).copy_(g);
-      g = full;
-    }
-    return {g};
+    return {unpool_pairs(unpool_pairs(grads[0].contiguous(), saved[1], -2), saved[0], -1)};  // [..., 2H, 2W]
   }
 };
 
@@ -129,11 +121,11 @@ struct MaxPool2x2 : torch::autograd::Function<MaxPool2x2> {
 torch::Tensor max_pool2x2(const torch::Tensor& x) {
   if (x.dim() < 2 || x.size(-2) < 2 || x.size(-1) < 2)
     throw std::invalid_argument("max_pool2x2: needs [..., H, W] with H, W >= 2");
-  if (!(torch::GradMode::is_enabled() && x.requires_grad())) {
-    const auto even = x.narrow(-2, 0, x.size(-2) / 2 * 2).narrow(-1, 0, x.size(-1) / 2 * 2);
-    return pairwise_max(even, nullptr, nullptr);
-  }
-  return MaxPool2x2::apply(x);
+  const auto h = x.size(-2), w = x.size(-1);
+  // Odd sizes: the last row / column belongs to no window (floor mode).
+  const auto even = h % 2 == 0 && w % 2 == 0 ? x : x.narrow(-2, 0, h / 2 * 2).narrow(-1, 0, w / 2 * 2);
+  if (torch::GradMode::is_enabled() && x.requires_grad()) return MaxPool2x2::apply(even);
+  return pairwise_max(even, nullptr, nullptr);
 }
 
 torch::Tensor entropy_bits(const torch::Tensor& probs, std::int64_t dim) {

@@ -206,6 +206,7 @@ class MoeModel : public Model {
     }
     temperature_ = opt_.temperature;
     check_expert_lr_scale();
+    lean_step_ = !attention_ && !expert_mask_.defined() && !loss_reads_aux();
   }
 
   /// The experts, built under `expert_init_seed` when set (so runs with the same value start from
@@ -302,10 +303,11 @@ class MoeModel : public Model {
   }
 
   /// The forward pass with gate temperature `t`. With `for_loss` (the model's own training step)
-  /// and a loss that reads only the prediction, the [B, …] views of the dense batch-innermost
-  /// tensors and the aux entries are not built: each view is an autograd node nothing would read.
+  /// and a loss that reads only the prediction (`lean_step_`), the [B, …] views of the dense
+  /// batch-innermost tensors and the aux entries are not built: each view is an autograd node
+  /// nothing would read.
   Output forward_at(const Batch& batch, double t, bool for_loss = false) {
-    const bool lean = for_loss && !attention_ && !expert_mask_.defined() && !loss_reads_aux();
+    const bool lean = for_loss && lean_step_;
     const auto flat = moe::flat_inputs(batch.inputs);
     const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
     const auto& expert_in = is_cnn(opt_.expert) ? image : flat;
@@ -326,7 +328,8 @@ class MoeModel : public Model {
       g_t = torch::softmax(t == 1.0 ? a.logits_t : a.logits_t / t, 0);
     // Σ_e g_e f_e on the dense tensors when both exist (fewer ops and views).
     const bool dense_mix = g_t.defined() && f.probs_t.defined();
-    if (!lean || !dense_mix) {
+    const bool views = !(lean && dense_mix);
+    if (views) {
       f.add_views();
       a.add_views();
     }
@@ -334,7 +337,7 @@ class MoeModel : public Model {
     torch::Tensor g;  // [B, E]
     if (!g_t.defined())
       g = gate_probabilities(logits, t, opt_.top_k);
-    else if (!lean || !dense_mix)
+    else if (views)
       g = g_t.t();
     Output out;
     out.kind = Output::Kind::Probabilities;
@@ -693,6 +696,7 @@ class MoeModel : public Model {
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
   torch::Tensor expert_lr_scale_;  // [E] double, undefined without `expert_lr_scale`
   torch::Tensor eps_;               // `eps` as a 0-dim tensor (eps_like)
+  bool lean_step_ = false;          // the training step's loss reads no aux (forward_at)
   torch::Tensor expert_mask_;      // [E, C] bool: classes each expert may output; undefined = all
   std::map<std::string, SplitStats> stats_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs

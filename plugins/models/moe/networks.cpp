@@ -115,7 +115,7 @@ GateOutput Gate::forward(const torch::Tensor& x) {
 }
 
 GateOutput MlpGate::forward_dense(const torch::Tensor& x) {
-  // Transposed activations, [width, B], as in MlpExpertBank::forward.
+  // Transposed activations, [width, B], as in MlpExpertBank::forward_dense.
   GateOutput out;
   torch::Tensor h = x.t();
   torch::Tensor hidden;
