@@ -31,19 +31,19 @@ MODLAB_API torch::Tensor topk_selectors(const torch::Tensor& scores, std::int64_
 
 /// softmax(x, dim), computed in the memory layout `x` already has: for a permuted view of a dense
 /// tensor (a transposed layer output, say) the softmax runs on the dense tensor and the result is
-/// the same permuted view, with no copy. LibTorch's softmax over the innermost dimension costs about
-/// 0.1 µs per row on CPU, however short the row; over an outer dimension it runs across the inner
-/// one, several times faster for short rows (E experts, C classes). Same values as torch::softmax up
-/// to rounding.
+/// the same permuted view, with no copy. LibTorch's CPU softmax over the innermost dimension has a
+/// fixed cost per row, however short the row; over an outer dimension it runs across the inner one,
+/// several times faster for short rows (E experts, C classes; bench/README.md). Same values as
+/// torch::softmax up to rounding.
 MODLAB_API torch::Tensor softmax_in_layout(const torch::Tensor& x, std::int64_t dim = -1);
 
 /// torch::max_pool2d(x, 2): 2×2 windows, stride 2, floor mode, over the last two dimensions of
 /// `x` [..., H, W] → [..., H/2, W/2]. Bit-identical values, and each window's gradient goes to the
 /// element max_pool2d picks (the first maximum in row-major order; at a NaN the values agree but
 /// the gradient may go to another element of its window). LibTorch 1.13's CPU kernel works
-/// element by element (8.6 ms forward for [512, 5, 26, 26] on one thread); this takes two
-/// elementwise maxima over strided views (0.9 ms) and keeps the two comparison masks (bool) for
-/// the backward instead of int64 indices.
+/// element by element; this takes two elementwise maxima over strided views, several times
+/// faster (bench/README.md), and keeps the two comparison masks (bool) for the backward instead of
+/// int64 indices.
 MODLAB_API torch::Tensor max_pool2x2(const torch::Tensor& x);
 
 /// Entropy in bits of probability vectors along `dim` (0·log 0 = 0).

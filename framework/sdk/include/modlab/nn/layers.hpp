@@ -1,9 +1,18 @@
 #pragma once
 /// @file nn/layers.hpp
-/// Layers every model may use and an analyzer can mask: each parameter can be replaced by an
-/// override tensor, optionally batched over K samples (a leading K axis), so K masked copies of a
-/// network run in one forward with bmm / grouped convolution instead of a loop. Layers also add
-/// their multiply-accumulates to an active `MacCounter`.
+/// Layers every model is built from, so that an analyzer can mask any model and a population can
+/// stack any model. Every parameter of every layer here can be replaced by an override tensor, and
+/// every layer adds its multiply-accumulates to an active `MacCounter`.
+///
+/// **One batching rule: K is folded into the batch.** An override of shape [K, …shape] (K mask
+/// samples over frozen weights, say) means the layer's input holds K·B rows, rows k·B … k·B + B − 1
+/// belonging to sample k, and its output keeps that layout. Model code, reshapes and `loss()` never
+/// see K. Each layer computes all K samples at once (one bmm, one grouped convolution), never in a
+/// loop over K. An override of the parameter's own shape replaces it for every row.
+///
+/// "Rows" are a layer's batch axis: dimension 0 for Linear, Conv2d, Embedding, LayerNorm, BatchNorm,
+/// the recurrent and attention layers; dimension 1 of the [E, B, …] member-major input of
+/// StackedLinear; the last dimension of the transposed activations of `forward_t`.
 
 #include <modlab/export.hpp>
 
@@ -14,12 +23,13 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace modlab::nn {
 
 /// Counts multiply-accumulates of modlab::nn layers run on this thread while it lives (nested
-/// counters each see the whole count of their scope). Counts are per batch; divide by the batch size
-/// for per-sample MACs.
+/// counters each see the whole count of their scope). Counts are per batch (all K·B rows of a
+/// folded batch); divide by the number of rows for per-sample MACs.
 class MODLAB_API MacCounter {
  public:
   MacCounter();
@@ -38,8 +48,9 @@ class MODLAB_API MacCounter {
 class MODLAB_API Overridable {
  public:
   virtual ~Overridable();
-  /// Replaces parameter `name` ("weight", "bias") in the forward pass by `value`, whose shape is the
-  /// parameter's shape or [K, ...shape] for K samples at once.
+  /// Replaces parameter `name` in the forward pass by `value`, whose shape is the parameter's
+  /// shape or [K, …shape] (K samples folded into the batch). Throws modlab::Error naming the
+  /// parameter when `name` is not a parameter of this layer or the shape fits neither form.
   void set_override(const std::string& name, torch::Tensor value);
   void clear_overrides();
   bool has_overrides() const { return !overrides_.empty(); }
@@ -52,18 +63,44 @@ class MODLAB_API Overridable {
   std::map<std::string, torch::Tensor> overrides_;
 };
 
-/// Sets overrides on every Overridable submodule of `root` from full parameter names
-/// ("experts.0.fc1.weight" → module "experts.0.fc1", parameter "weight"). Throws std::invalid_argument
-/// naming the first key that matches no overridable parameter.
+/// Full names ("experts.layer0.weight") of every parameter below `root` that an override can
+/// replace, in `named_parameters()` order.
+MODLAB_API std::vector<std::string> maskable_parameters(torch::nn::Module& root);
+
+/// Sets overrides on the Overridable submodules of `root` by full parameter name. Throws
+/// modlab::Error naming the first key that matches no overridable parameter or whose shape does
+/// not fit.
 MODLAB_API void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name);
 /// Clears every override below `root`.
 MODLAB_API void clear_overrides(torch::nn::Module& root);
 
-/// y = x Wᵀ + b. Input [B, in] or [K, B, in]. With a K-batched weight override [K, out, in] the
-/// output is [K, B, out] (a 2-D input is shared by all K).
+/// Sets overrides by full parameter name for its lifetime and clears them when it ends (also when
+/// an exception leaves the scope). All K-batched overrides of one scope must agree on K; while the
+/// scope lives, `folded_samples()` on this thread returns that K, so that layers without
+/// overrides that compute batch statistics (BatchNorm in training mode) and models that cut their
+/// batch into slices keep the K blocks apart.
+class MODLAB_API OverrideScope {
+ public:
+  OverrideScope(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name);
+  ~OverrideScope();
+  OverrideScope(const OverrideScope&) = delete;
+  OverrideScope& operator=(const OverrideScope&) = delete;
+  /// K of this scope (1 when no override is K-batched).
+  std::int64_t samples() const { return samples_; }
+
+ private:
+  torch::nn::Module& root_;
+  std::int64_t samples_ = 1;
+  std::int64_t outer_ = 1;
+};
+
+/// K of the innermost live OverrideScope on this thread, 1 outside any.
+MODLAB_API std::int64_t folded_samples();
+
+/// y = x Wᵀ + b on the last axis: [rows, …, in] → [rows, …, out]. Weight [out, in], bias [out].
 ///
-/// `forward_t` is the same layer on transposed activations, [in, B] → [out, B] (W xᵀ + b). A
-/// network run that way keeps the batch as the innermost dimension of every activation, so a
+/// `forward_t` is the same layer on transposed activations, [in, rows] → [out, rows] (W xᵀ + b).
+/// A network run that way keeps the batch as the innermost dimension of every activation, so a
 /// softmax over a few features runs LibTorch's kernel across the batch, several times faster than
 /// its per-row kernel for short rows (see `softmax_in_layout`).
 class MODLAB_API LinearImpl : public torch::nn::Module, public Overridable {
@@ -71,49 +108,111 @@ class MODLAB_API LinearImpl : public torch::nn::Module, public Overridable {
   LinearImpl(std::int64_t in, std::int64_t out, bool bias = true);
   ~LinearImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
-  /// `forward(xt.t()).t()`, computed without transposing activations: [in, B] → [out, B].
+  /// `forward(xt.t()).t()`, computed without transposing activations: [in, rows] → [out, rows].
   torch::Tensor forward_t(const torch::Tensor& xt);
+  /// Uniform(±1/√in) for weight and bias, as torch::nn::Linear.
   void reset_parameters();
   std::int64_t in_features, out_features;
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(Linear);
 
-/// 2-D convolution, [B, C, H, W] → [B, O, H', W']. With a K-batched weight override [K, O, C, kh, kw]
-/// the input is [K, B, C, H, W] (or shared [B, C, H, W]) and the output [K, B, O, H', W'], computed as
-/// one grouped convolution.
+/// 2-D convolution (square kernel), [rows, C, H, W] → [rows, O, H', W']. Weight [O, C/groups, k, k],
+/// bias [O]. K-batched weights run as one grouped convolution with K·groups groups.
 class MODLAB_API Conv2dImpl : public torch::nn::Module, public Overridable {
  public:
   Conv2dImpl(std::int64_t in, std::int64_t out, std::int64_t kernel, std::int64_t stride = 1, std::int64_t padding = 0,
-             bool bias = true);
+             bool bias = true, std::int64_t groups = 1);
   ~Conv2dImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// Uniform(±1/√fan_in), fan_in = C/groups·k², as torch::nn::Conv2d.
   void reset_parameters();
-  std::int64_t in_channels, out_channels, kernel_size, stride, padding;
+  std::int64_t in_channels, out_channels, kernel_size, stride, padding, groups;
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(Conv2d);
 
-/// E independent linear layers evaluated as one batched matmul (experts, modules).
-/// Weight [E, in, out], bias [E, out]. Input [B, in] (shared by all E) or [E, B, in]; output [E, B, out].
-/// (One baddbmm over the expanded input: measured faster on CPU than a single [B, in]·[in, E·out]
-/// product, whose weight re-layout costs more than the larger GEMM saves.)
-/// Each member is initialised like torch::nn::Linear(in, out).
+/// E independent linear layers evaluated as one batched matmul (experts, modules, tree nodes).
+/// Weight [E, in, out], bias [E, out]. Input [rows, in] (shared by all E) or [E, rows, in];
+/// output [E, rows, out]. Each member is initialised like torch::nn::Linear(in, out).
+/// (One baddbmm over the expanded input: faster on CPU than a single [B, in]·[in, E·out] product,
+/// whose weight re-layout costs more than the larger GEMM saves; bench/README.md.)
 ///
-/// `forward_t` is the same layer on transposed activations: [in, B] (shared) or [E, in, B] →
-/// [E, out, B] (see LinearImpl::forward_t).
+/// `forward_t` is the same layer on transposed activations: [in, rows] (shared) or [E, in, rows]
+/// → [E, out, rows] (see LinearImpl::forward_t).
 class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridable {
  public:
   StackedLinearImpl(std::int64_t members, std::int64_t in, std::int64_t out, bool bias = true);
   ~StackedLinearImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
-  /// `forward(x).transpose(1, 2)` for x = xt transposed, computed as Wᵀxt + b: [in, B] or
-  /// [E, in, B] → [E, out, B].
+  /// `forward(x).transpose(1, 2)` for x = xt transposed, computed as Wᵀxt + b.
   torch::Tensor forward_t(const torch::Tensor& xt);
   void reset_parameters();
   std::int64_t members, in_features, out_features;
   torch::Tensor weight, bias;
 };
 TORCH_MODULE(StackedLinear);
+
+/// E independent 2-D convolutions (experts, or the 2^d nodes of one tree depth) as one
+/// convolution. Weight [E, O, C, k, k], bias [E, O]. Input [rows, C, H, W] (shared: every member
+/// reads it, one ordinary convolution C → E·O) or [rows, E·C, H, W] (member e reads channels
+/// e·C … e·C + C − 1: a grouped convolution with E groups); output [rows, E·O, H', W'], member e
+/// owning channels e·O … e·O + O − 1. Each member is initialised like torch::nn::Conv2d(C, O, k),
+/// so a stack equals E separate convolutions drawn one after another.
+class MODLAB_API StackedConv2dImpl : public torch::nn::Module, public Overridable {
+ public:
+  StackedConv2dImpl(std::int64_t members, std::int64_t in, std::int64_t out, std::int64_t kernel,
+                    std::int64_t stride = 1, std::int64_t padding = 0, bool bias = true);
+  ~StackedConv2dImpl() override;
+  torch::Tensor forward(const torch::Tensor& x);
+  void reset_parameters();
+  std::int64_t members, in_channels, out_channels, kernel_size, stride, padding;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(StackedConv2d);
+
+/// Lookup table: integer indices [rows, …] → [rows, …, dim]. Weight [num, dim] ~ N(0, 1) as
+/// torch::nn::Embedding.
+class MODLAB_API EmbeddingImpl : public torch::nn::Module, public Overridable {
+ public:
+  EmbeddingImpl(std::int64_t num, std::int64_t dim);
+  ~EmbeddingImpl() override;
+  torch::Tensor forward(const torch::Tensor& indices);
+  void reset_parameters();
+  std::int64_t num_embeddings, embedding_dim;
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+/// Layer normalisation over the last axis, with an elementwise affine weight [dim] (ones) and bias
+/// [dim] (zeros) when `affine`.
+class MODLAB_API LayerNormImpl : public torch::nn::Module, public Overridable {
+ public:
+  explicit LayerNormImpl(std::int64_t dim, double eps = 1e-5, bool affine = true);
+  ~LayerNormImpl() override;
+  torch::Tensor forward(const torch::Tensor& x);
+  std::int64_t dim;
+  double eps;
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(LayerNorm);
+
+/// Batch normalisation over channel axis 1 of [rows, C, …] (BatchNorm1d and BatchNorm2d alike),
+/// with the same parameters, buffers and updates as torch::nn::BatchNorm2d: affine weight [C]
+/// (ones) and bias [C] (zeros), running_mean, running_var, num_batches_tracked, momentum 0.1.
+/// With K samples folded into the batch (K-batched affine overrides, or `folded_samples()` > 1)
+/// each block of rows is normalised with its own batch statistics in training mode; the running
+/// statistics are then left unchanged (a folded pass analyses a model, it does not train its
+/// statistics).
+class MODLAB_API BatchNormImpl : public torch::nn::Module, public Overridable {
+ public:
+  explicit BatchNormImpl(std::int64_t channels, double eps = 1e-5, double momentum = 0.1);
+  ~BatchNormImpl() override;
+  torch::Tensor forward(const torch::Tensor& x);
+  std::int64_t channels;
+  double eps, momentum;
+  torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+TORCH_MODULE(BatchNorm);
 
 }  // namespace modlab::nn
