@@ -1,2 +1,2 @@
-# bench_moe_epoch times the expert banks of the moe plugin directly as well as whole runs.
-set(BENCH_LIBS modlab_runner moe_parts)
+# bench_moe_epoch times the expert banks of the mixture library directly as well as whole runs.
+set(BENCH_LIBS modlab_runner modlab_mixture)

@@ -11,7 +11,7 @@
 #include "bench_run.hpp"
 #include "bench_util.hpp"
 
-#include "experts.hpp"
+#include <modlab/mixture/experts.hpp>
 
 #include <modlab/nn/functional.hpp>
 #include <modlab/runner/registry.hpp>
@@ -220,15 +220,15 @@ eval_splits = ["test"]
   const auto x = torch::randn({512, 1, 28, 28});
   const auto y = torch::randint(10, {512}, torch::kLong);
   for (const std::int64_t e : {5, 10, 20}) {
-    auto bank = std::make_shared<modlab::moe::ConvExpertBank>(e, std::vector<std::int64_t>{1, 28, 28}, 1,
-                                                              std::vector<std::int64_t>{5, 32}, 10);
+    auto bank = std::make_shared<modlab::mixture::ConvExpertBank>(e, std::vector<std::int64_t>{1, 28, 28}, 1,
+                                                                  std::vector<std::int64_t>{5, 32}, 10);
     std::vector<std::shared_ptr<LoopExpert>> loop;
     for (std::int64_t i = 0; i < e; ++i) loop.push_back(std::make_shared<LoopExpert>());
     const auto g = torch::softmax(torch::randn({512, e}), 1);
     auto step = [&](const torch::Tensor& probs, torch::nn::Module& m) {
       for (auto& p : m.parameters())
         if (p.grad().defined()) p.mutable_grad().zero_();
-      torch::nll_loss(torch::log(modlab::moe::mix(g, probs) + 1e-15), y).backward();
+      torch::nll_loss(torch::log(modlab::mixture::mix(g, probs) + 1e-15), y).backward();
     };
     torch::nn::Module holder;
     for (std::int64_t i = 0; i < e; ++i) holder.register_module("e" + std::to_string(i), loop[i]);
@@ -236,7 +236,8 @@ eval_splits = ["test"]
         {[&] { step(bank->forward(x).probs, *bank); },
          [&] {
            // The former formulation: the input repeated E times, one grouped convolution.
-           auto h = at::conv2d(x.repeat({1, e, 1, 1}), bank->conv_weight, bank->conv_bias, at::IntArrayRef{1, 1},
+           const auto& conv = bank->conv();
+           auto h = at::conv2d(x.repeat({1, e, 1, 1}), conv->weight.flatten(0, 1), conv->bias.flatten(), at::IntArrayRef{1, 1},
                                at::IntArrayRef{0, 0}, at::IntArrayRef{1, 1}, e);
            h = modlab::nn::max_pool2x2(torch::relu(h)).reshape({512, e, -1}).permute({1, 0, 2}).contiguous();
            step(bank->mlp()->forward(h).probs, *bank);

@@ -1,9 +1,8 @@
 #define BOOST_TEST_MODULE moe_model
 #include <boost/test/unit_test.hpp>
 
-#include "experts.hpp"
-#include "gate_metrics.hpp"
-#include "gates.hpp"
+#include <modlab/mixture/gate_metrics.hpp>
+#include <modlab/mixture/networks.hpp>
 #include "regularizers.hpp"
 #include "config_builders.hpp"
 #include "model_builders.hpp"
@@ -124,7 +123,7 @@ BOOST_AUTO_TEST_CASE(gradients_reach_every_parameter) {
 
 BOOST_AUTO_TEST_CASE(batched_experts_equal_a_loop) {
   torch::manual_seed(3);
-  modlab::moe::MlpExpertBank bank(3, 2, {4, 3}, 5);
+  modlab::mixture::MlpExpertBank bank(3, 2, {4, 3}, 5);
   const auto x = torch::randn({7, 2});
   const auto out = bank.forward(x);
   BOOST_TEST((out.probs.sizes() == torch::IntArrayRef{7, 3, 5}));
@@ -147,7 +146,7 @@ BOOST_AUTO_TEST_CASE(batched_experts_equal_a_loop) {
   const auto g = torch::softmax(torch::randn({7, 3}), -1);
   auto loop = torch::zeros({7, 5});
   for (std::int64_t e = 0; e < 3; ++e) loop += g.select(1, e).unsqueeze(1) * out.probs.select(1, e);
-  BOOST_TEST((modlab::moe::mix(g, out.probs) - loop).abs().max().item<float>() < 1e-6f);
+  BOOST_TEST((modlab::mixture::mix(g, out.probs) - loop).abs().max().item<float>() < 1e-6f);
 }
 
 BOOST_AUTO_TEST_CASE(top_k_masks_all_but_k_experts) {
@@ -162,7 +161,7 @@ BOOST_AUTO_TEST_CASE(top_k_masks_all_but_k_experts) {
   // The kept probabilities are the softmax of the two kept logits.
   const auto kept = torch::softmax(logits.gather(1, top), -1);
   BOOST_TEST((kept - g.gather(1, top)).abs().max().item<float>() < 1e-6f);
-  const auto expected = modlab::moe::mix(g, out.aux.at("experts"));
+  const auto expected = modlab::mixture::mix(g, out.aux.at("experts"));
   BOOST_TEST((expected - out.prediction).abs().max().item<float>() < 1e-6f);
 
   // k = 1: the output is the selected expert; with the reference quirk, its softmax.
@@ -183,6 +182,7 @@ BOOST_AUTO_TEST_CASE(top_k_masks_all_but_k_experts) {
 
 BOOST_AUTO_TEST_CASE(gate_metrics_by_hand) {
   namespace moe = modlab::moe;
+  namespace mixture = modlab::mixture;
   // 4 examples, 2 experts, 2 classes. Argmax gate: experts 0, 0, 1, 0.
   const auto gate = torch::tensor({{1.0, 0.0}, {0.75, 0.25}, {0.0, 1.0}, {0.9, 0.1}}, torch::kDouble);
   // The selected expert predicts classes 0, 1, 1, 0; the other expert the opposite.
@@ -192,29 +192,29 @@ BOOST_AUTO_TEST_CASE(gate_metrics_by_hand) {
   const auto labels = torch::tensor({0, 1, 1, 0}, torch::kLong);
 
   const double hs = (0 + entropy2({0.75, 0.25}) + 0 + entropy2({0.9, 0.1})) / 4;
-  BOOST_TEST(std::abs(moe::sample_entropy_bits(gate) - hs) < 1e-12);
+  BOOST_TEST(std::abs(mixture::sample_entropy_bits(gate) - hs) < 1e-12);
   const double hu = entropy2({2.65 / 4, 1.35 / 4});
-  BOOST_TEST(std::abs(moe::usage_entropy_bits(gate) - hu) < 1e-12);
+  BOOST_TEST(std::abs(mixture::usage_entropy_bits(gate) - hu) < 1e-12);
 
   // Selection counts C[class, expert] = [[2, 0], [1, 1]]: I = H(E) + H(Y) − H(E,Y).
-  const auto sel = moe::selection_counts(gate, experts);
+  const auto sel = mixture::selection_counts(gate, experts);
   BOOST_TEST(torch::equal(sel, torch::tensor({{2, 0}, {1, 1}}, torch::kLong)));
   const double mi = entropy2({0.75, 0.25}) + entropy2({0.5, 0.5}) - entropy2({0.5, 0.25, 0.25});
-  BOOST_TEST(std::abs(moe::mutual_information_bits(sel) - mi) < 1e-12);
+  BOOST_TEST(std::abs(mixture::mutual_information_bits(sel) - mi) < 1e-12);
   BOOST_TEST(std::abs(mi - 0.31127812445913283) < 1e-12);
   // Independent counts carry no information; a diagonal carries H(E).
-  BOOST_TEST(std::abs(moe::mutual_information_bits(torch::tensor({{2, 2}, {3, 3}}))) < 1e-12);
-  BOOST_TEST(std::abs(moe::mutual_information_bits(torch::tensor({{5, 0}, {0, 5}})) - 1.0) < 1e-12);
+  BOOST_TEST(std::abs(mixture::mutual_information_bits(torch::tensor({{2, 2}, {3, 3}}))) < 1e-12);
+  BOOST_TEST(std::abs(mixture::mutual_information_bits(torch::tensor({{5, 0}, {0, 5}})) - 1.0) < 1e-12);
 
   // Importance (2.65, 1.35): mean 2, unbiased std 0.65·√2.
   const double cv = 0.65 * std::sqrt(2.0) / 2.0;
-  BOOST_TEST(std::abs(moe::importance_cv(gate.sum(0)) - cv) < 1e-12);
+  BOOST_TEST(std::abs(mixture::importance_cv(gate.sum(0)) - cv) < 1e-12);
 
-  const auto alloc = moe::allocation_counts(gate, labels, 2);
+  const auto alloc = mixture::allocation_counts(gate, labels, 2);
   BOOST_TEST(torch::equal(alloc, torch::tensor({{2, 1}, {0, 1}}, torch::kLong)));
 
   // The accumulator over two batches gives the same numbers.
-  moe::GateStats stats(2, 2);
+  mixture::GateStats stats(2, 2);
   stats.add(gate.slice(0, 0, 3), experts.slice(0, 0, 3), labels.slice(0, 0, 3));
   stats.add(gate.slice(0, 3, 4), experts.slice(0, 3, 4), labels.slice(0, 3, 4));
   const auto s = stats.summary();
@@ -338,6 +338,7 @@ BOOST_AUTO_TEST_CASE(learns_toy_multi_class) {
 namespace {
 
 namespace moe = modlab::moe;
+namespace mixture = modlab::mixture;
 
 /// Central finite differences of scalar `f` w.r.t. every entry of `x` (double), compared with autograd.
 double max_grad_error(const std::function<torch::Tensor(torch::Tensor)>& f, torch::Tensor x) {
@@ -587,7 +588,7 @@ BOOST_AUTO_TEST_CASE(pre_softmax_mixes_logits) {
                        {"temperature", Value::floating(2.0)}},
                       flat_spec(2, 4));
   auto out = m->forward(batch_of(torch::randn({5, 2}), torch::zeros({5}, torch::kLong)));
-  const auto z = moe::mix(out.aux.at("gate"), out.aux.at("expert_logits"));
+  const auto z = mixture::mix(out.aux.at("gate"), out.aux.at("expert_logits"));
   BOOST_TEST((out.prediction - torch::softmax(z / 2.0, -1)).abs().max().item<float>() < 1e-6f);
   BOOST_TEST((out.aux.at("gate") - torch::softmax(out.aux.at("gate_logits") / 2.0, -1)).abs().max().item<float>() <
              1e-6f);
@@ -631,7 +632,7 @@ BOOST_AUTO_TEST_CASE(dual_temperature_updates_experts_and_gate_from_different_lo
     auto a = torch::addmm(p.at("gate.layer0.bias"), x, p.at("gate.layer0.weight").t());
     auto f = torch::softmax(torch::baddbmm(p.at("experts.layer0.bias").unsqueeze(1), x.unsqueeze(0).expand({3, 6, 2}),
                                            p.at("experts.layer0.weight")).permute({1, 0, 2}), -1);
-    auto y = moe::mix(torch::softmax(a / t, -1), f);
+    auto y = mixture::mix(torch::softmax(a / t, -1), f);
     torch::nn::functional::nll_loss(torch::log(y + 1e-15), b.targets).backward();
     std::map<std::string, torch::Tensor> out;
     for (auto& [k, v] : p) out[k] = v.grad().clone();
@@ -716,7 +717,7 @@ BOOST_AUTO_TEST_CASE(no_gate_selection_and_gate_phase) {
   const auto f = out.aux.at("experts");
   const auto h = -(f * torch::log2(f + 1e-15)).sum(2);
   BOOST_TEST((out.aux.at("gate") - torch::softmax(-h, 1)).abs().max().item<float>() < 1e-6f);
-  BOOST_TEST((out.prediction - moe::mix(out.aux.at("gate"), f)).abs().max().item<float>() < 1e-6f);
+  BOOST_TEST((out.prediction - mixture::mix(out.aux.at("gate"), f)).abs().max().item<float>() < 1e-6f);
   BOOST_TEST(m->param_groups("experts").front().name == "experts");
   // Gate phase: CE of the gate logits against the loudest (lowest-entropy) expert; only gate params.
   m->begin_phase(phases[1]);
@@ -748,34 +749,34 @@ BOOST_AUTO_TEST_CASE(attentive_gate_by_hand) {
                        {"attention_dim", Value::integer(4)}},
                       flat_spec(2, 3));
   auto p = params(*m);
-  BOOST_TEST((p.at("attention.w_q").sizes() == torch::IntArrayRef{4, 5}));
-  BOOST_TEST((p.at("attention.w_k").sizes() == torch::IntArrayRef{4, 6}));
+  BOOST_TEST((p.at("attention.query.weight").sizes() == torch::IntArrayRef{4, 5}));
+  BOOST_TEST((p.at("attention.key.weight").sizes() == torch::IntArrayRef{4, 6}));
   BOOST_TEST(p.count("gate.layer1.weight") == 1u);  // the gate's last layer exists but is not used for routing
   const auto x = torch::randn({7, 2});
   auto out = m->forward(batch_of(x, torch::zeros({7}, torch::kLong)));
   const auto hg = torch::addmm(p.at("gate.layer0.bias"), x, p.at("gate.layer0.weight").t());  // pre-ReLU
   for (std::int64_t e = 0; e < 3; ++e) {
     const auto he = torch::matmul(x, p.at("experts.layer0.weight")[e]) + p.at("experts.layer0.bias")[e];
-    const auto score = (hg.matmul(p.at("attention.w_q").t()) * he.matmul(p.at("attention.w_k").t())).sum(1) / 2.0;
+    const auto score = (hg.matmul(p.at("attention.query.weight").t()) * he.matmul(p.at("attention.key.weight").t())).sum(1) / 2.0;
     BOOST_TEST((score - out.aux.at("gate_logits").select(1, e)).abs().max().item<float>() < 1e-5f);
   }
   BOOST_TEST((out.aux.at("gate") - torch::softmax(out.aux.at("gate_logits"), 1)).abs().max().item<float>() < 1e-6f);
   // Both the query and key paths get gradients.
   modlab::total(m->loss(batch_of(x, torch::zeros({7}, torch::kLong)), out)).backward();
-  BOOST_TEST(p.at("attention.w_q").grad().abs().sum().item<double>() > 0);
-  BOOST_TEST(p.at("attention.w_k").grad().abs().sum().item<double>() > 0);
+  BOOST_TEST(p.at("attention.query.weight").grad().abs().sum().item<double>() > 0);
+  BOOST_TEST(p.at("attention.key.weight").grad().abs().sum().item<double>() > 0);
 }
 
 BOOST_AUTO_TEST_CASE(conv_experts_equal_a_loop_and_cnn_models_have_the_reference_shapes) {
   torch::manual_seed(19);
-  moe::ConvExpertBank bank(4, {1, 28, 28}, 1, {5, 32}, 10);
+  mixture::ConvExpertBank bank(4, {1, 28, 28}, 1, {5, 32}, 10);
   const auto x = torch::randn({3, 1, 28, 28});
   const auto out = bank.forward(x);
   BOOST_TEST((out.probs.sizes() == torch::IntArrayRef{3, 4, 10}));
   BOOST_TEST((out.hidden.sizes() == torch::IntArrayRef{3, 4, 32}));
   BOOST_TEST((bank.mlp()->layers()[0]->weight.sizes() == torch::IntArrayRef{4, 169, 5}));
   for (std::int64_t e = 0; e < 4; ++e) {
-    auto h = torch::conv2d(x, bank.conv_weight.slice(0, e, e + 1), bank.conv_bias.slice(0, e, e + 1));
+    auto h = torch::conv2d(x, bank.conv()->weight[e], bank.conv()->bias[e]);
     h = torch::max_pool2d(torch::relu(h), 2).reshape({3, -1});
     const auto& layers = bank.mlp()->layers();
     for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -866,7 +867,7 @@ BOOST_AUTO_TEST_CASE(conv_stack_experts_equal_a_loop_in_train_and_eval_mode) {
   const std::int64_t e_count = 3, b = 4;
   const std::vector<std::int64_t> ch = {4, 6, 8, 5};
   const std::vector<bool> bn = {false, true, false, true};
-  moe::ConvStackExpertBank bank(e_count, {3, 16, 16}, ch, bn, {12, 7}, 10);
+  mixture::ConvStackExpertBank bank(e_count, {3, 16, 16}, ch, bn, {12, 7}, 10);
   const auto x = torch::randn({b, 3, 16, 16});
   // Non-trivial BatchNorm affine parameters and running statistics.
   {
@@ -885,7 +886,7 @@ BOOST_AUTO_TEST_CASE(conv_stack_experts_equal_a_loop_in_train_and_eval_mode) {
     const auto& norms = bank.convs()->norms();
     for (std::size_t i = 0; i < convs.size(); ++i) {
       const auto rows = [&](const torch::Tensor& t) { return t.slice(0, e * ch[i], (e + 1) * ch[i]); };
-      h = torch::conv2d(h, rows(convs[i]->weight), rows(convs[i]->bias), 1, 1);
+      h = torch::conv2d(h, convs[i]->weight[e], convs[i]->bias[e], 1, 1);
       if (norms[i]) {
         auto rm = rows(norms[i]->running_mean).clone(), rv = rows(norms[i]->running_var).clone();
         h = F::batch_norm(h, rm, rv,
@@ -926,7 +927,7 @@ BOOST_AUTO_TEST_CASE(conv_stack_experts_equal_a_loop_in_train_and_eval_mode) {
   const auto p0 = bank.forward(x).probs.select(1, 0).clone();
   {
     torch::NoGradGuard ng;
-    w.slice(0, ch[1], 2 * ch[1]).add_(1.0);
+    w[1].add_(1.0);
   }
   BOOST_TEST((bank.forward(x).probs.select(1, 0) - p0).abs().max().item<float>() == 0.0f);
 }
@@ -944,9 +945,9 @@ BOOST_AUTO_TEST_CASE(cifar_cnn_expert_and_gate_have_the_reference_shapes) {
   const auto p = params(*m);
   // Experts: 3 → 16 → 32 → 64 → 128 channels (block 0 one conv for both experts, then groups = 2),
   // 128·2·2 = 512 → 1024 → 256 → 100.
-  BOOST_TEST((p.at("experts.convs.conv0.weight").sizes() == torch::IntArrayRef{2 * 16, 3, 3, 3}));
-  BOOST_TEST((p.at("experts.convs.conv1.weight").sizes() == torch::IntArrayRef{2 * 32, 16, 3, 3}));
-  BOOST_TEST((p.at("experts.convs.conv3.weight").sizes() == torch::IntArrayRef{2 * 128, 64, 3, 3}));
+  BOOST_TEST((p.at("experts.convs.conv0.weight").sizes() == torch::IntArrayRef{2, 16, 3, 3, 3}));
+  BOOST_TEST((p.at("experts.convs.conv1.weight").sizes() == torch::IntArrayRef{2, 32, 16, 3, 3}));
+  BOOST_TEST((p.at("experts.convs.conv3.weight").sizes() == torch::IntArrayRef{2, 128, 64, 3, 3}));
   BOOST_TEST((p.at("experts.mlp.layer0.weight").sizes() == torch::IntArrayRef{2, 512, 1024}));
   BOOST_TEST((p.at("experts.mlp.layer1.weight").sizes() == torch::IntArrayRef{2, 1024, 256}));
   BOOST_TEST((p.at("experts.mlp.layer2.weight").sizes() == torch::IntArrayRef{2, 256, 100}));
@@ -955,11 +956,11 @@ BOOST_AUTO_TEST_CASE(cifar_cnn_expert_and_gate_have_the_reference_shapes) {
   BOOST_TEST(p.count("experts.convs.bn0.weight") == 0u);
   BOOST_TEST(p.count("experts.convs.bn2.weight") == 0u);
   // Gate: 64 → 128 → 256 → 512 channels, 512·2·2 = 2048 → 1024 → 256 (→ E, unused when attentive).
-  BOOST_TEST((p.at("gate.convs.conv0.weight").sizes() == torch::IntArrayRef{64, 3, 3, 3}));
-  BOOST_TEST((p.at("gate.convs.conv3.weight").sizes() == torch::IntArrayRef{512, 256, 3, 3}));
+  BOOST_TEST((p.at("gate.convs.conv0.weight").sizes() == torch::IntArrayRef{1, 64, 3, 3, 3}));
+  BOOST_TEST((p.at("gate.convs.conv3.weight").sizes() == torch::IntArrayRef{1, 512, 256, 3, 3}));
   BOOST_TEST((p.at("gate.mlp.layer0.weight").sizes() == torch::IntArrayRef{1024, 2048}));
   BOOST_TEST((p.at("gate.mlp.layer1.weight").sizes() == torch::IntArrayRef{256, 1024}));
-  BOOST_TEST((p.at("attention.w_k").sizes() == torch::IntArrayRef{32, 256}));
+  BOOST_TEST((p.at("attention.key.weight").sizes() == torch::IntArrayRef{32, 256}));
   auto losses = m->loss(b, o);
   modlab::total(losses).backward();
   for (const auto& [k, v] : p)
@@ -1104,7 +1105,7 @@ BOOST_AUTO_TEST_CASE(expert_lr_scale_equals_per_expert_learning_rates_for_rmspro
   none->train_step(b, c2);
   const auto p2 = params(*none);
   for (const auto& [k, v] : params(*ones)) BOOST_TEST(torch::equal(v, p2.at(k)));
-  // CNN experts: the conv block of expert e is rows e·k … of conv_weight; a zero factor freezes it.
+  // CNN experts: the conv block of expert e is block e of the stacked conv weight; a zero factor freezes it.
   torch::manual_seed(25);
   auto cnn = make_model({{"num_experts", Value::integer(3)}, {"expert", Value::string("mnist_cnn")},
                          {"gate", Value::string("mnist_cnn")}, {"expert_lr_scale", floats({1.0, 0.0, 1.0})}},
@@ -1173,15 +1174,17 @@ BOOST_AUTO_TEST_CASE(conv_experts_in_batch_slices_equal_one_pass) {
   // E = 20 MNIST experts: about 54 KB of conv output per example, so a batch of 100 runs as two
   // slices of ~77 examples.
   torch::manual_seed(27);
-  moe::ConvExpertBank bank(20, {1, 28, 28}, 1, {5, 32}, 10);
+  mixture::ConvExpertBank bank(20, {1, 28, 28}, 1, {5, 32}, 10);
   const auto x = torch::randn({100, 1, 28, 28});
   const auto f = bank.features(x);
-  const auto whole = torch::relu(torch::max_pool2d(torch::conv2d(x, bank.conv_weight, bank.conv_bias), 2));
+  const auto& conv = bank.conv();
+  const auto whole =
+      torch::relu(torch::max_pool2d(torch::conv2d(x, conv->weight.flatten(0, 1), conv->bias.flatten()), 2));
   const auto want = whole.reshape({100, 20, -1}).permute({1, 0, 2});
   BOOST_TEST((f.sizes() == torch::IntArrayRef{20, 100, 169}));
   BOOST_TEST((f - want).abs().max().item<float>() == 0.0f);
-  const auto gw = torch::autograd::grad({(f * f).sum()}, {bank.conv_weight})[0];
-  const auto gw_want = torch::autograd::grad({(want * want).sum()}, {bank.conv_weight})[0];
+  const auto gw = torch::autograd::grad({(f * f).sum()}, {conv->weight})[0];
+  const auto gw_want = torch::autograd::grad({(want * want).sum()}, {conv->weight})[0];
   BOOST_TEST(((gw - gw_want).abs().max() / gw_want.abs().max()).item<float>() < 1e-5f);
 }
 

@@ -1,6 +1,6 @@
 // Expert banks and gate networks of the gated mixtures.
-#include "experts.hpp"
-#include "gates.hpp"
+#include <modlab/mixture/experts.hpp>
+#include <modlab/mixture/gates.hpp>
 
 #include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
@@ -10,10 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <stdexcept>
 #include <string>
 
-namespace modlab::moe {
+namespace modlab::mixture {
 
 namespace {
 std::vector<std::int64_t> layer_sizes(std::int64_t in, const std::vector<std::int64_t>& hidden, std::int64_t out) {
@@ -21,7 +20,7 @@ std::vector<std::int64_t> layer_sizes(std::int64_t in, const std::vector<std::in
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(out);
   for (auto s : sizes)
-    if (s <= 0) throw std::invalid_argument("layer sizes must be positive, got " + std::to_string(s));
+    if (s <= 0) throw Error("layer sizes must be positive, got " + std::to_string(s));
   return sizes;
 }
 }  // namespace
@@ -34,8 +33,8 @@ MlpExpertBank::~MlpExpertBank() = default;
 MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden,
                              std::int64_t out, double dropout)
     : members_(members), outputs_(out), dropout_(dropout) {
-  if (members <= 0) throw std::invalid_argument("an expert bank needs at least one expert");
-  if (!(dropout >= 0.0 && dropout < 1.0)) throw std::invalid_argument("expert dropout must be in [0, 1)");
+  if (members <= 0) throw Error("an expert bank needs at least one expert");
+  if (!(dropout >= 0.0 && dropout < 1.0)) throw Error("expert dropout must be in [0, 1)");
   const auto sizes = layer_sizes(in, hidden, out);
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(
@@ -139,22 +138,19 @@ torch::Tensor top_k_mask(const torch::Tensor& logits, std::int64_t k) {
 }
 
 torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature, std::int64_t top_k) {
-  if (!(temperature > 0.0)) throw std::invalid_argument("gate temperature must be > 0");
+  if (!(temperature > 0.0)) throw Error("gate temperature must be > 0");
   auto z = temperature == 1.0 ? logits : logits / temperature;
   if (top_k > 0 && top_k < logits.size(-1))
     z = z.masked_fill(top_k_mask(logits, top_k).logical_not(), -std::numeric_limits<double>::infinity());
   return modlab::nn::softmax_in_layout(z, -1);
 }
 
-}  // namespace modlab::moe
-
-namespace modlab::moe {
 
 namespace {
 std::int64_t pooled(std::int64_t side) { return (side - 2) / 2; }  // 3×3 valid conv, then 2×2 max pool
 void check_image(const std::vector<std::int64_t>& shape) {
   if (shape.size() != 3 || shape[1] < 4 || shape[2] < 4)
-    throw std::invalid_argument("convolutional experts and gates need image inputs [C, H, W] with H, W >= 4");
+    throw Error("convolutional experts and gates need image inputs [C, H, W] with H, W >= 4");
 }
 }  // namespace
 
@@ -162,18 +158,15 @@ ConvExpertBank::~ConvExpertBank() = default;
 
 ConvExpertBank::ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,
                                const std::vector<std::int64_t>& hidden, std::int64_t out)
-    : members_(members), in_channels_(0), channels_(channels) {
+    : members_(members) {
   check_image(input_shape);
-  in_channels_ = input_shape[0];
   // Each expert's conv is initialised like torch::nn::Conv2d(Cin, k, 3).
-  torch::nn::Conv2d init(torch::nn::Conv2dOptions(in_channels_, members * channels, 3));
-  conv_weight = register_parameter("conv_weight", init->weight.detach().clone());
-  conv_bias = register_parameter("conv_bias", init->bias.detach().clone());
+  conv_ = register_module("conv", modlab::nn::StackedConv2d(members, input_shape[0], channels, 3));
   const auto flat = channels * pooled(input_shape[1]) * pooled(input_shape[2]);
   mlp_ = register_module("mlp", std::make_shared<MlpExpertBank>(members, flat, hidden, out));
 }
 
-torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
+torch::Tensor ConvExpertBank::features(const torch::Tensor& x) {
   const auto b = x.size(0);
   // Every expert reads the same input, so the E convolutions Cin → k are one ordinary convolution
   // Cin → E·k (output channels e·k … e·k + k − 1 are expert e's): no repeated input, no grouped
@@ -181,15 +174,16 @@ torch::Tensor ConvExpertBank::features(const torch::Tensor& x) const {
   // ReLU and max pooling commute (ReLU is monotonic), and the pooled gradient reaches the same
   // element either way; pooling first runs the ReLU on a quarter of the values.
   auto stage = [this](const torch::Tensor& xs) {
-    return torch::relu(modlab::nn::max_pool2x2(at::conv2d(xs, conv_weight, conv_bias)));  // [b, E·k, H', W']
+    return torch::relu(modlab::nn::max_pool2x2(conv_->forward(xs)));  // [b, E·k, H', W']
   };
   // The full-resolution conv output of many experts outgrows the CPU caches (E = 20, batch 512:
   // 28 MB), and the pool then streams it back from memory; in slices of about 4 MiB of conv
-  // output the conv → pool → ReLU chain stays in cache (measured 2× at E = 20, neutral at E = 5).
-  const std::int64_t per_example = conv_weight.size(0) * (x.size(2) - 2) * (x.size(3) - 2) * 4;
+  // output the conv → pool → ReLU chain stays in cache (bench/README.md). A batch with K samples
+  // folded into it is not cut: its K blocks of rows must reach the convolution whole.
+  const std::int64_t per_example = members_ * conv_->out_channels * (x.size(2) - 2) * (x.size(3) - 2) * 4;
   const std::int64_t rows = std::max<std::int64_t>(1, (std::int64_t{4} << 20) / per_example);
   torch::Tensor h;
-  if (b <= rows) {
+  if (b <= rows || modlab::nn::folded_samples() > 1) {
     h = stage(x);
   } else {
     std::vector<torch::Tensor> parts;
@@ -205,7 +199,7 @@ ExpertOutput ConvExpertBank::forward_dense(const torch::Tensor& x) { return mlp_
 
 std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks) {
   for (std::size_t i = 0; i < blocks; ++i) {
-    if (side < 2) throw std::invalid_argument("the input image is too small for " + std::to_string(blocks) +
+    if (side < 2) throw Error("the input image is too small for " + std::to_string(blocks) +
                                               " conv blocks with 2x2 max pooling");
     side /= 2;
   }
@@ -217,21 +211,17 @@ ConvStack::~ConvStack() = default;
 ConvStack::ConvStack(std::int64_t members, std::int64_t in_channels, const std::vector<std::int64_t>& channels,
                      const std::vector<bool>& batch_norm)
     : members_(members), channels_(channels) {
-  if (members <= 0) throw std::invalid_argument("a conv stack needs at least one member");
+  if (members <= 0) throw Error("a conv stack needs at least one member");
   if (channels.empty() || batch_norm.size() != channels.size())
-    throw std::invalid_argument("a conv stack needs one BatchNorm flag per conv block");
+    throw Error("a conv stack needs one BatchNorm flag per conv block");
   std::int64_t in = in_channels;
   for (std::size_t i = 0; i < channels.size(); ++i) {
-    if (channels[i] <= 0) throw std::invalid_argument("conv channels must be positive");
-    // Block 0 reads the shared input (one convolution for all members), later blocks only their
-    // own member's channels (groups = members).
-    const std::int64_t groups = i == 0 ? 1 : members;
-    const std::int64_t fan_in_channels = i == 0 ? in : members * in;
-    convs_.push_back(register_module(
-        "conv" + std::to_string(i),
-        torch::nn::Conv2d(torch::nn::Conv2dOptions(fan_in_channels, members * channels[i], 3).padding(1).groups(groups))));
-    norms_.push_back(batch_norm[i] ? register_module("bn" + std::to_string(i), torch::nn::BatchNorm2d(members * channels[i]))
-                                   : torch::nn::BatchNorm2d(nullptr));
+    if (channels[i] <= 0) throw Error("conv channels must be positive");
+    // Block 0 reads the shared input, later blocks only their own member's channels.
+    convs_.push_back(register_module("conv" + std::to_string(i),
+                                     modlab::nn::StackedConv2d(members, in, channels[i], 3, /*stride=*/1, /*padding=*/1)));
+    norms_.push_back(batch_norm[i] ? register_module("bn" + std::to_string(i), modlab::nn::BatchNorm(members * channels[i]))
+                                   : modlab::nn::BatchNorm(nullptr));
     in = channels[i];
   }
 }
@@ -252,7 +242,7 @@ ConvStackExpertBank::ConvStackExpertBank(std::int64_t members, std::vector<std::
                                          const std::vector<std::int64_t>& channels, const std::vector<bool>& batch_norm,
                                          const std::vector<std::int64_t>& hidden, std::int64_t out)
     : members_(members) {
-  if (input_shape.size() != 3) throw std::invalid_argument("convolutional experts need image inputs [C, H, W]");
+  if (input_shape.size() != 3) throw Error("convolutional experts need image inputs [C, H, W]");
   const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
                     conv_stack_side(input_shape[2], channels.size());
   convs_ = register_module("convs", std::make_shared<ConvStack>(members, input_shape[0], channels, batch_norm));
@@ -273,7 +263,7 @@ ConvStackGate::~ConvStackGate() = default;
 ConvStackGate::ConvStackGate(std::vector<std::int64_t> input_shape, const std::vector<std::int64_t>& channels,
                              const std::vector<bool>& batch_norm, const std::vector<std::int64_t>& hidden,
                              std::int64_t experts) {
-  if (input_shape.size() != 3) throw std::invalid_argument("convolutional gates need image inputs [C, H, W]");
+  if (input_shape.size() != 3) throw Error("convolutional gates need image inputs [C, H, W]");
   const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
                     conv_stack_side(input_shape[2], channels.size());
   convs_ = register_module("convs", std::make_shared<ConvStack>(1, input_shape[0], channels, batch_norm));
@@ -290,8 +280,8 @@ ConvGate::~ConvGate() = default;
 ConvGate::ConvGate(std::vector<std::int64_t> input_shape, std::int64_t channels, bool batch_norm,
                    const std::vector<std::int64_t>& hidden, std::int64_t experts) {
   check_image(input_shape);
-  conv_ = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(input_shape[0], channels, 3)));
-  if (batch_norm) bn_ = register_module("bn", torch::nn::BatchNorm2d(channels));
+  conv_ = register_module("conv", modlab::nn::Conv2d(input_shape[0], channels, 3));
+  if (batch_norm) bn_ = register_module("bn", modlab::nn::BatchNorm(channels));
   const auto flat = channels * pooled(input_shape[1]) * pooled(input_shape[2]);
   mlp_ = register_module("mlp", std::make_shared<MlpGate>(flat, hidden, experts));
 }
@@ -306,16 +296,14 @@ GateOutput ConvGate::forward_dense(const torch::Tensor& x) {
 Attention::~Attention() = default;
 
 Attention::Attention(std::int64_t query_in, std::int64_t key_in, std::int64_t d) : dim(d) {
-  torch::nn::Linear q(torch::nn::LinearOptions(query_in, d).bias(false));
-  torch::nn::Linear k(torch::nn::LinearOptions(key_in, d).bias(false));
-  w_q = register_parameter("w_q", q->weight.detach().clone());
-  w_k = register_parameter("w_k", k->weight.detach().clone());
+  query = register_module("query", modlab::nn::Linear(query_in, d, /*bias=*/false));
+  key = register_module("key", modlab::nn::Linear(key_in, d, /*bias=*/false));
 }
 
 torch::Tensor Attention::forward(const torch::Tensor& query_hidden, const torch::Tensor& key_hidden) {
-  const auto q = query_hidden.matmul(w_q.t());                          // [B, d]
-  const auto k = key_hidden.matmul(w_k.t());                            // [B, E, d]
+  const auto q = query->forward(query_hidden);                                            // [B, d]
+  const auto k = key->forward(key_hidden);                                                // [B, E, d]
   return torch::bmm(k, q.unsqueeze(2)).squeeze(2) / std::sqrt(static_cast<double>(dim));  // [B, E]
 }
 
-}  // namespace modlab::moe
+}  // namespace modlab::mixture

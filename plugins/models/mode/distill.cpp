@@ -1,7 +1,7 @@
 // MoDE's distillation loss, sparse combination and expert probing (distill.hpp).
 #include "distill.hpp"
 
-#include "gates.hpp"
+#include <modlab/mixture/gates.hpp>
 
 #include <torch/torch.h>
 
@@ -63,7 +63,7 @@ torch::Tensor distillation_loss(const torch::Tensor& logits, const torch::Tensor
 
 torch::Tensor combine_weights(const torch::Tensor& gate, std::int64_t top_k, SparseForm form) {
   if (top_k <= 0 || top_k >= gate.size(-1)) return gate;
-  const auto kept = gate * moe::top_k_mask(gate, top_k).to(gate.scalar_type());
+  const auto kept = gate * mixture::top_k_mask(gate, top_k).to(gate.scalar_type());
   if (form == SparseForm::Reference) return kept;
   return kept / kept.sum(-1, true);
 }

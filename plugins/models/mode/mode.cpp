@@ -5,14 +5,13 @@
 //     L = CE(z, y) + α · L_KD
 //
 // where L_KD is the mutual distillation among the experts, weighted by the batch-mean gates
-// (distill.hpp). Experts and gates are the batched banks of moe_parts (one forward for all
+// (distill.hpp). Experts and gates are the batched banks of the mixture library (one forward for all
 // experts); for every evaluated split the experts are probed: each expert's accuracy on the
 // examples the gate routes to it and on all examples.
 #include "distill.hpp"
 
-#include "experts.hpp"
-#include "gate_metrics.hpp"
-#include "gates.hpp"
+#include <modlab/mixture/gate_metrics.hpp>
+#include <modlab/mixture/networks.hpp>
 
 #include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
@@ -59,7 +58,6 @@ void check_sizes(const Config& c, const std::string& key, const std::vector<std:
     if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
 }
 
-bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn"; }
 
 ModeOptions read_options(const Config& c) {
   ModeOptions o;
@@ -126,32 +124,19 @@ ModeOptions read_options(const Config& c) {
 class ModeModel : public Model {
  public:
   ModeModel(ModeOptions opt, const DatasetSpec& spec)
-      : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
-    if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
-    if (is_cnn(opt_.expert)) {
-      check_image("expert", opt_.expert);
-      experts_ = register_module("experts", std::make_shared<moe::ConvExpertBank>(opt_.num_experts, input_shape_, 1,
-                                                                                  opt_.expert_hidden, classes_));
-    } else {
-      experts_ = register_module("experts", std::make_shared<moe::MlpExpertBank>(
-                                                opt_.num_experts, inputs_, opt_.expert_hidden, classes_, opt_.dropout));
-    }
-    if (is_cnn(opt_.gate)) {
-      check_image("gate", opt_.gate);
-      const bool fashion = opt_.gate == "fmnist_cnn";
-      gate_ = register_module("gate", std::make_shared<moe::ConvGate>(input_shape_, fashion ? 8 : 1, fashion,
-                                                                      opt_.gate_hidden, opt_.num_experts));
-    } else {
-      gate_ = register_module("gate", std::make_shared<moe::MlpGate>(inputs_, opt_.gate_hidden, opt_.num_experts));
-    }
+      : opt_(std::move(opt)), input_shape_(mixture::image_shape(spec)), inputs_(spec.input_numel()),
+        classes_(spec.num_classes) {
+    experts_ = register_module("experts", mixture::make_experts("mode", opt_.expert, opt_.num_experts,
+                                                                opt_.expert_hidden, spec, opt_.dropout));
+    gate_ = register_module("gate", mixture::make_gate("mode", opt_.gate, opt_.gate_hidden, opt_.num_experts, spec));
     form_ = opt_.sparse_form == "reference" ? SparseForm::Reference : SparseForm::Renormalized;
   }
 
   Output forward(const Batch& batch) override {
-    const auto flat = moe::flat_inputs(batch.inputs);
-    const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
-    const auto z = experts_->forward(is_cnn(opt_.expert) ? image : flat).logits;  // [B, E, C]
-    const auto g = modlab::nn::softmax_in_layout(gate_->forward(is_cnn(opt_.gate) ? image : flat).logits, -1);  // [B, E]
+    const auto expert_in = expert_input(batch);
+    const auto gate_in = opt_.gate == opt_.expert ? expert_in : mixture::network_input(opt_.gate, batch.inputs, input_shape_);
+    const auto z = experts_->forward(expert_in).logits;                                        // [B, E, C]
+    const auto g = modlab::nn::softmax_in_layout(gate_->forward(gate_in).logits, -1);  // [B, E]
     const auto w = combine_weights(g, opt_.top_k, form_);
     Output out;
     out.kind = Output::Kind::Logits;
@@ -225,7 +210,7 @@ class ModeModel : public Model {
       metrics.set(p + "_accuracy", all[e].item<double>());
       metrics.set(p + "_count", static_cast<double>(count[e].item<std::int64_t>()));
     }
-    const moe::GateSummary gs = s.gate.summary();
+    const mixture::GateSummary gs = s.gate.summary();
     metrics.set("gate_sample_entropy", gs.sample_entropy);
     metrics.set("gate_usage_entropy", gs.usage_entropy);
     recorder.append(split + "/probe_routed_accuracy", routed.to(torch::kFloat), {"expert"});
@@ -262,7 +247,7 @@ class ModeModel : public Model {
   struct SplitStats {
     SplitStats(std::int64_t experts, std::int64_t classes) : probe(experts), gate(experts, classes) {}
     ExpertProbe probe;
-    moe::GateStats gate;
+    mixture::GateStats gate;
     std::vector<torch::Tensor> heatmap, heatmap_targets;  // the first `heatmap_samples` examples
     std::int64_t heatmap_rows = 0;
   };
@@ -270,20 +255,8 @@ class ModeModel : public Model {
     torch::Tensor routed, all, count, heatmap, heatmap_targets;
   };
 
-  void check_image(const std::string& which, const std::string& net) const {
-    if (input_shape_.size() != 3)
-      throw ConfigError("model 'mode': " + which + " = \"" + net + "\" needs image inputs [C, H, W] or [H, W]");
-  }
-
-  torch::Tensor image_of(const torch::Tensor& x) const {
-    std::vector<std::int64_t> shape{x.size(0)};
-    shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
-    return x.reshape(shape).to(torch::kFloat);
-  }
-
   torch::Tensor expert_input(const Batch& batch) const {
-    if (is_cnn(opt_.expert)) return image_of(batch.inputs);
-    return moe::flat_inputs(batch.inputs);
+    return mixture::network_input(opt_.expert, batch.inputs, input_shape_);
   }
 
   static std::vector<torch::Tensor> params_of(const torch::nn::Module& m) {
@@ -296,8 +269,8 @@ class ModeModel : public Model {
   ModeOptions opt_;
   std::vector<std::int64_t> input_shape_;
   std::int64_t inputs_, classes_;
-  std::shared_ptr<moe::ExpertBank> experts_;
-  std::shared_ptr<moe::Gate> gate_;
+  std::shared_ptr<mixture::ExpertBank> experts_;
+  std::shared_ptr<mixture::Gate> gate_;
   SparseForm form_ = SparseForm::Renormalized;
   std::map<std::string, SplitStats> stats_;
   Final final_;  // of the last evaluated "test" split (else the last evaluated one)
@@ -306,7 +279,7 @@ class ModeModel : public Model {
 
 std::shared_ptr<Model> make_mode(const Config& config, const DatasetSpec& spec, Host&) {
   ModeOptions opt = read_options(config);
-  moe::require_classification("mode", spec);
+  mixture::require_classification("mode", spec);
   return std::make_shared<ModeModel>(std::move(opt), spec);
 }
 
@@ -314,6 +287,11 @@ void register_mode(Registrar& registrar) {
   ModelEntry e;
   e.name = "mode";
   e.description = "MoDE: mixture of experts with mutual distillation among the experts, plus expert probing";
+  e.variants = {
+      "expert = \"linear\"\ngate = \"linear\"",
+      "expert = \"mnist_cnn\"\ngate = \"mnist_cnn\"",
+      "expert = \"fmnist_cnn\"\ngate = \"fmnist_cnn\"",
+  };
   e.keys = {
       key_spec("num_experts", ValueType::Int, "8", "number of experts E"),
       key_spec("expert", ValueType::String, "\"mlp\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),

@@ -4,11 +4,11 @@
 //
 // Routing (gate → probabilities) and combination are separate steps of forward(), so other training
 // methods of the reference (stochastic, pre-softmax, EM, dual temperature, ...) can replace one step
-// while reusing the expert banks, gates and metrics of moe_parts.
-#include "experts.hpp"
-#include "gate_metrics.hpp"
-#include "gates.hpp"
+// while reusing the expert banks, gates and metrics of the mixture library.
 #include "regularizers.hpp"
+
+#include <modlab/mixture/gate_metrics.hpp>
+#include <modlab/mixture/networks.hpp>
 
 #include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
@@ -27,6 +27,7 @@
 #include <vector>
 
 namespace modlab::moe {
+using namespace modlab::mixture;
 namespace {
 
 /// The resolved `[model]` table.
@@ -69,19 +70,13 @@ struct MoeOptions {
 
 const std::vector<std::string> kMethods = {"expectation", "stochastic", "pre_softmax",  "em",
                                            "dual_temperature", "no_gate", "expert_loss"};
-const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn", "cifar_cnn"};
-
-// CIFAR-100 (moe §1.6): 4 conv blocks, BatchNorm on blocks 2 and 4, then 1024 → 256.
-const std::vector<std::int64_t> kCifarExpertChannels = {16, 32, 64, 128};
-const std::vector<std::int64_t> kCifarGateChannels = {64, 128, 256, 512};
-const std::vector<bool> kCifarBatchNorm = {false, true, false, true};
+const std::vector<std::string>& kNetworks = network_kinds();
 
 void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
   for (auto s : sizes)
     if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
 }
 
-bool is_cnn(const std::string& net) { return net == "mnist_cnn" || net == "fmnist_cnn" || net == "cifar_cnn"; }
 
 MoeOptions read_options(const Config& c) {
   MoeOptions o;
@@ -181,16 +176,55 @@ MoeOptions read_options(const Config& c) {
   return o;
 }
 
-/// One model for every training method of the reference; `method` picks how the gate and the
-/// experts combine, train and predict (README).
+class MoeModel;
+
+/// What a method's prediction combines: the experts' outputs, the gate probabilities as a dense
+/// [E, B] tensor when the gate computed them batch-innermost, and the gate temperature.
+struct Mixture {
+  const ExpertOutput& f;
+  const torch::Tensor& g_t;  ///< [E, B] or undefined
+  bool dense;                ///< both dense tensors exist: mix on them (fewer ops and views)
+  double t;
+};
+
+/// One training method of the reference (the `method` key): how gate and experts predict
+/// together, the loss that trains them, and what a step, an epoch and the phases do. One class per
+/// method (after MoeModel below), so the model never branches on the method's name.
+class Method {
+ public:
+  virtual ~Method() = default;
+  /// Whether the task loss reads the gate and expert tensors of `Output::aux`.
+  virtual bool reads_aux() const { return true; }
+  /// Gate temperature of a forward now.
+  virtual double temperature(const MoeModel& m) const;
+  /// The prediction [B, C] from the gate probabilities `g` [B, E] (undefined when only `mx.g_t`
+  /// was built); a method that selects experts by its own rule puts its selection into `g`.
+  virtual torch::Tensor predict(MoeModel& m, const Batch& batch, const Mixture& mx, torch::Tensor& g) const = 0;
+  /// A loss that replaces every other term in the current phase (no-gate's gate phase), if any.
+  virtual std::optional<Losses> phase_loss(MoeModel& m, const Batch& batch, const Output& out) const { return {}; }
+  /// The task terms; the default is the NLL of the prediction.
+  virtual Losses task_loss(MoeModel& m, const Batch& batch, const Output& out) const;
+  /// Whether the regularizer terms (importance, ortho, ideal gate, sample similarity) apply.
+  virtual bool regularized() const { return true; }
+  virtual std::vector<Phase> phases() const { return {Phase{"train", -1}}; }
+  virtual std::vector<ParamGroup> param_groups(MoeModel& m, const std::string& phase) const;
+  virtual void begin_epoch(MoeModel& m, const EpochContext& ctx) const {}
+  /// One training step; the default: the lean forward, the loss, `ctx.optimize`.
+  virtual Losses step(MoeModel& m, const Batch& batch, StepContext& ctx) const;
+};
+
+std::unique_ptr<Method> make_method(const MoeOptions& o);
+
+/// One model for every training method of the reference; `method` picks the Method that decides
+/// how the gate and the experts combine, train and predict (README).
 class MoeModel : public Model {
  public:
   /// `experts_weights` / `gate_weights`: final weights files of earlier runs to initialise the
   /// experts / the gate from ("" = fresh initialisation).
   MoeModel(MoeOptions opt, const DatasetSpec& spec, const std::string& experts_weights = "",
            const std::string& gate_weights = "")
-      : opt_(std::move(opt)), input_shape_(spec.input_shape), inputs_(spec.input_numel()), classes_(spec.num_classes) {
-    if (input_shape_.size() == 2) input_shape_.insert(input_shape_.begin(), 1);
+      : opt_(std::move(opt)), spec_(spec), input_shape_(image_shape(spec)), inputs_(spec.input_numel()),
+        classes_(spec.num_classes) {
     build_experts_with_seed();
     build_gate();
     if (!opt_.expert_classes.empty()) {
@@ -205,6 +239,7 @@ class MoeModel : public Model {
       if (attention_) load_part("attention", *attention_, gate_weights);
     }
     temperature_ = opt_.temperature;
+    method_ = make_method(opt_);
     check_expert_lr_scale();
     lean_step_ = !attention_ && !expert_mask_.defined() && !loss_reads_aux();
   }
@@ -241,34 +276,11 @@ class MoeModel : public Model {
   }
 
   void build_experts() {
-    if (opt_.expert == "cifar_cnn") {
-      check_image("expert");
-      experts_ = register_module("experts", std::make_shared<ConvStackExpertBank>(
-                                                opt_.num_experts, input_shape_, kCifarExpertChannels, kCifarBatchNorm,
-                                                opt_.expert_hidden, classes_));
-    } else if (is_cnn(opt_.expert)) {
-      check_image("expert");
-      experts_ = register_module("experts", std::make_shared<ConvExpertBank>(opt_.num_experts, input_shape_, 1,
-                                                                             opt_.expert_hidden, classes_));
-    } else {
-      experts_ = register_module(
-          "experts", std::make_shared<MlpExpertBank>(opt_.num_experts, inputs_, opt_.expert_hidden, classes_));
-    }
+    experts_ = register_module("experts", make_experts("moe", opt_.expert, opt_.num_experts, opt_.expert_hidden, spec_));
   }
 
   void build_gate() {
-    if (opt_.gate == "cifar_cnn") {
-      check_image("gate");
-      gate_ = register_module("gate", std::make_shared<ConvStackGate>(input_shape_, kCifarGateChannels, kCifarBatchNorm,
-                                                                      opt_.gate_hidden, opt_.num_experts));
-    } else if (is_cnn(opt_.gate)) {
-      check_image("gate");
-      const bool fashion = opt_.gate == "fmnist_cnn";
-      gate_ = register_module("gate", std::make_shared<ConvGate>(input_shape_, fashion ? 8 : 1, fashion,
-                                                                 opt_.gate_hidden, opt_.num_experts));
-    } else {
-      gate_ = register_module("gate", std::make_shared<MlpGate>(inputs_, opt_.gate_hidden, opt_.num_experts));
-    }
+    gate_ = register_module("gate", make_gate("moe", opt_.gate, opt_.gate_hidden, opt_.num_experts, spec_));
     if (opt_.gating == "attentive")
       attention_ = register_module(
           "attention", std::make_shared<Attention>(opt_.gate_hidden.back(), opt_.expert_hidden.back(), opt_.attention_dim));
@@ -289,17 +301,13 @@ class MoeModel : public Model {
   Output forward(const Batch& batch) override { return forward_at(batch, current_temperature()); }
 
   /// The gate temperature of a forward now (dual temperature: T while training, 1 in evaluation).
-  double current_temperature() const {
-    return opt_.method == "dual_temperature" ? (is_training() ? temperature_ : 1.0) : opt_.temperature;
-  }
+  double current_temperature() const { return method_->temperature(*this); }
 
   /// Whether `loss` reads the [B, …] gate and expert tensors of `Output::aux` (methods and terms
   /// other than the NLL of the expectation mixture do).
   bool loss_reads_aux() const {
-    const auto& m = opt_.method;
-    return !(m == "expectation" || m == "dual_temperature") || opt_.expert_objective == "own_classes" ||
-           opt_.w_importance > 0 || opt_.w_ortho > 0 || opt_.w_ideal_gate > 0 || opt_.beta_same != 0 ||
-           opt_.beta_diff != 0;
+    return method_->reads_aux() || opt_.expert_objective == "own_classes" || opt_.w_importance > 0 ||
+           opt_.w_ortho > 0 || opt_.w_ideal_gate > 0 || opt_.beta_same != 0 || opt_.beta_diff != 0;
   }
 
   /// The forward pass with gate temperature `t`. With `for_loss` (the model's own training step)
@@ -308,9 +316,7 @@ class MoeModel : public Model {
   /// nothing would read.
   Output forward_at(const Batch& batch, double t, bool for_loss = false) {
     const bool lean = for_loss && lean_step_;
-    const auto flat = moe::flat_inputs(batch.inputs);
-    const auto image = is_cnn(opt_.expert) || is_cnn(opt_.gate) ? image_of(batch.inputs) : torch::Tensor();
-    const auto& expert_in = is_cnn(opt_.expert) ? image : flat;
+    const auto expert_in = network_input(opt_.expert, batch.inputs, input_shape_);
     ExpertOutput f = lean ? experts_->forward_dense(expert_in) : experts_->forward(expert_in);  // [B, E, C]
     if (expert_mask_.defined()) {
       // Expert e outputs only its classes (softmax over them, exactly 0 elsewhere). A large finite
@@ -319,7 +325,7 @@ class MoeModel : public Model {
       f.probs = modlab::nn::softmax_in_layout(f.logits, -1);
       f.probs_t = torch::Tensor();
     }
-    const auto& gate_in = is_cnn(opt_.gate) ? image : flat;
+    const auto gate_in = opt_.gate == opt_.expert ? expert_in : network_input(opt_.gate, batch.inputs, input_shape_);
     GateOutput a = lean ? gate_->forward_dense(gate_in) : gate_->forward(gate_in);
     // With a batch-innermost gate and no top-k, the softmax over the experts runs on the dense
     // [E, B] scores; g is its transposed view.
@@ -341,49 +347,22 @@ class MoeModel : public Model {
       g = g_t.t();
     Output out;
     out.kind = Output::Kind::Probabilities;
-    const auto& m = opt_.method;
-    if (m == "no_gate" && phase_ != "gate") {
-      g = no_gate_selection(f.probs, batch.targets);
-      if (opt_.selection_output == "expectation")
-        out.prediction = mix(g, f.probs);
-      else
-        out.prediction = select_expert(f.probs, pick(g, opt_.selection_output == "sample"));
-    } else if (m == "stochastic") {
-      out.prediction = select_expert(f.probs, pick(g, is_training()));
-    } else if (m == "em" || m == "expert_loss" || m == "no_gate") {
-      out.prediction = select_expert(f.probs, g.argmax(1));
-    } else if (m == "pre_softmax") {
-      out.prediction = torch::softmax(mix(g, f.logits) / t, -1);
-    } else {
-      out.prediction = dense_mix ? (f.probs_t * g_t.unsqueeze(1)).sum(0).t() : mix(g, f.probs);
-      // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
-      if (opt_.top_k == 1 && opt_.top1_softmax_quirk) out.prediction = torch::softmax(out.prediction, -1);
-    }
+    out.prediction = method_->predict(*this, batch, Mixture{f, g_t, dense_mix, t}, g);
     if (lean) return out;
     out.aux["gate"] = g;
     out.aux["gate_logits"] = logits;
     out.aux["experts"] = f.probs;
     out.aux["expert_logits"] = f.logits;
-    out.aux["inputs"] = flat;
+    out.aux["inputs"] = flat_inputs(batch.inputs);
     return out;
   }
 
   Losses loss(const Batch& batch, const Output& out) override {
-    namespace F = torch::nn::functional;
     // Undefined after the lean forward of the training step, where no term below reads them.
     const auto& g = aux_or_undefined(out, "gate");
     const auto& f = aux_or_undefined(out, "experts");
     const auto& y = batch.targets;
-    const auto& m = opt_.method;
-    if (m == "no_gate" && phase_ == "gate") {
-      // Reverse distillation: the gate learns to predict the expert the no-gate rule selects.
-      torch::Tensor target;
-      {
-        torch::NoGradGuard ng;
-        target = no_gate_selection(f, y).argmax(1);
-      }
-      return {{"gate_distill", F::cross_entropy(out.aux.at("gate_logits"), target)}};
-    }
+    if (auto only = method_->phase_loss(*this, batch, out)) return *only;
     if (opt_.expert_objective == "own_classes") {
       // Each expert alone on the examples of its classes: Σ_e mean_{i: y_i ∈ classes(e)} −log f_e(x_i)[y_i]
       // (the same gradients as training every expert separately on its own class subset).
@@ -391,22 +370,8 @@ class MoeModel : public Model {
       const auto nll = -torch::log(f.gather(2, y.view({-1, 1, 1}).expand({y.size(0), f.size(1), 1})).squeeze(2) + 1e-7);
       return {{"own_classes", ((nll * own).sum(0) / own.sum(0).clamp_min(1.0)).sum()}};
     }
-    Losses losses;
-    if (m == "stochastic") {
-      losses.push_back({"task", jacobs_loss(g, f, y, opt_.eps)});
-    } else if (m == "em") {
-      torch::Tensor assign;
-      if (is_training() && assignments_.defined() && batch.indices.defined())
-        assign = assignments_.index_select(0, batch.indices.to(torch::kCPU)).to(g.device());
-      else
-        assign = g.detach().argmax(1);
-      losses.push_back({"task", opt_.em_loss_form == "complete_data" ? em_complete_data_loss(g, f, y, assign, 1e-7)
-                                                                     : em_loss(g, f, y, assign, 1e-7)});
-    } else {
-      losses.push_back({"task", F::nll_loss(torch::log(out.prediction + eps_like(out.prediction)), y)});
-      if (m == "expert_loss") losses.push_back({"gate", expert_loss_gate_loss(g, f, y, opt_.eps)});
-    }
-    if (m == "no_gate") return losses;
+    Losses losses = method_->task_loss(*this, batch, out);
+    if (!method_->regularized()) return losses;
     if (opt_.w_importance > 0) losses.push_back({"importance", opt_.w_importance * importance_loss(g)});
     if (opt_.w_ortho > 0) losses.push_back({"ortho", opt_.w_ortho * ortho_loss(g, f, opt_.ortho_form)});
     if (opt_.w_ideal_gate > 0) losses.push_back({"ideal_gate", opt_.w_ideal_gate * ideal_gate_loss(g, f, y)});
@@ -426,12 +391,12 @@ class MoeModel : public Model {
   /// every expert alike). Scaling the *gradient* instead is exact only for plain SGD: RMSprop and
   /// Adam divide by a running gradient scale and would ignore the factor (up to their ε).
   Losses train_step(const Batch& batch, StepContext& ctx) override {
-    if (!expert_lr_scale_.defined()) return method_train_step(batch, ctx);
+    if (!expert_lr_scale_.defined()) return method_->step(*this, batch, ctx);
     const auto params = group_params("experts");
     std::vector<torch::Tensor> before;
     before.reserve(params.size());
     for (const auto& p : params) before.push_back(p.detach().clone());
-    Losses losses = method_train_step(batch, ctx);
+    Losses losses = method_->step(*this, batch, ctx);
     torch::NoGradGuard ng;
     for (std::size_t i = 0; i < params.size(); ++i) {
       auto p = params[i].detach().view({opt_.num_experts, -1});
@@ -442,56 +407,13 @@ class MoeModel : public Model {
     return losses;
   }
 
-  /// The step of the training method (without the per-expert rescaling).
-  Losses method_train_step(const Batch& batch, StepContext& ctx) {
-    if (opt_.method != "dual_temperature") {
-      Losses losses = loss(batch, forward_at(batch, current_temperature(), /*for_loss=*/true));
-      ctx.optimize(losses);
-      return losses;
-    }
-    // Experts follow the loss at temperature T, the gate the loss at T = 1 (expert grads excluded).
-    ctx.zero_grad();
-    const auto expert_params = group_params("experts");
-    const auto gate_params = group_params("gate");
-    const Losses soft = loss(batch, forward_at(batch, temperature_, true));
-    auto ge = torch::autograd::grad({total(soft)}, expert_params, {}, false, false, true);
-    const Losses hard = loss(batch, forward_at(batch, 1.0, true));
-    auto gg = torch::autograd::grad({total(hard)}, gate_params, {}, false, false, true);
-    assign_grads(expert_params, ge);
-    assign_grads(gate_params, gg);
-    ctx.apply();
-    Losses logged;
-    for (const auto& l : soft) logged.push_back({l.name, l.value.detach()});
-    logged.push_back({"gate_t1", total(hard).detach()});
-    return logged;
-  }
-
-  std::vector<Phase> phases() const override {
-    if (opt_.method != "no_gate" || opt_.gate_epochs == 0) return {Phase{"train", -1}};
-    return {Phase{"experts", -1}, Phase{"gate", opt_.gate_epochs}};
-  }
+  std::vector<Phase> phases() const override { return method_->phases(); }
 
   void begin_phase(const Phase& phase) override { phase_ = phase.name; }
 
-  std::vector<ParamGroup> param_groups(const std::string& phase) override {
-    std::vector<ParamGroup> groups;
-    if (opt_.method == "no_gate") {
-      const std::string which = phase == "gate" ? "gate" : "experts";
-      groups.push_back(ParamGroup{which, group_params(which), std::nullopt, std::nullopt});
-      return groups;
-    }
-    // train_parts: with prechosen experts only the gate trains, with a reused gate only the experts.
-    if (opt_.train_parts != "experts")
-      groups.push_back(ParamGroup{"gate", group_params("gate"), std::nullopt, std::nullopt});
-    if (opt_.train_parts != "gate")
-      groups.push_back(ParamGroup{"experts", group_params("experts"), std::nullopt, std::nullopt});
-    return groups;
-  }
+  std::vector<ParamGroup> param_groups(const std::string& phase) override { return method_->param_groups(*this, phase); }
 
-  void begin_epoch(const EpochContext& ctx) override {
-    if (opt_.method == "dual_temperature") temperature_ = scheduled_temperature(ctx.epoch);
-    if (opt_.method == "em" && ctx.train != nullptr && ctx.train->size() > 0) e_step(*ctx.train);
-  }
+  void begin_epoch(const EpochContext& ctx) override { method_->begin_epoch(*this, ctx); }
 
   /// The dual-temperature schedule: T[epoch] (the last entry repeated; `temperature` without a
   /// schedule), divided by 1 + decay·(epoch − start) from `temperature_decay_start` on, at least 0.001.
@@ -601,26 +523,19 @@ class MoeModel : public Model {
   }
 
  private:
+  friend class Method;
+  friend class Expectation;
+  friend class DualTemperature;
+  friend class Stochastic;
+  friend class PreSoftmax;
+  friend class Em;
+  friend class ExpertLoss;
+  friend class NoGate;
+
   struct SplitStats {
     GateStats gate;
     torch::Tensor weighted_loss;  // [E]: Σ_i g_e(x_i) · CE(f_e(x_i), y_i)
   };
-
-  void check_image(const std::string& which) const {
-    const std::string& net = which == "gate" ? opt_.gate : opt_.expert;
-    if (input_shape_.size() != 3)
-      throw ConfigError("model 'moe': " + which + " = \"" + net + "\" needs image inputs [C, H, W] or [H, W]");
-    const std::int64_t min_side = net == "cifar_cnn" ? 16 : 4;  // 4 max-pooled blocks / one 3×3 conv + pool
-    if (input_shape_[1] < min_side || input_shape_[2] < min_side)
-      throw ConfigError("model 'moe': " + which + " = \"" + net + "\" needs images of at least " +
-                        std::to_string(min_side) + "x" + std::to_string(min_side) + " pixels");
-  }
-
-  torch::Tensor image_of(const torch::Tensor& x) const {
-    std::vector<std::int64_t> shape{x.size(0)};
-    shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
-    return x.reshape(shape).to(torch::kFloat);
-  }
 
   /// Index [B] per row of the distribution `p` [B, E]: sampled when `sample`, else argmax.
   static torch::Tensor pick(const torch::Tensor& p, bool sample) {
@@ -686,11 +601,13 @@ class MoeModel : public Model {
   }
 
   MoeOptions opt_;
-  std::vector<std::int64_t> input_shape_;
+  DatasetSpec spec_;
+  std::vector<std::int64_t> input_shape_;  // [C, H, W] for image networks
   std::int64_t inputs_, classes_;
   std::shared_ptr<ExpertBank> experts_;
   std::shared_ptr<Gate> gate_;
   std::shared_ptr<Attention> attention_;
+  std::unique_ptr<Method> method_;
   std::string phase_ = "train";
   double temperature_ = 1.0;
   torch::Tensor assignments_;  // EM: [N] int64 hard assignment per training example
@@ -703,6 +620,169 @@ class MoeModel : public Model {
   torch::Tensor final_allocation_;   // of the last evaluated "test" split (else the last evaluated one)
   bool final_is_test_ = false;
 };
+
+// ---------------------------------------------------------------- the methods (README, moe §1.3)
+
+double Method::temperature(const MoeModel& m) const { return m.opt_.temperature; }
+
+Losses Method::task_loss(MoeModel& m, const Batch& batch, const Output& out) const {
+  return {{"task", torch::nn::functional::nll_loss(torch::log(out.prediction + m.eps_like(out.prediction)), batch.targets)}};
+}
+
+std::vector<ParamGroup> Method::param_groups(MoeModel& m, const std::string&) const {
+  // train_parts: with prechosen experts only the gate trains, with a reused gate only the experts.
+  std::vector<ParamGroup> groups;
+  if (m.opt_.train_parts != "experts") groups.push_back(ParamGroup{"gate", m.group_params("gate"), std::nullopt, std::nullopt});
+  if (m.opt_.train_parts != "gate")
+    groups.push_back(ParamGroup{"experts", m.group_params("experts"), std::nullopt, std::nullopt});
+  return groups;
+}
+
+Losses Method::step(MoeModel& m, const Batch& batch, StepContext& ctx) const {
+  Losses losses = m.loss(batch, m.forward_at(batch, m.current_temperature(), /*for_loss=*/true));
+  ctx.optimize(losses);
+  return losses;
+}
+
+/// ŷ = Σ_e g_e f_e, trained on NLL(log(ŷ + ε)) (§1.2).
+class Expectation : public Method {
+ public:
+  bool reads_aux() const override { return false; }
+  torch::Tensor predict(MoeModel& m, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    auto p = mx.dense ? (mx.f.probs_t * mx.g_t.unsqueeze(1)).sum(0).t() : mix(g, mx.f.probs);
+    // Reference quirk (§1.3.4): with k = 1 the top-k model applies a softmax to Σ g_e f_e.
+    if (m.opt_.top_k == 1 && m.opt_.top1_softmax_quirk) p = torch::softmax(p, -1);
+    return p;
+  }
+};
+
+/// The expectation mixture with the experts trained at temperature T and the gate at T = 1 (§1.3.3).
+class DualTemperature : public Expectation {
+ public:
+  double temperature(const MoeModel& m) const override { return m.is_training() ? m.temperature_ : 1.0; }
+  void begin_epoch(MoeModel& m, const EpochContext& ctx) const override {
+    m.temperature_ = m.scheduled_temperature(ctx.epoch);
+  }
+  /// Experts follow the loss at temperature T, the gate the loss at T = 1 (expert grads excluded).
+  Losses step(MoeModel& m, const Batch& batch, StepContext& ctx) const override {
+    ctx.zero_grad();
+    const auto expert_params = m.group_params("experts");
+    const auto gate_params = m.group_params("gate");
+    const Losses soft = m.loss(batch, m.forward_at(batch, m.temperature_, true));
+    auto ge = torch::autograd::grad({total(soft)}, expert_params, {}, false, false, true);
+    const Losses hard = m.loss(batch, m.forward_at(batch, 1.0, true));
+    auto gg = torch::autograd::grad({total(hard)}, gate_params, {}, false, false, true);
+    MoeModel::assign_grads(expert_params, ge);
+    MoeModel::assign_grads(gate_params, gg);
+    ctx.apply();
+    Losses logged;
+    for (const auto& l : soft) logged.push_back({l.name, l.value.detach()});
+    logged.push_back({"gate_t1", total(hard).detach()});
+    return logged;
+  }
+};
+
+/// One expert sampled from g in training (the argmax in evaluation), Jacobs' loss (§1.3.1).
+class Stochastic : public Method {
+ public:
+  torch::Tensor predict(MoeModel& m, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    return select_expert(mx.f.probs, MoeModel::pick(g, m.is_training()));
+  }
+  Losses task_loss(MoeModel& m, const Batch& batch, const Output& out) const override {
+    return {{"task", jacobs_loss(out.aux.at("gate"), out.aux.at("experts"), batch.targets, m.opt_.eps)}};
+  }
+};
+
+/// Softmax of the gated sum of expert logits (§1.3.2).
+class PreSoftmax : public Method {
+ public:
+  torch::Tensor predict(MoeModel&, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    return torch::softmax(mix(g, mx.f.logits) / mx.t, -1);
+  }
+};
+
+/// The argmax-gate expert predicts.
+torch::Tensor argmax_expert(const Mixture& mx, const torch::Tensor& g) { return select_expert(mx.f.probs, g.argmax(1)); }
+
+/// Hard EM: an E-step on random training examples every epoch, the M-step loss on the assignments (§1.3.5).
+class Em : public Method {
+ public:
+  torch::Tensor predict(MoeModel&, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    return argmax_expert(mx, g);
+  }
+  Losses task_loss(MoeModel& m, const Batch& batch, const Output& out) const override {
+    const auto& g = out.aux.at("gate");
+    const auto& f = out.aux.at("experts");
+    torch::Tensor assign;
+    if (m.is_training() && m.assignments_.defined() && batch.indices.defined())
+      assign = m.assignments_.index_select(0, batch.indices.to(torch::kCPU)).to(g.device());
+    else
+      assign = g.detach().argmax(1);
+    return {{"task", m.opt_.em_loss_form == "complete_data" ? em_complete_data_loss(g, f, batch.targets, assign, 1e-7)
+                                                            : em_loss(g, f, batch.targets, assign, 1e-7)}};
+  }
+  void begin_epoch(MoeModel& m, const EpochContext& ctx) const override {
+    if (ctx.train != nullptr && ctx.train->size() > 0) m.e_step(*ctx.train);
+  }
+};
+
+/// The mixture's NLL plus a gate loss towards the expert with the lowest loss (§1.3.7).
+class ExpertLoss : public Method {
+ public:
+  torch::Tensor predict(MoeModel&, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    return argmax_expert(mx, g);
+  }
+  Losses task_loss(MoeModel& m, const Batch& batch, const Output& out) const override {
+    Losses losses = Method::task_loss(m, batch, out);
+    losses.push_back({"gate", expert_loss_gate_loss(out.aux.at("gate"), out.aux.at("experts"), batch.targets, m.opt_.eps)});
+    return losses;
+  }
+};
+
+/// No gate while the experts train: the selection p = softmin(h/T) picks experts; then, with
+/// `gate_epochs`, a gate phase distils the selection into the gate (§1.3.6).
+class NoGate : public Method {
+ public:
+  torch::Tensor predict(MoeModel& m, const Batch& batch, const Mixture& mx, torch::Tensor& g) const override {
+    if (m.phase_ == "gate") return argmax_expert(mx, g);
+    g = m.no_gate_selection(mx.f.probs, batch.targets);
+    if (m.opt_.selection_output == "expectation") return mix(g, mx.f.probs);
+    return select_expert(mx.f.probs, MoeModel::pick(g, m.opt_.selection_output == "sample"));
+  }
+  /// Reverse distillation: the gate learns to predict the expert the no-gate rule selects.
+  std::optional<Losses> phase_loss(MoeModel& m, const Batch& batch, const Output& out) const override {
+    if (m.phase_ != "gate") return {};
+    torch::Tensor target;
+    {
+      torch::NoGradGuard ng;
+      target = m.no_gate_selection(out.aux.at("experts"), batch.targets).argmax(1);
+    }
+    return Losses{{"gate_distill", torch::nn::functional::cross_entropy(out.aux.at("gate_logits"), target)}};
+  }
+  bool regularized() const override { return false; }
+  std::vector<Phase> phases() const override {
+    if (gate_epochs_ == 0) return {Phase{"train", -1}};
+    return {Phase{"experts", -1}, Phase{"gate", gate_epochs_}};
+  }
+  std::vector<ParamGroup> param_groups(MoeModel& m, const std::string& phase) const override {
+    const std::string which = phase == "gate" ? "gate" : "experts";
+    return {ParamGroup{which, m.group_params(which), std::nullopt, std::nullopt}};
+  }
+  explicit NoGate(std::int64_t gate_epochs) : gate_epochs_(gate_epochs) {}
+
+ private:
+  std::int64_t gate_epochs_;
+};
+
+std::unique_ptr<Method> make_method(const MoeOptions& o) {
+  if (o.method == "dual_temperature") return std::make_unique<DualTemperature>();
+  if (o.method == "stochastic") return std::make_unique<Stochastic>();
+  if (o.method == "pre_softmax") return std::make_unique<PreSoftmax>();
+  if (o.method == "em") return std::make_unique<Em>();
+  if (o.method == "expert_loss") return std::make_unique<ExpertLoss>();
+  if (o.method == "no_gate") return std::make_unique<NoGate>(o.gate_epochs);
+  return std::make_unique<Expectation>();  // "expectation"; read_options checked the choice
+}
 
 std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, Host& host) {
   MoeOptions opt = read_options(config);
@@ -729,6 +809,13 @@ void register_moe(Registrar& registrar) {
   ModelEntry e;
   e.name = "moe";
   e.description = "gated mixtures of experts (expectation, stochastic, EM, dual temperature, no-gate, attentive ...)";
+  e.variants = {
+      "expert = \"mlp\"\nexpert_hidden = [6]\ngate = \"mlp\"\ngate_hidden = [5]",
+      "expert = \"mlp\"\nexpert_hidden = [6]\ngate = \"mlp\"\ngate_hidden = [5]\ngating = \"attentive\"",
+      "expert = \"mnist_cnn\"\ngate = \"mnist_cnn\"",
+      "expert = \"fmnist_cnn\"\ngate = \"fmnist_cnn\"\ngating = \"attentive\"",
+      "expert = \"cifar_cnn\"\ngate = \"cifar_cnn\"\nexpert_hidden = [16]\ngate_hidden = [16]",
+  };
   e.keys = {
       key_spec("method", ValueType::String, "\"expectation\"",
           "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),

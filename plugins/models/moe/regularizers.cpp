@@ -1,7 +1,7 @@
 // Loss terms of the gated mixtures (moe §1.3).
 #include "regularizers.hpp"
 
-#include "experts.hpp"
+#include <modlab/mixture/experts.hpp>
 
 #include <torch/torch.h>
 
@@ -17,7 +17,7 @@ torch::Tensor cv_squared(const torch::Tensor& v) {
 torch::Tensor importance_loss(const torch::Tensor& gate) { return cv_squared(gate.sum(0)); }
 
 torch::Tensor ortho_loss(const torch::Tensor& gate, const torch::Tensor& experts, const std::string& form) {
-  if (form == "master") return cv_squared(mix(gate, experts).sum(0));
+  if (form == "master") return cv_squared(mixture::mix(gate, experts).sum(0));
   if (form == "xai") return cv_squared(experts.sum(1).sum(0));
   throw std::invalid_argument("ortho form must be \"master\" or \"xai\", got \"" + form + "\"");
 }

@@ -8,8 +8,6 @@
 #include <modlab/nn/layers.hpp>
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
-#include <torch/nn/modules/conv.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -17,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace modlab::moe {
+namespace modlab::mixture {
 
 /// What a bank of experts returns for a batch of B examples.
 struct ExpertOutput {
@@ -73,7 +71,8 @@ class MlpExpertBank : public ExpertBank {
 /// Convolutional experts on images [B, Cin, H, W] (the MNIST / Fashion-MNIST experts of the AISTATS
 /// paper): Conv(Cin → k, 3×3, no padding) → ReLU → MaxPool 2 → flatten → StackedLinear MLP
 /// (`hidden` widths, ReLU between) → C. The input is shared, so all E convolutions run as ONE
-/// ordinary convolution Cin → E·k, the MLPs as batched matmuls.
+/// ordinary convolution Cin → E·k (a modlab::nn::StackedConv2d "conv", weight [E, k, Cin, 3, 3]),
+/// the MLPs as batched matmuls ("mlp").
 class ConvExpertBank : public ExpertBank {
  public:
   ConvExpertBank(std::int64_t members, std::vector<std::int64_t> input_shape, std::int64_t channels,
@@ -82,25 +81,25 @@ class ConvExpertBank : public ExpertBank {
   ExpertOutput forward_dense(const torch::Tensor& x) override;
   std::int64_t members() const override { return members_; }
   std::int64_t outputs() const override { return mlp_->outputs(); }
-  torch::Tensor conv_weight;  ///< [E·k, Cin, 3, 3]: expert e owns output channels e·k … e·k + k − 1
-  torch::Tensor conv_bias;    ///< [E·k]
+  /// The convolutions of all experts: expert e owns output channels e·k … e·k + k − 1.
+  const modlab::nn::StackedConv2d& conv() const { return conv_; }
   std::shared_ptr<MlpExpertBank> mlp() const { return mlp_; }
   /// The conv stage alone: [B, Cin, H, W] → [E, B, k·H'·W'] (what the MLP stage reads).
-  torch::Tensor features(const torch::Tensor& x) const;
+  torch::Tensor features(const torch::Tensor& x);
 
  private:
-  std::int64_t members_, in_channels_, channels_;
+  std::int64_t members_;
+  modlab::nn::StackedConv2d conv_{nullptr};
   std::shared_ptr<MlpExpertBank> mlp_;
 };
 
 /// A stack of L blocks Conv(3×3, padding 1) [→ BatchNorm] → ReLU → MaxPool 2 for `members` networks
 /// at once, all reading the same input [B, Cin, H, W] (the CIFAR-100 experts and gate of moe §1.6).
-/// Block 0 is ONE ordinary convolution Cin → members·c₀ (the input is shared); block i > 0 is a
-/// grouped convolution members·c_{i−1} → members·c_i with groups = members, so member e reads and
-/// writes only its own channels e·c … e·c + c − 1. BatchNorm over members·c channels normalises
-/// every channel separately, i.e. per member. With members = 1 it is an ordinary CNN. Layers are
-/// "conv<i>" (weight [members·c_i, c_{i−1}, 3, 3], initialised like one member's torch::nn::Conv2d)
-/// and "bn<i>". Output [B, members·c_last, H/2^L, W/2^L].
+/// Every block is a modlab::nn::StackedConv2d "conv<i>" (weight [members, c_i, c_{i−1}, 3, 3]):
+/// block 0 reads the shared input (one ordinary convolution Cin → members·c₀), block i > 0 only
+/// each member's own channels (a grouped convolution). BatchNorm ("bn<i>", a modlab::nn::BatchNorm)
+/// over members·c channels normalises every channel separately, i.e. per member. With members = 1
+/// it is an ordinary CNN. Output [B, members·c_last, H/2^L, W/2^L].
 class ConvStack : public torch::nn::Module {
  public:
   ConvStack(std::int64_t members, std::int64_t in_channels, const std::vector<std::int64_t>& channels,
@@ -109,15 +108,15 @@ class ConvStack : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   std::int64_t members() const { return members_; }
   const std::vector<std::int64_t>& channels() const { return channels_; }
-  const std::vector<torch::nn::Conv2d>& convs() const { return convs_; }
+  const std::vector<modlab::nn::StackedConv2d>& convs() const { return convs_; }
   /// One entry per block; null where the block has no BatchNorm.
-  const std::vector<torch::nn::BatchNorm2d>& norms() const { return norms_; }
+  const std::vector<modlab::nn::BatchNorm>& norms() const { return norms_; }
 
  private:
   std::int64_t members_;
   std::vector<std::int64_t> channels_;
-  std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> norms_;
+  std::vector<modlab::nn::StackedConv2d> convs_;
+  std::vector<modlab::nn::BatchNorm> norms_;
 };
 
 /// Deep convolutional experts (CIFAR-100, moe §1.6: 16/32/64/128 channels, BatchNorm on blocks 2
@@ -157,4 +156,4 @@ torch::Tensor flat_inputs(const torch::Tensor& inputs);
 /// The expectation mixture ŷ = Σ_e g_e f_e: `gate` [B, E], `probs` [B, E, C] → [B, C], as one bmm.
 torch::Tensor mix(const torch::Tensor& gate, const torch::Tensor& probs);
 
-}  // namespace modlab::moe
+}  // namespace modlab::mixture

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-namespace modlab::moe {
+namespace modlab::mixture {
 
 /// H_s: mean over rows of H(g(x)) for gate probabilities [N, E].
 double sample_entropy_bits(const torch::Tensor& gate);
@@ -63,4 +63,4 @@ class GateStats {
   torch::Tensor importance_, allocation_, selection_;
 };
 
-}  // namespace modlab::moe
+}  // namespace modlab::mixture

@@ -4,12 +4,9 @@
 /// to the top k experts. `Gate` is the interface; `MlpGate` covers linear and MLP gates on flat
 /// inputs. Attentive and convolutional gates derive from the same interface.
 
-#include "experts.hpp"
+#include <modlab/mixture/experts.hpp>
 
 #include <modlab/nn/layers.hpp>
-
-#include <torch/nn/modules/batchnorm.h>
-#include <torch/nn/modules/conv.h>
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -18,7 +15,7 @@
 #include <memory>
 #include <vector>
 
-namespace modlab::moe {
+namespace modlab::mixture {
 
 /// What a gate network returns for a batch of B examples.
 struct GateOutput {
@@ -70,8 +67,8 @@ class ConvGate : public Gate {
   std::int64_t experts() const override { return mlp_->experts(); }
 
  private:
-  torch::nn::Conv2d conv_{nullptr};
-  torch::nn::BatchNorm2d bn_{nullptr};
+  modlab::nn::Conv2d conv_{nullptr};
+  modlab::nn::BatchNorm bn_{nullptr};
   std::shared_ptr<MlpGate> mlp_;
 };
 
@@ -92,15 +89,15 @@ class ConvStackGate : public Gate {
 };
 
 /// Attentive gating (AISTATS): query Q = W_q h_g from the gate's last hidden layer, keys
-/// K_e = W_k h_e from each expert's last hidden layer, both without bias; the scores
-/// a_e = Q·K_e / √dim are the gate logits.
+/// K_e = W_k h_e from each expert's last hidden layer, both bias-free modlab::nn::Linear layers
+/// ("query", "key"); the scores a_e = Q·K_e / √dim are the gate logits.
 class Attention : public torch::nn::Module {
  public:
   Attention(std::int64_t query_in, std::int64_t key_in, std::int64_t dim);
   ~Attention() override;
   /// `query_hidden` [B, Hq], `key_hidden` [B, E, Hk] → scores [B, E].
   torch::Tensor forward(const torch::Tensor& query_hidden, const torch::Tensor& key_hidden);
-  torch::Tensor w_q, w_k;  ///< [dim, Hq], [dim, Hk]
+  modlab::nn::Linear query{nullptr}, key{nullptr};  ///< weights [dim, Hq], [dim, Hk]
   std::int64_t dim;
 };
 
@@ -111,4 +108,4 @@ torch::Tensor top_k_mask(const torch::Tensor& logits, std::int64_t k);
 /// to −∞ first, so those experts get exactly zero probability.
 torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature, std::int64_t top_k = 0);
 
-}  // namespace modlab::moe
+}  // namespace modlab::mixture
