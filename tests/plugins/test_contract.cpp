@@ -1,15 +1,21 @@
 #define BOOST_TEST_MODULE plugin_contract
 // The contract every plugin found on the plugin path must keep, checked generically:
 // datasets: spec agrees with batches, same config → same data; models: output shape, finite loss,
-// finite gradients, train/eval switch, deterministic evaluation.
+// finite gradients, train/eval switch, deterministic evaluation; every parameter of every model
+// variant is maskable (or declared unmaskable with a reason), and a forward with K override sets
+// folded into the batch equals K separate forwards.
 #include <boost/test/unit_test.hpp>
 
 #include <modlab/errors.hpp>
 #include <modlab/model.hpp>
+#include <modlab/nn/layers.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/sweep.hpp>
 
 #include <torch/torch.h>
+
+#include <set>
 
 using namespace modlab;
 using namespace modlab::runner;
@@ -161,6 +167,109 @@ BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
         }
       }
       BOOST_TEST(built > 0, "model " << name << " built for none of the synthetic specs");
+    }
+  }
+}
+
+namespace {
+/// The model's configs to check: its defaults, then each declared variant.
+std::vector<std::pair<std::string, Config>> model_configs(const Registry& reg, const std::string& name) {
+  std::vector<std::pair<std::string, Config>> out{{"defaults", empty_config("model", name)}};
+  for (const auto& text : reg.model(name).variants) {
+    Value v = parse_toml(text, name + " variant");
+    v.mutable_table()["plugin"] = Value::string(name);
+    out.emplace_back(text, Config(std::make_shared<Value>(v), "model"));
+  }
+  return out;
+}
+
+Batch cat_batches(const std::vector<Batch>& parts) {
+  auto cat = [&](torch::Tensor Batch::*field) {
+    std::vector<torch::Tensor> ts;
+    for (const auto& b : parts) ts.push_back(b.*field);
+    return ts.front().defined() ? torch::cat(ts) : torch::Tensor();
+  };
+  return Batch{cat(&Batch::inputs), cat(&Batch::targets), cat(&Batch::groups),
+               cat(&Batch::lengths), cat(&Batch::target_lengths), cat(&Batch::indices)};
+}
+
+/// Every parameter is maskable or declared unmaskable with a reason, never both.
+void check_coverage(Model& m) {
+  const auto maskable = modlab::nn::maskable_parameters(m);
+  const std::set<std::string> can(maskable.begin(), maskable.end());
+  const auto declared = m.unmaskable_parameters();
+  for (const auto& p : m.named_parameters()) {
+    const bool masked = can.count(p.key()) > 0;
+    const auto it = declared.find(p.key());
+    BOOST_TEST((masked || it != declared.end()), p.key() << " is neither maskable nor declared unmaskable");
+    BOOST_TEST(!(masked && it != declared.end()), p.key() << " is maskable but declared unmaskable");
+    if (it != declared.end()) BOOST_TEST(!it->second.empty(), p.key() << ": no reason given");
+  }
+  BOOST_TEST(!maskable.empty());
+}
+
+/// K = 3 override sets (each parameter times its own random 0/1 mask): the folded forward on
+/// three batches laid end to end equals three separate forwards.
+void check_folded_forward(Model& m, const DatasetSpec& spec) {
+  const std::int64_t K = 3, B = 4;
+  torch::manual_seed(7);
+  auto params = m.named_parameters();
+  std::vector<std::map<std::string, torch::Tensor>> sets(K);
+  std::map<std::string, torch::Tensor> folded;
+  for (const auto& name : modlab::nn::maskable_parameters(m)) {
+    std::vector<torch::Tensor> per;
+    for (std::int64_t k = 0; k < K; ++k) {
+      per.push_back(params[name].detach() * torch::bernoulli(torch::full_like(params[name], 0.8)));
+      sets[static_cast<std::size_t>(k)][name] = per.back();
+    }
+    folded[name] = torch::stack(per);
+  }
+  std::vector<Batch> batches;
+  std::vector<torch::Tensor> want;
+  torch::NoGradGuard ng;
+  m.eval();
+  for (std::int64_t k = 0; k < K; ++k) {
+    batches.push_back(synthetic_batch(spec, B));
+    modlab::nn::OverrideScope scope(m, sets[static_cast<std::size_t>(k)]);
+    want.push_back(m.forward(batches.back()).prediction);
+  }
+  // The overrides reach the output: masking a fifth of every weight changes the prediction.
+  const auto plain = m.forward(batches.front()).prediction;
+  BOOST_TEST(!torch::allclose(plain, want.front()), "the override sets do not change the prediction");
+  modlab::nn::OverrideScope scope(m, folded);
+  const auto got = m.forward(cat_batches(batches)).prediction;
+  BOOST_TEST_REQUIRE(got.size(0) == K * B);
+  for (std::int64_t k = 0; k < K; ++k) {
+    const auto diff = (got.narrow(0, k * B, B) - want[static_cast<std::size_t>(k)]).abs().max().item<double>();
+    BOOST_TEST(diff < 1e-5, "sample " << k << ": folded forward differs by " << diff);
+  }
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_model_variant_is_maskable_and_folds_k_into_the_batch) {
+  Registry& reg = default_registry();
+  RunHost host(reg, HostOptions{});
+  for (const auto& name : reg.model_names()) {
+    for (const auto& [variant, config] : model_configs(reg, name)) {
+      BOOST_TEST_CONTEXT("model " << name << " (" << variant << ")") {
+        validate_keys(config, reg.model(name).keys, {"plugin"});
+        int built = 0;
+        for (const auto& spec : candidate_specs()) {
+          torch::manual_seed(1);
+          std::shared_ptr<Model> m;
+          try {
+            m = host.create_model(name, config, spec);
+          } catch (const Error& e) {
+            continue;
+          }
+          ++built;
+          BOOST_TEST_CONTEXT("on " << spec.name) {
+            check_coverage(*m);
+            check_folded_forward(*m, spec);
+          }
+        }
+        BOOST_TEST(built > 0, "variant built for none of the synthetic specs");
+      }
     }
   }
 }

@@ -326,6 +326,15 @@ struct RoutingParam {
 /// modules that turn each layer's routed inputs [B, M·k] into its outputs [B, M].
 class RoutedModel : public Model {
  public:
+  /// The routing, output, image and location logits choose which inputs a module reads: a mask
+  /// over them would change the routing, not remove a connection. Every module weight is maskable.
+  std::map<std::string, std::string> unmaskable_parameters() const override {
+    std::map<std::string, std::string> out;
+    for (const auto& p : named_parameters(/*recurse=*/false))
+      out[p.key()] = "routing logits select inputs; they weigh no connection";
+    return out;
+  }
+
   RoutedModel(ModularOptions opt, Layout layout) : opt_(std::move(opt)), layout_(std::move(layout)) {
     const std::int64_t T = layout_.tasks;
     const bool known_init = opt_.routing_init == "known" || opt_.known_module_inputs;
@@ -808,6 +817,7 @@ void register_hier_modular(Registrar& registrar) {
           "percent q (0-100) of each layer's weights pruned at random, fixed at initialisation"),
   };
   mlp.factory = &make_mlp;
+  mlp.variants = {"pruning_ratio = 50.0"};
   registrar.add_model(std::move(mlp));
 
   ModelEntry hm;

@@ -41,6 +41,10 @@ struct MODLAB_API ModelEntry {
   std::string description;  ///< one line
   std::vector<KeySpec> keys;
   ModelFactory factory = nullptr;
+  /// `[model]` tables (TOML text, without `plugin`) of the model's network variants, e.g.
+  /// `expert = "mnist_cnn"`: the contract tests build each of them besides the defaults, so every
+  /// variant is checked (maskability, folded overrides, gradients).
+  std::vector<std::string> variants;
 };
 
 /// One dataset a plugin offers.
