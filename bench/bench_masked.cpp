@@ -70,8 +70,11 @@ std::vector<double> time_case(Case& c, std::int64_t batch, std::int64_t k, int r
   for (std::int64_t i = 0; i < k; ++i) chunks.push_back(b.select(torch::arange(i * batch / k, (i + 1) * batch / k)));
   auto params = m.named_parameters();
   std::map<std::string, torch::Tensor> logits;
-  for (const auto& name : nn::maskable_parameters(m))
-    logits[name] = torch::full(params[name].sizes(), 2.0).unsqueeze(0).repeat({k}).requires_grad_();
+  for (const auto& name : nn::maskable_parameters(m)) {
+    std::vector<std::int64_t> shape{k};  // [K, …]: one mask sample per block of rows
+    shape.insert(shape.end(), params[name].sizes().begin(), params[name].sizes().end());
+    logits[name] = torch::full(shape, 2.0).requires_grad_();
+  }
   auto sample = [&](const std::string& name) {  // [K, …] hard masks, straight-through
     return nn::gumbel_sigmoid(logits.at(name), 1.0, /*hard=*/true);
   };
