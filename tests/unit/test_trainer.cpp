@@ -134,7 +134,8 @@ BOOST_AUTO_TEST_CASE(nan_loss_fails_the_run_naming_step_and_term) {
 
 BOOST_AUTO_TEST_CASE(non_finite_loss_names_every_bad_term) {
   NonFiniteLoss e(12, "finetune", 3, {{"task", std::nan("")}, {"balance", -INFINITY}});
-  BOOST_TEST(std::string(e.what()) == "non-finite loss at step 12 (phase finetune, epoch 3): terms 'task' = nan, 'balance' = -inf");
+  BOOST_TEST(std::string(e.what()) ==
+             "non-finite loss at step 12 (phase finetune, epoch 3): terms 'task' = nan, 'balance' = -inf");
   BOOST_TEST(e.step() == 12);
   BOOST_TEST(e.terms().size() == 2u);
   BOOST_TEST(e.terms()[1].name == "balance");

@@ -13,7 +13,8 @@ namespace modlab::runner {
 namespace {
 
 double lr_factor(const TrainOptions& o, std::int64_t epoch) {
-  if (o.schedule == "step") return std::pow(o.gamma, static_cast<double>(epoch / std::max<std::int64_t>(1, o.step_size)));
+  if (o.schedule == "step")
+    return std::pow(o.gamma, static_cast<double>(epoch / std::max<std::int64_t>(1, o.step_size)));
   if (o.schedule == "exponential") return std::pow(o.gamma, static_cast<double>(epoch));
   return 1.0;  // cosine is handled per group (needs eta_min)
 }

@@ -179,7 +179,8 @@ class RunTrainer {
     if (fs::exists(paths_.checkpoint)) {
       try {
         resumed_ = load_checkpoint(paths_.checkpoint, *model_, pos_, history_, opt_state_, has_opt_state_);
-        log("resuming from checkpoint at phase " + std::to_string(pos_.phase) + ", epoch " + std::to_string(pos_.epoch));
+        log("resuming from checkpoint at phase " + std::to_string(pos_.phase) + ", epoch " +
+            std::to_string(pos_.epoch));
       } catch (const std::exception& e) {
         std::string why = e.what();
         log("checkpoint unreadable, starting over: " + why.substr(0, why.find('\n')));

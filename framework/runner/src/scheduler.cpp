@@ -208,7 +208,8 @@ class SweepRun {
   void handle_interrupts(WorkerPool& pool) {
     if (interrupts::count() == 0 || killed_) return;
     if (!told_) {
-      status_.print("interrupt: stopping; finished runs are kept, running ones checkpoint and stop (Ctrl-C again to kill)");
+      status_.print(
+          "interrupt: stopping; finished runs are kept, running ones checkpoint and stop (Ctrl-C again to kill)");
       told_ = true;
       pool.signal_all(SIGINT);
     }
@@ -247,7 +248,8 @@ class SweepRun {
     w.start = std::chrono::steady_clock::now();
     pool.send(w, protocol::format_run_command({r.run_id, r.index, r.seed, p.spec}));
     if (!status_.tty() || o_.verbose)
-      status_.print("start run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep_.runs.size()) + " " + r.run_id);
+      status_.print("start run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep_.runs.size()) + " " +
+                    r.run_id);
   }
 
   void on_worker_line(Worker& w, const std::string& text) {

@@ -21,7 +21,8 @@ namespace {
 // Fraction of a run done, from its last progress line.
 double fraction_done(const ActiveRun& r) {
   if (!r.has_progress || r.last.epochs <= 0) return 0.0;
-  return (static_cast<double>(r.last.phase_index) + static_cast<double>(r.last.epoch) / static_cast<double>(r.last.epochs)) /
+  return (static_cast<double>(r.last.phase_index) +
+          static_cast<double>(r.last.epoch) / static_cast<double>(r.last.epochs)) /
          static_cast<double>(std::max<std::int64_t>(1, r.last.phases));
 }
 }  // namespace

@@ -20,7 +20,8 @@ namespace {
 pid_t spawn_process(const std::vector<std::string>& args, const std::string& log_path, int& progress_fd,
                     int& command_fd) {
   int prog[2], cmd[2];
-  if (pipe2(prog, O_CLOEXEC) != 0 || pipe2(cmd, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(prog, O_CLOEXEC) != 0 || pipe2(cmd, O_CLOEXEC) != 0)
+    throw Error(std::string("pipe: ") + std::strerror(errno));
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);

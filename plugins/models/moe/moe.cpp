@@ -704,7 +704,8 @@ std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, H
   const std::string experts_from = opt.init_experts_from, gate_from = opt.init_gate_from;
   auto model = std::make_shared<MoeModel>(std::move(opt), spec);
   // Errors name the key (file:line) as well as the run and the names that do not fit.
-  auto init = [&](const std::string& key, const std::string& ref, void (MoeModel::*load)(const Host&, const std::string&)) {
+  auto init = [&](const std::string& key, const std::string& ref,
+                  void (MoeModel::*load)(const Host&, const std::string&)) {
     if (ref.empty()) return;
     try {
       ((*model).*load)(host, ref);
