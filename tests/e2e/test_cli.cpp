@@ -64,6 +64,13 @@ BOOST_AUTO_TEST_CASE(version_and_help) {
     BOOST_TEST(h.code == 0, c);
     BOOST_TEST(h.output.find(std::string("modlab ") + c) != std::string::npos, h.output);
   }
+  // the exit codes are listed where a user looks for them
+  auto help = run_modlab("--help");
+  BOOST_TEST(help.code == 0);
+  for (const char* line : {"exit codes:", "\n  0    every run completed", "\n  1    some runs failed",
+                           "\n  2    bad input", "\n  130  interrupted"})
+    BOOST_TEST(help.output.find(line) != std::string::npos, line << " in " << help.output);
+  BOOST_TEST(run_modlab("run --help").output.find("130  interrupted") != std::string::npos);
   auto bad = run_modlab("frobnicate");
   BOOST_TEST(bad.code == 2);
   BOOST_TEST(bad.output.find("unknown command 'frobnicate'") != std::string::npos, bad.output);
@@ -155,6 +162,24 @@ BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
   auto again = run_modlab("run " + quote((d.path / "crash.toml").string()) + " --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(again.code == 1);
   BOOST_TEST(again.output.find("1 already completed, 3 to run") != std::string::npos, again.output);
+}
+
+BOOST_AUTO_TEST_CASE(a_non_finite_loss_fails_its_run_with_one_line_naming_step_and_term_exit_1) {
+  TempDir d("nan");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("grid = {"), std::string::npos, "grid = { \"model.fail\" = [\"\", \"nan\"] }\n");
+  write(d.path / "nan.toml", sweep);
+  fs::path out = d.path / "out";
+  auto r = run_modlab("run " + quote((d.path / "nan.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(r.code == 1, r.output);
+  std::size_t failed = 0;
+  for (auto& s : modlab::runner::read_sweep_index(out.string())) {
+    if (s.status != "failed") continue;
+    ++failed;
+    // fixture_blobs n = 200, batch 20: 10 steps per epoch; the loss turns NaN at global epoch 1
+    BOOST_TEST(s.error == "non-finite loss at step 10 (phase train, epoch 1): term 'task' = nan", s.error);
+  }
+  BOOST_TEST(failed == 1u);  // of the two runs, the one with fail = "nan"
 }
 
 BOOST_AUTO_TEST_CASE(kill_minus_9_then_rerun_resumes_everything) {

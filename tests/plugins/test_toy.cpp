@@ -109,7 +109,7 @@ BOOST_AUTO_TEST_CASE(truth_table_rows_by_hand) {
   BOOST_TEST(modlab::toy::boolean_input_bit(32, 0) == 1);
   BOOST_TEST(modlab::toy::boolean_input_bit(32, 5) == 0);
   BOOST_TEST(modlab::toy::boolean_input_bit(1, 5) == 1);
-  BOOST_CHECK_THROW(boolean_outputs({6, 3, 2}, 0), std::invalid_argument);
+  BOOST_CHECK_THROW(boolean_outputs({6, 3, 2}, 0), modlab::ArgumentError);
 }
 
 BOOST_AUTO_TEST_CASE(truth_tables_match_independent_formulas) {

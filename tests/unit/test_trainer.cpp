@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 
 using namespace modlab;
@@ -124,11 +125,22 @@ BOOST_AUTO_TEST_CASE(nan_loss_fails_the_run_naming_step_and_term) {
   auto out = execute_run(registry(), req);
   BOOST_TEST_REQUIRE((out.status == RunStatus::Failed));
   BOOST_TEST(out.error.find("non-finite loss at step 30") != std::string::npos, out.error);  // 240/16 = 15 steps/epoch
-  BOOST_TEST(out.error.find("term 'task'") != std::string::npos, out.error);
+  BOOST_TEST(out.error == "non-finite loss at step 30 (phase train, epoch 2): term 'task' = nan", out.error);
   auto s = read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5);
   BOOST_TEST_REQUIRE(s.has_value());
   BOOST_TEST(s->status == "failed");
   BOOST_TEST(s->error == out.error);
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_loss_names_every_bad_term) {
+  NonFiniteLoss e(12, "finetune", 3, {{"task", std::nan("")}, {"balance", -INFINITY}});
+  BOOST_TEST(std::string(e.what()) ==
+             "non-finite loss at step 12 (phase finetune, epoch 3): terms 'task' = nan, 'balance' = -inf");
+  BOOST_TEST(e.step() == 12);
+  BOOST_TEST(e.terms().size() == 2u);
+  BOOST_TEST(e.terms()[1].name == "balance");
+  const Error& base = e;  // caught as the one hierarchy's base, as main and the trainer do
+  BOOST_TEST(std::string(base.what()).find("step 12") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(keys_set_but_not_read_are_reported) {

@@ -1,13 +1,13 @@
 // Gate statistics: entropies, mutual information, importance CV and allocation counts.
 #include <modlab/mixture/gate_metrics.hpp>
 
+#include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
 
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
-#include <modlab/errors.hpp>
 
 namespace modlab::mixture {
 
@@ -30,7 +30,7 @@ double usage_entropy_bits(const torch::Tensor& gate) {
 }
 
 double mutual_information_bits(const torch::Tensor& counts) {
-  if (counts.dim() != 2) throw Error("mutual_information_bits needs a 2-D count matrix");
+  if (counts.dim() != 2) throw modlab::ArgumentError("mutual_information_bits needs a 2-D count matrix");
   const auto c = counts.to(torch::kDouble);
   // Clamped: rounding can leave −1e-16 for independent counts.
   return std::max(0.0, entropy_of_counts(c.sum(1)) + entropy_of_counts(c.sum(0)) - entropy_of_counts(c));
@@ -69,7 +69,7 @@ void GateStats::add(const torch::Tensor& gate, const torch::Tensor& experts, con
   const auto g = gate.detach().to(torch::kCPU, torch::kDouble);
   const auto f = experts.detach().to(torch::kCPU);
   if (g.dim() != 2 || g.size(1) != experts_ || f.dim() != 3 || f.size(2) != classes_)
-    throw Error("GateStats::add: expected gate [B, " + std::to_string(experts_) + "] and experts [B, " +
+    throw modlab::ArgumentError("GateStats::add: expected gate [B, " + std::to_string(experts_) + "] and experts [B, " +
                                 std::to_string(experts_) + ", " + std::to_string(classes_) + "]");
   examples_ += g.size(0);
   entropy_sum_ += modlab::nn::entropy_bits(g, -1).sum().item<double>();

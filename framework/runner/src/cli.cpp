@@ -1,6 +1,7 @@
 // The modlab command line: run, expand, plugins, show (and the hidden _worker).
 #include <modlab/errors.hpp>
 #include <modlab/runner/cli.hpp>
+#include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/scheduler.hpp>
@@ -30,7 +31,7 @@ const char* kUsage =
     "  expand SWEEP.toml   list the runs a sweep expands to, without running them\n"
     "  plugins             list loadable plugins with their config keys\n"
     "  show DIR            print the summary table of a sweep's results\n\n"
-    "options: --help (also after a command), --version\n";
+    "options: --help (also after a command), --version\n\n";
 
 struct UsageError : Error {
   using Error::Error;
@@ -91,7 +92,7 @@ int cmd_expand(const std::vector<std::string>& args, bool help) {
   auto vm = parse(args, d, pos);
   if (help || vm.count("help")) {
     std::cout << d;
-    return 0;
+    return exit_status(ExitCode::Ok);
   }
   if (!vm.count("sweep")) throw UsageError("expand: missing the sweep file");
   Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
@@ -101,7 +102,15 @@ int cmd_expand(const std::vector<std::string>& args, bool help) {
   }
   std::cout << format_expansion(s);
   std::cout << s.runs.size() << " runs\n";
-  return 0;
+  return exit_status(ExitCode::Ok);
+}
+
+// "i/n" → shard i of n (range checked by preflight).
+void parse_shard(const std::string& shard, SweepOptions& o) {
+  std::istringstream is(shard);
+  char slash = 0;
+  if (!(is >> o.shard_index >> slash >> o.shard_count) || slash != '/' || !is.eof())
+    throw UsageError("--shard: expected i/n, e.g. 0/4, found '" + shard + "'");
 }
 
 int cmd_run(const std::vector<std::string>& args, bool help) {
@@ -120,29 +129,20 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
   pos.add("sweep", 1);
   auto vm = parse(args, d, pos);
   if (help || vm.count("help")) {
-    std::cout << d;
-    return 0;
+    std::cout << d << "\n" << exit_codes_help();
+    return exit_status(ExitCode::Ok);
   }
   if (!vm.count("sweep")) throw UsageError("run: missing the sweep file");
   o.verbose = vm.count("verbose") > 0;
   o.plugin_path = strings(vm, "plugin-path");
-  if (!shard.empty()) {
-    auto slash = shard.find('/');
-    try {
-      if (slash == std::string::npos) throw std::invalid_argument("");
-      o.shard_index = std::stoi(shard.substr(0, slash));
-      o.shard_count = std::stoi(shard.substr(slash + 1));
-    } catch (const std::exception&) {
-      throw UsageError("--shard: expected i/n, e.g. 0/4, found '" + shard + "'");
-    }
-  }
+  if (!shard.empty()) parse_shard(shard, o);
   Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
   if (o.out_dir.empty()) o.out_dir = (fs::path("results") / s.name).string();
   auto& reg = load_registry(o.plugin_path);
   if (vm.count("dry-run")) {
     preflight(s, reg, o);
     std::cout << format_expansion(s) << s.runs.size() << " runs -> " << o.out_dir << "\n";
-    return 0;
+    return exit_status(ExitCode::Ok);
   }
   return run_sweep(s, reg, o);
 }
@@ -161,7 +161,7 @@ int cmd_plugins(const std::vector<std::string>& args, bool help) {
   auto vm = parse(args, d, pos);
   if (help || vm.count("help")) {
     std::cout << d;
-    return 0;
+    return exit_status(ExitCode::Ok);
   }
   auto& reg = load_registry(strings(vm, "plugin-path"));
   std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
@@ -188,7 +188,7 @@ int cmd_plugins(const std::vector<std::string>& args, bool help) {
   else if (!reg.has_model(only) && !reg.has_dataset(only)) {
     reg.model(only);  // throws with the known names
   }
-  return 0;
+  return exit_status(ExitCode::Ok);
 }
 
 int cmd_show(const std::vector<std::string>& args, bool help) {
@@ -201,7 +201,7 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
   auto vm = parse(args, d, pos);
   if (help || vm.count("help")) {
     std::cout << d;
-    return 0;
+    return exit_status(ExitCode::Ok);
   }
   if (!vm.count("dir")) throw UsageError("show: missing the results folder");
   std::string dir = vm["dir"].as<std::string>();
@@ -237,7 +237,7 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
   std::cout << table(header, out);
   for (const auto& r : rows)
     if (r.status == "failed") std::cout << "run " << r.run_id << " failed: " << r.error << "\n";
-  return 0;
+  return exit_status(ExitCode::Ok);
 }
 
 }  // namespace
@@ -245,15 +245,15 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) {
-    std::cerr << kUsage;
-    return 2;
+    std::cerr << kUsage << exit_codes_help();
+    return exit_status(ExitCode::BadInput);
   }
   std::string cmd = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   try {
     if (cmd == "--version" || cmd == "version") {
       std::cout << "modlab " << MODLAB_VERSION << " (LibTorch " << TORCH_VERSION << ", plugin ABI " << kAbiVersion << ")\n";
-      return 0;
+      return exit_status(ExitCode::Ok);
     }
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       if (!rest.empty()) {
@@ -264,8 +264,8 @@ int main(int argc, char** argv) {
         if (sub == "plugins") return cmd_plugins(rest, true);
         if (sub == "show") return cmd_show(rest, true);
       }
-      std::cout << kUsage;
-      return 0;
+      std::cout << kUsage << exit_codes_help();
+      return exit_status(ExitCode::Ok);
     }
     if (cmd == "run") return cmd_run(rest, false);
     if (cmd == "expand") return cmd_expand(rest, false);
@@ -275,13 +275,13 @@ int main(int argc, char** argv) {
     throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, show)");
   } catch (const UsageError& e) {
     std::cerr << "modlab: " << e.what() << " (see modlab --help)\n";
-    return 2;
+    return exit_status(ExitCode::BadInput);
   } catch (const Error& e) {
     std::cerr << "modlab: error: " << e.what() << "\n";
-    return 2;
+    return exit_status(ExitCode::BadInput);
   } catch (const std::exception& e) {
     std::cerr << "modlab: internal error: " << e.what() << "\n";
-    return 2;
+    return exit_status(ExitCode::BadInput);
   }
 }
 

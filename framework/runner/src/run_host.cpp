@@ -1,6 +1,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/weights.hpp>
 
 #include <filesystem>
 #include <iostream>
@@ -21,10 +22,10 @@ std::shared_ptr<Model> RunHost::create_model(const std::string& plugin, const Co
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error("model plugin '" + plugin + "' (" + registry_.owner_of_model(plugin).file +
+    throw PluginError("model plugin '" + plugin + "' (" + registry_.owner_of_model(plugin).file +
                 ") failed to build: " + e.what());
   }
-  if (!m) throw Error("model plugin '" + plugin + "' returned no model");
+  if (!m) throw PluginError("model plugin '" + plugin + "' returned no model");
   return m;
 }
 
@@ -37,10 +38,10 @@ std::shared_ptr<Dataset> RunHost::create_dataset(const std::string& plugin, cons
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error("dataset plugin '" + plugin + "' (" + registry_.owner_of_dataset(plugin).file +
+    throw PluginError("dataset plugin '" + plugin + "' (" + registry_.owner_of_dataset(plugin).file +
                 ") failed to build: " + e.what());
   }
-  if (!d) throw Error("dataset plugin '" + plugin + "' returned no dataset");
+  if (!d) throw PluginError("dataset plugin '" + plugin + "' returned no dataset");
   return d;
 }
 
@@ -81,6 +82,11 @@ std::string RunHost::model_weights_of(const std::string& run_ref) const {
   fs::path weights = dir / "runs" / (id + ".weights.pt");
   if (!fs::exists(weights)) throw ConfigError("run '" + run_ref + "': weights file missing: " + weights.string());
   return weights.string();
+}
+
+void RunHost::load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const {
+  const std::string file = model_weights_of(run_ref);
+  load_weights_into(module, read_weights_file(file), part, "run '" + run_ref + "' (" + file + ")");
 }
 
 void RunHost::log(const std::string& message) {

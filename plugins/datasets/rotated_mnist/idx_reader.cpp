@@ -197,7 +197,7 @@ void for_each_idx_row(const std::string& path, int expected_rank, const std::vec
     if (rows[i] < 0 || rows[i] >= h.dims[0])
       throw DataError(path + ": record " + std::to_string(rows[i]) + " requested but the file has " +
                       std::to_string(h.dims[0]));
-    if (i > 0 && rows[i] <= rows[i - 1]) throw std::invalid_argument("for_each_idx_row: rows must be sorted and unique");
+    if (i > 0 && rows[i] <= rows[i - 1]) throw ArgumentError("for_each_idx_row: rows must be sorted and unique");
   }
   const std::int64_t rb = h.record_bytes();
   std::size_t next = 0;

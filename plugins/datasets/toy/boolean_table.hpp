@@ -11,9 +11,10 @@
 /// Multi-task variants (task t > 0) reuse the same layer-1 modules with rotated routing: task t
 /// feeds (f_{1+t}, f_{2+t}, f_{3+t}) (indices mod 3) to the upper layers in place of (f1, f2, f3).
 
+#include <modlab/errors.hpp>
+
 #include <array>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -51,11 +52,11 @@ inline std::string supported_structures_text() {
 inline int boolean_input_bit(int row, int i) { return (row >> (kBooleanInputs - 1 - i)) & 1; }
 
 /// The two output bits of `row` for `structure` and multi-task variant `task` (0 = the reference
-/// task). Throws std::invalid_argument for an unsupported structure or task.
+/// task). Throws modlab::ArgumentError for an unsupported structure or task.
 inline std::array<int, kBooleanOutputs> boolean_outputs(const std::vector<std::int64_t>& structure, int row,
                                                         int task = 0) {
-  if (row < 0 || row >= kBooleanRows) throw std::invalid_argument("boolean row out of range");
-  if (task < 0 || task >= kBooleanMaxTasks) throw std::invalid_argument("boolean task id out of range");
+  if (row < 0 || row >= kBooleanRows) throw modlab::ArgumentError("boolean row out of range");
+  if (task < 0 || task >= kBooleanMaxTasks) throw modlab::ArgumentError("boolean task id out of range");
   const auto x = [row](int i) { return boolean_input_bit(row, i); };
   const std::array<int, 3> layer1 = {x(0) ^ x(1), x(2) ^ x(3), x(4) ^ x(5)};
   const int f1 = layer1[(0 + task) % 3], f2 = layer1[(1 + task) % 3], f3 = layer1[(2 + task) % 3];
@@ -66,7 +67,7 @@ inline std::array<int, kBooleanOutputs> boolean_outputs(const std::vector<std::i
     const int g1 = f1 & f2, g2 = f2 & f3, g3 = f1 & f3;
     return {g1 | g3, g2 | g3};
   }
-  throw std::invalid_argument("unsupported boolean structure [" + structure_text(structure) +
+  throw modlab::ArgumentError("unsupported boolean structure [" + structure_text(structure) +
                               "] (supported: " + supported_structures_text() + ")");
 }
 

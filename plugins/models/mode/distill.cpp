@@ -3,10 +3,11 @@
 
 #include <modlab/mixture/gates.hpp>
 
+#include <modlab/errors.hpp>
+
 #include <torch/torch.h>
 
 #include <limits>
-#include <stdexcept>
 
 namespace modlab::mode {
 
@@ -17,8 +18,8 @@ torch::Tensor off_diagonal(std::int64_t e, const torch::Tensor& like) {
 }
 
 void check_logits(const torch::Tensor& logits, double temperature) {
-  if (logits.dim() != 3) throw std::invalid_argument("expert logits must be [B, E, C]");
-  if (!(temperature > 0.0)) throw std::invalid_argument("distillation temperature must be > 0");
+  if (logits.dim() != 3) throw modlab::ArgumentError("expert logits must be [B, E, C]");
+  if (!(temperature > 0.0)) throw modlab::ArgumentError("distillation temperature must be > 0");
 }
 }  // namespace
 
@@ -52,7 +53,7 @@ torch::Tensor pair_weights(const torch::Tensor& gate_mean, PairWeight weight) {
 torch::Tensor distillation_loss(const torch::Tensor& logits, const torch::Tensor& gate, const DistillOptions& opt) {
   check_logits(logits, opt.temperature);
   const auto e = logits.size(1);
-  if (gate.dim() != 2 || gate.size(1) != e) throw std::invalid_argument("gate must be [B, E] with the experts' E");
+  if (gate.dim() != 2 || gate.size(1) != e) throw modlab::ArgumentError("gate must be [B, E] with the experts' E");
   if (e < 2) return torch::zeros({}, logits.options());
   const auto d = opt.form == KdForm::Kl ? pairwise_kl(logits, opt.temperature) : pairwise_mse(logits, opt.temperature);
   const auto gate_mean = opt.gate_gradient ? gate.mean(0) : gate.mean(0).detach();

@@ -219,10 +219,7 @@ std::unique_ptr<Method> make_method(const MoeOptions& o);
 /// how the gate and the experts combine, train and predict (README).
 class MoeModel : public Model {
  public:
-  /// `experts_weights` / `gate_weights`: final weights files of earlier runs to initialise the
-  /// experts / the gate from ("" = fresh initialisation).
-  MoeModel(MoeOptions opt, const DatasetSpec& spec, const std::string& experts_weights = "",
-           const std::string& gate_weights = "")
+  MoeModel(MoeOptions opt, const DatasetSpec& spec)
       : opt_(std::move(opt)), spec_(spec), input_shape_(image_shape(spec)), inputs_(spec.input_numel()),
         classes_(spec.num_classes) {
     build_experts_with_seed();
@@ -232,11 +229,6 @@ class MoeModel : public Model {
       for (std::int64_t e = 0; e < opt_.num_experts; ++e)
         for (auto k : opt_.expert_classes[static_cast<std::size_t>(e)]) mask[e][k] = true;
       expert_mask_ = register_buffer("expert_mask", mask);
-    }
-    if (!experts_weights.empty()) load_part("experts", *experts_, experts_weights);
-    if (!gate_weights.empty()) {
-      load_part("gate", *gate_, gate_weights);
-      if (attention_) load_part("attention", *attention_, gate_weights);
     }
     temperature_ = opt_.temperature;
     method_ = make_method(opt_);
@@ -260,19 +252,16 @@ class MoeModel : public Model {
     gen.set_state(state);
   }
 
-  /// Copies the parameters and buffers of `part` from the weights file of an earlier run.
-  static void load_part(const std::string& name, torch::nn::Module& part, const std::string& weights) {
-    try {
-      torch::serialize::InputArchive whole, sub;
-      whole.load_from(weights);
-      if (!whole.try_read(name, sub))
-        throw std::runtime_error("it has no '" + name + "' module");
-      part.load(sub);
-    } catch (const std::exception& e) {
-      throw ConfigError("model 'moe': cannot load the " + name + " from " + weights + ": " +
-                        std::string(e.what()).substr(0, 300) + " (the earlier run must use the same " + name +
-                        " architecture and num_experts)");
-    }
+  /// Starts the experts from an earlier run's final experts (a run reference, see
+  /// Host::model_weights_of); the weights must come from the same expert architecture and num_experts.
+  void init_experts_from(const Host& host, const std::string& run_ref) {
+    host.load_weights(*experts_, run_ref, "experts");
+  }
+
+  /// Starts the gate, and the attention of attentive gating, from an earlier run's.
+  void init_gate_from(const Host& host, const std::string& run_ref) {
+    host.load_weights(*gate_, run_ref, "gate");
+    if (attention_) host.load_weights(*attention_, run_ref, "attention");
   }
 
   void build_experts() {
@@ -792,17 +781,21 @@ std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, H
       if (k < 0 || k >= spec.num_classes)
         config.fail("expert_classes", "class " + std::to_string(k) + " is outside the dataset's 0.." +
                                           std::to_string(spec.num_classes - 1));
-  auto weights_of = [&](const std::string& key, const std::string& ref) -> std::string {
-    if (ref.empty()) return "";
+  const std::string experts_from = opt.init_experts_from, gate_from = opt.init_gate_from;
+  auto model = std::make_shared<MoeModel>(std::move(opt), spec);
+  // Errors name the key (file:line) as well as the run and the names that do not fit.
+  auto init = [&](const std::string& key, const std::string& ref,
+                  void (MoeModel::*load)(const Host&, const std::string&)) {
+    if (ref.empty()) return;
     try {
-      return host.model_weights_of(ref);
+      ((*model).*load)(host, ref);
     } catch (const std::exception& e) {
       config.fail(key, e.what());
     }
   };
-  const std::string experts = weights_of("init_experts_from", opt.init_experts_from);
-  const std::string gate = weights_of("init_gate_from", opt.init_gate_from);
-  return std::make_shared<MoeModel>(std::move(opt), spec, experts, gate);
+  init("init_experts_from", experts_from, &MoeModel::init_experts_from);
+  init("init_gate_from", gate_from, &MoeModel::init_gate_from);
+  return model;
 }
 
 void register_moe(Registrar& registrar) {

@@ -3,9 +3,10 @@
 
 #include <modlab/mixture/experts.hpp>
 
+#include <modlab/errors.hpp>
+
 #include <torch/torch.h>
 
-#include <stdexcept>
 
 namespace modlab::moe {
 
@@ -19,7 +20,7 @@ torch::Tensor importance_loss(const torch::Tensor& gate) { return cv_squared(gat
 torch::Tensor ortho_loss(const torch::Tensor& gate, const torch::Tensor& experts, const std::string& form) {
   if (form == "master") return cv_squared(mixture::mix(gate, experts).sum(0));
   if (form == "xai") return cv_squared(experts.sum(1).sum(0));
-  throw std::invalid_argument("ortho form must be \"master\" or \"xai\", got \"" + form + "\"");
+  throw modlab::ArgumentError("ortho form must be \"master\" or \"xai\", got \"" + form + "\"");
 }
 
 torch::Tensor true_class_probs(const torch::Tensor& experts, const torch::Tensor& targets) {
@@ -42,7 +43,7 @@ torch::Tensor ideal_gate_loss(const torch::Tensor& gate, const torch::Tensor& ex
 torch::Tensor sample_similarity_loss(const torch::Tensor& inputs, const torch::Tensor& gate, double beta_same,
                                      double beta_diff, const std::string& form) {
   if (form != "normalized" && form != "reference")
-    throw std::invalid_argument("sample_similarity form must be \"normalized\" or \"reference\", got \"" + form + "\"");
+    throw modlab::ArgumentError("sample_similarity form must be \"normalized\" or \"reference\", got \"" + form + "\"");
   const auto b = static_cast<double>(gate.size(0));
   const auto e = gate.size(1);
   torch::Tensor d;

@@ -18,7 +18,7 @@ torch::Tensor importance_loss(const torch::Tensor& gate);
 
 /// The "ortho" term. `form = "master"`: cv_squared of Σ_i Σ_e g_e(x_i) f_e(x_i) (the batch sum of
 /// the mixture, one entry per class); `form = "xai"`: cv_squared of Σ_i Σ_e f_e(x_i) (the gate
-/// does not enter). Throws std::invalid_argument for another form.
+/// does not enter). Throws modlab::ArgumentError for another form.
 torch::Tensor ortho_loss(const torch::Tensor& gate, const torch::Tensor& experts, const std::string& form);
 
 /// Ideal-gate term: MSE(g, onehot(argmin_e CE(f_e(x), y))) averaged over all B·E entries.

@@ -6,6 +6,7 @@
 #include <modlab/config.hpp>
 #include <modlab/dataset.hpp>
 
+#include <torch/nn/module.h>
 #include <torch/types.h>
 
 #include <cstdint>
@@ -41,6 +42,12 @@ class MODLAB_API Host {
   /// (the one completed run there whose seed is this run's). Throws ConfigError when the run did not
   /// complete, or when "same-seed" finds none or several.
   virtual std::string model_weights_of(const std::string& run_ref) const = 0;
+  /// Loads an earlier run's final weights into `module`: `run_ref` as for model_weights_of; `part`
+  /// a dotted prefix of the saved model's parameter and buffer names ("" = the whole model,
+  /// "experts" = only the names under "experts.", loaded with that prefix stripped). The names and
+  /// shapes must match `module`'s exactly; otherwise ConfigError naming the run, the missing and
+  /// unexpected names and the shape mismatches, and `module` is left unchanged.
+  virtual void load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const = 0;
   /// One log line (goes to the run's log, and the terminal at verbose level).
   virtual void log(const std::string& message) = 0;
 };

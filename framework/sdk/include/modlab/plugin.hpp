@@ -21,8 +21,9 @@
 
 namespace modlab {
 
-/// Version of the binary interface between host and plugins.
-inline constexpr std::uint32_t kAbiVersion = 1;
+/// Version of the binary interface between host and plugins. 2: Host::load_weights; the error
+/// types ArgumentError, PluginError, NonFiniteLoss.
+inline constexpr std::uint32_t kAbiVersion = 2;
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";

@@ -3,7 +3,7 @@
 
 namespace modlab::runner {
 
-/// Entry point of the modlab executable; returns the exit code (2 for bad input).
+/// Entry point of the modlab executable; returns its exit status (ExitCode, exit_codes.hpp).
 int main(int argc, char** argv);
 
 }  // namespace modlab::runner

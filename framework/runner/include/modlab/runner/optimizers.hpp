@@ -1,8 +1,8 @@
 #pragma once
 /// @file optimizers.hpp
 /// Adam and RMSprop with the exact arithmetic, state and serialization of torch::optim::Adam /
-/// RMSprop, minus two costs that dominate small models, where every tensor op is a few µs of
-/// framework overhead around almost no arithmetic:
+/// RMSprop, minus two costs that dominate small models, where a tensor op's framework overhead
+/// far outweighs its arithmetic (figures: bench/README.md, "moe training epoch"):
 ///  - LibTorch's step wraps every constant (β₁, β₂, α, momentum, ε, √(1 − β₂ᵗ)) as a double tensor
 ///    and converts it to the parameter's type before each in-place update. These steps use 0-dim
 ///    tensors of the parameter's type, made once per value: the converted constant is the same

@@ -31,6 +31,7 @@ class RunHost : public Host {
   std::string run_dir() const override { return options_.run_dir; }
   std::string resolve_path(const std::string& path) const override;
   std::string model_weights_of(const std::string& run_ref) const override;
+  void load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const override;
   void log(const std::string& message) override;
 
  private:

@@ -24,14 +24,15 @@ struct SweepOptions {
 /// Throws ConfigError / OutputError; writes nothing.
 void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
 
-/// Runs the sweep. Returns the process exit code: 0 all runs completed, 1 some failed, 130 interrupted.
+/// Runs the sweep. Returns the process exit status (exit_codes.hpp): Ok when every run completed,
+/// RunsFailed when some failed, Interrupted after SIGINT/SIGTERM.
 int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
 
 /// Rewrites `<out>/sweep.h5` from the run files that exist.
 void write_index(const Sweep& sweep, const std::string& out_dir);
 
-/// Body of `modlab _worker`: runs one run whose spec was written by the scheduler. Returns the exit
-/// code (0 completed, 3 failed, 130 interrupted).
+/// Body of `modlab _worker`: runs the runs the scheduler hands it, one at a time (the protocol is in
+/// worker_protocol.hpp). Returns the worker's exit status (protocol::WorkerCode).
 int worker_main(const std::vector<std::string>& args);
 
 /// Cores for torch threads by default.

@@ -1,0 +1,139 @@
+// `modlab _worker`: loads LibTorch and the plugins once, then runs the runs the scheduler hands it,
+// one at a time, reporting on fd 3 (worker_protocol.hpp).
+#include "interrupts.hpp"
+#include <modlab/runner/worker_protocol.hpp>
+
+#include <modlab/runner/registry.hpp>
+#include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/sweep.hpp>
+#include <modlab/runner/trainer.hpp>
+
+#include <torch/torch.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <functional>
+#include <map>
+#include <memory>
+
+namespace modlab::runner {
+
+namespace {
+
+struct WorkerArgs {
+  std::map<std::string, std::string> named;  // --sweep-name, --sweep-dir, --out, --device, --threads
+  std::vector<std::string> plugin_path;
+};
+
+WorkerArgs parse_args(const std::vector<std::string>& args) {
+  WorkerArgs a;
+  for (std::size_t i = 0; i + 1 < args.size(); i += 2) {
+    if (args[i] == "--plugin-path") a.plugin_path.push_back(args[i + 1]);
+    else a.named[args[i].substr(2)] = args[i + 1];
+  }
+  return a;
+}
+
+// Sends each run's stdout and stderr to its own log.
+void redirect_output(const std::string& log) {
+  int logfd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (logfd < 0) return;
+  std::fflush(stdout);
+  std::cerr.flush();
+  dup2(logfd, 1);
+  dup2(logfd, 2);
+  close(logfd);
+}
+
+class Reporter {
+ public:
+  Reporter() : out_(fdopen(protocol::kProgressFd, "w")) {}
+  void send(const std::string& line) {
+    if (!out_) return;
+    std::fputs(line.c_str(), out_);
+    std::fflush(out_);
+  }
+  // Progress lines at most every 0.2 s (and at each phase's last epoch): a short run has hundreds
+  // of sub-millisecond epochs, and a line per epoch would wake the scheduler for each.
+  std::function<void(const Progress&)> progress() {
+    auto last = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now() -
+                                                                       std::chrono::hours(1));
+    return [this, last](const Progress& p) {
+      const auto now = std::chrono::steady_clock::now();
+      if (p.epoch < p.epochs && now - *last < std::chrono::milliseconds(200)) return;
+      *last = now;
+      send(protocol::format_progress(p));
+    };
+  }
+
+ private:
+  FILE* out_;
+};
+
+RunRequest request_of(const protocol::RunCommand& c, const WorkerArgs& a, int threads) {
+  RunRequest req;
+  req.run_id = c.run_id;
+  req.index = c.index;
+  req.seed = c.seed;
+  req.sweep_name = a.named.at("sweep-name");
+  req.sweep_dir = a.named.at("sweep-dir");
+  req.out_dir = a.named.at("out");
+  req.device = torch::Device(a.named.at("device"));
+  req.threads = threads;
+  req.stop = &interrupts::stop_flag();
+  req.logger = [](const std::string& m) { std::cerr << m << std::endl; };
+  return req;
+}
+
+RunOutcome run_one(const Registry& registry, RunRequest& req, const std::string& spec_file) {
+  std::cerr << "run " << req.run_id << " (seed " << req.seed << ", " << req.threads << " threads, "
+            << req.device.str() << ", worker " << getpid() << ")" << std::endl;
+  RunOutcome outcome;
+  try {
+    req.config = std::make_shared<const Value>(parse_toml_file(spec_file));
+    outcome = execute_run(registry, req);
+  } catch (const std::exception& e) {
+    outcome = RunOutcome{RunStatus::Failed, e.what()};
+  }
+  switch (outcome.status) {
+    case RunStatus::Completed: std::cerr << "completed" << std::endl; break;
+    case RunStatus::Interrupted: std::cerr << "interrupted" << std::endl; break;
+    case RunStatus::Failed: std::cerr << "failed: " << outcome.error << std::endl; break;
+  }
+  return outcome;
+}
+
+}  // namespace
+
+int worker_main(const std::vector<std::string>& args) {
+  const WorkerArgs a = parse_args(args);
+  interrupts::install();
+  signal(SIGPIPE, SIG_IGN);
+  Registry registry;
+  registry.load_directories(plugin_search_path(a.plugin_path));
+  const int threads = std::stoi(a.named.at("threads"));
+  torch::set_num_threads(threads);
+  Reporter reporter;
+  std::string line;
+  while (!interrupts::stop_requested() && std::getline(std::cin, line)) {
+    auto command = protocol::parse_run_command(line);
+    if (!command) {
+      std::cerr << "worker: bad command line: " << line << std::endl;
+      return static_cast<int>(protocol::WorkerCode::BadCommand);
+    }
+    redirect_output(RunPaths::of(a.named.at("out"), command->run_id).log);
+    RunRequest req = request_of(*command, a, threads);
+    req.on_progress = reporter.progress();
+    RunOutcome outcome = run_one(registry, req, command->spec_file);
+    reporter.send(protocol::format_done(protocol::code_of(outcome.status)));
+  }
+  return static_cast<int>(interrupts::stop_requested() ? protocol::WorkerCode::Interrupted
+                                                        : protocol::WorkerCode::Completed);
+}
+
+}  // namespace modlab::runner

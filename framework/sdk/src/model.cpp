@@ -1,0 +1,79 @@
+// The defaults of `Model`, so that a plain classifier implements only `forward`: the loss by task
+// and output kind, the one-phase training step, one parameter group, accuracy.
+#include <modlab/model.hpp>
+
+#include <torch/nn/functional/loss.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace modlab {
+
+Model::Model() = default;
+Model::~Model() = default;
+StepContext::~StepContext() = default;
+
+torch::Tensor total(const Losses& losses) {
+  torch::Tensor sum;
+  for (const auto& t : losses) sum = sum.defined() ? sum + t.value : t.value;
+  return sum.defined() ? sum : torch::zeros({});
+}
+
+Losses Model::loss(const Batch& batch, const Output& out) {
+  namespace F = torch::nn::functional;
+  const auto& p = out.prediction;
+  torch::Tensor l;
+  if (batch.targets.scalar_type() == torch::kLong) {
+    switch (out.kind) {
+      case Output::Kind::Logits: l = F::cross_entropy(p, batch.targets); break;
+      case Output::Kind::LogProbabilities: l = F::nll_loss(p, batch.targets); break;
+      case Output::Kind::Probabilities: l = F::nll_loss(torch::log(p + 1e-15), batch.targets); break;
+    }
+  } else {
+    auto t = batch.targets.to(p.scalar_type());
+    switch (out.kind) {
+      case Output::Kind::Logits: l = F::binary_cross_entropy_with_logits(p, t); break;
+      case Output::Kind::Probabilities: l = F::binary_cross_entropy(p, t); break;
+      case Output::Kind::LogProbabilities: l = F::binary_cross_entropy(torch::exp(p), t); break;
+    }
+  }
+  return {{"task", l}};
+}
+
+Losses Model::train_step(const Batch& batch, StepContext& ctx) {
+  Output out = forward(batch);
+  Losses l = loss(batch, out);
+  ctx.optimize(l);
+  return l;
+}
+
+std::vector<Phase> Model::phases() const { return {Phase{}}; }
+void Model::begin_phase(const Phase&) {}
+
+std::vector<ParamGroup> Model::param_groups(const std::string&) {
+  ParamGroup g;
+  g.name = "all";
+  for (auto& p : parameters())
+    if (p.requires_grad()) g.params.push_back(p);
+  return {g};
+}
+
+void Model::begin_epoch(const EpochContext&) {}
+void Model::eval_begin(const std::string&) {}
+void Model::eval_batch(const std::string&, const Batch&, const Output&, MetricSet&) {}
+void Model::eval_end(const std::string&, MetricSet&, Recorder&) {}
+void Model::record(Recorder&) {}
+
+torch::Tensor Model::correct(const Batch& batch, const Output& out) {
+  const auto& p = out.prediction;
+  if (batch.targets.scalar_type() == torch::kLong) return (p.argmax(-1) == batch.targets).to(torch::kFloat);
+  torch::Tensor bits;
+  switch (out.kind) {
+    case Output::Kind::Logits: bits = p > 0; break;
+    case Output::Kind::Probabilities: bits = p > 0.5; break;
+    case Output::Kind::LogProbabilities: bits = p > std::log(0.5); break;
+  }
+  return (bits == (batch.targets > 0.5)).to(torch::kFloat);
+}
+
+}  // namespace modlab

@@ -1,0 +1,58 @@
+// The lines between the scheduler and its workers, and the named codes a run ends with.
+#define BOOST_TEST_MODULE worker_protocol
+#include <boost/test/unit_test.hpp>
+
+#include <modlab/runner/exit_codes.hpp>
+#include <modlab/runner/worker_protocol.hpp>
+
+#include <string>
+
+using namespace modlab::runner;
+using namespace modlab::runner::protocol;
+
+BOOST_AUTO_TEST_CASE(run_commands_round_trip) {
+  RunCommand c{"a1b2c3", 7, 42, "/out/runs/a1b2c3.toml"};
+  const std::string line = format_run_command(c);
+  BOOST_TEST(line == "run a1b2c3 7 42 /out/runs/a1b2c3.toml\n");
+  auto back = parse_run_command(line.substr(0, line.size() - 1));
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST(back->run_id == c.run_id);
+  BOOST_TEST(back->index == 7);
+  BOOST_TEST(back->seed == 42);
+  BOOST_TEST(back->spec_file == c.spec_file);
+  BOOST_TEST(!parse_run_command("walk a1b2c3 7 42 x").has_value());
+  BOOST_TEST(!parse_run_command("run a1b2c3 seven 42 x").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(progress_and_done_lines_round_trip) {
+  Progress p{"pretrain", 3, 10, 1, 2, 0.1234567, 480};
+  const std::string line = format_progress(p);
+  BOOST_TEST(line == "progress pretrain 1 2 3 10 0.123457 480\n");
+  auto back = parse_worker_line(line.substr(0, line.size() - 1));
+  BOOST_TEST_REQUIRE(back.has_value());
+  BOOST_TEST((back->kind == WorkerLine::Kind::Progress));
+  BOOST_TEST(back->progress.phase == "pretrain");
+  BOOST_TEST(back->progress.epoch == 3);
+  BOOST_TEST(back->progress.phases == 2);
+  BOOST_TEST(back->progress.step == 480);
+
+  BOOST_TEST(format_done(WorkerCode::Failed) == "done 3\n");
+  auto done = parse_worker_line("done 130");
+  BOOST_TEST_REQUIRE(done.has_value());
+  BOOST_TEST((done->kind == WorkerLine::Kind::Done));
+  BOOST_TEST(done->code == static_cast<int>(WorkerCode::Interrupted));
+  BOOST_TEST(!parse_worker_line("progress half a line").has_value());
+  BOOST_TEST(!parse_worker_line("hello").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(run_outcomes_and_exit_codes) {
+  BOOST_TEST(static_cast<int>(code_of(RunStatus::Completed)) == 0);
+  BOOST_TEST(static_cast<int>(code_of(RunStatus::Failed)) == 3);
+  BOOST_TEST(static_cast<int>(code_of(RunStatus::Interrupted)) == 130);
+  BOOST_TEST(exit_status(ExitCode::Ok) == 0);
+  BOOST_TEST(exit_status(ExitCode::RunsFailed) == 1);
+  BOOST_TEST(exit_status(ExitCode::BadInput) == 2);
+  BOOST_TEST(exit_status(ExitCode::Interrupted) == 130);
+  const std::string help = exit_codes_help();
+  for (const char* code : {"  0 ", "  1 ", "  2 ", "  130 "}) BOOST_TEST(help.find(code) != std::string::npos, code);
+}
