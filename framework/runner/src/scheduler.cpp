@@ -4,6 +4,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 
 #include <torch/torch.h>
@@ -309,7 +310,7 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
     RunPaths p = RunPaths::of(out, r.run_id);
     std::error_code ec;
     fs::remove(p.h5 + ".error", ec);
-    write_file_atomic(p.spec, r.config->canonical());
+    write_file_atomic(p.spec, canonical_text(*r.config));
     w.run = &r;
     w.has_progress = false;
     w.start = std::chrono::steady_clock::now();

@@ -11,6 +11,7 @@
 #include <modlab/dataset.hpp>
 #include <modlab/host.hpp>
 #include <modlab/model.hpp>
+#include <modlab/options.hpp>
 
 #include <torch/version.h>
 
@@ -22,7 +23,7 @@
 namespace modlab {
 
 /// Version of the binary interface between host and plugins.
-inline constexpr std::uint32_t kAbiVersion = 1;
+inline constexpr std::uint32_t kAbiVersion = 2;  // 2: KeySpec carries choices, bounds, model_table
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";
