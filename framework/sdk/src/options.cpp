@@ -107,6 +107,21 @@ void for_each_scalar(const Value& v, const std::string& where, const std::functi
   }
 }
 
+/// The value at a dotted key, without telling the table's observer: checking a key is not using it.
+const Value* peek(const Config& table, const std::string& dotted) {
+  const Value* cur = &table.value();
+  for (std::size_t start = 0;;) {
+    const auto dot = dotted.find('.', start);
+    if (cur->type() != ValueType::Table) return nullptr;
+    const auto& t = cur->as_table();
+    auto it = t.find(dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (it == t.end()) return nullptr;
+    cur = &it->second;
+    if (dot == std::string::npos) return cur;
+    start = dot + 1;
+  }
+}
+
 std::string shortest_float(float v) {
   char buf[64];
   for (int prec = 1; prec <= 9; ++prec) {
@@ -138,7 +153,7 @@ std::string KeySpec::constraint() const {
 }
 
 void KeySpec::check(const Config& table) const {
-  const Value* v = table.find(name);
+  const Value* v = peek(table, name);
   if (!v) return;
   if (!whole_type_ok(*v, *this))
     table.fail(name, "expected " + type_text() + ", found " + type_name(v->type()) + " " + v->literal());
