@@ -283,6 +283,35 @@ BOOST_AUTO_TEST_CASE(bad_input_one_line_exit_2_nothing_written) {
   }
 }
 
+// A value out of its declared range in one run of a grid stops the sweep before any run starts,
+// naming the file, line and key.
+BOOST_AUTO_TEST_CASE(out_of_range_value_in_one_run_stops_the_sweep_before_it_starts) {
+  std::string base = kSweep;
+  struct Case {
+    std::string name, sweep, expect;
+  };
+  const std::vector<Case> cases = {
+      {"grid_lr", base.substr(0, base.find("[sweep]")) + "[sweep]\ngrid = { \"train.lr\" = [0.01, 0.0] }\n",
+       ":13:30: train.lr: expected a finite number > 0, got 0.0"},
+      {"model_hidden", base.substr(0, base.find("[model]")) + "[model]\nplugin = \"fixture_mlp\"\nhidden = 0\n[train]\n",
+       ":8:10: model.hidden: expected an integer >= 1, got 0"},
+      {"nested_model", base.substr(0, base.find("[model]")) +
+                           "[model]\nplugin = \"fixture_wrapper\"\n[model.inner]\nplugin = \"fixture_mlp\"\nsleep_ms = -5\n",
+       ":10:12: model.inner.sleep_ms: expected an integer >= 0, got -5"},
+  };
+  for (const auto& c : cases) {
+    TempDir d("range_" + c.name);
+    fs::path sweep = d.path / (c.name + ".toml");
+    write(sweep, c.sweep);
+    fs::path out = d.path / "out";
+    auto r = run_modlab("run " + quote(sweep.string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+    BOOST_TEST(r.code == 2, c.name << ": " << r.output);
+    BOOST_TEST(r.output.find(sweep.string() + c.expect) != std::string::npos, c.name << ": " << r.output);
+    BOOST_TEST(std::count(r.output.begin(), r.output.end(), '\n') == 1, c.name << ": " << r.output);
+    BOOST_TEST(!fs::exists(out), c.name);  // no run started, nothing written
+  }
+}
+
 BOOST_AUTO_TEST_CASE(results_read_back_with_h5py_and_h5dump) {
   if (!has_python_h5py()) {
     BOOST_TEST_MESSAGE("skipped: /usr/bin/python3 cannot import h5py (install python3-h5py)");

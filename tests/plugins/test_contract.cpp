@@ -9,6 +9,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/model.hpp>
 #include <modlab/nn/layers.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/sweep.hpp>
@@ -177,7 +178,7 @@ std::vector<std::pair<std::string, Config>> model_configs(const Registry& reg, c
   std::vector<std::pair<std::string, Config>> out{{"defaults", empty_config("model", name)}};
   for (const auto& text : reg.model(name).variants) {
     Value v = parse_toml(text, name + " variant");
-    v.mutable_table()["plugin"] = Value::string(name);
+    set_dotted(v, "plugin", Value::string(name));
     out.emplace_back(text, Config(std::make_shared<Value>(v), "model"));
   }
   return out;

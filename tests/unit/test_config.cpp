@@ -3,8 +3,13 @@
 
 #include <modlab/config.hpp>
 #include <modlab/errors.hpp>
+#include <modlab/runner/config_check.hpp>
+#include <modlab/runner/sweep.hpp>
 
 using namespace modlab;
+using modlab::runner::AccessLog;
+using modlab::runner::canonical_text;
+using modlab::runner::validate_keys;
 
 namespace {
 SourceLocation loc(int line) { return SourceLocation{"sweep.toml", line, 1}; }
@@ -88,14 +93,18 @@ BOOST_AUTO_TEST_CASE(access_log_tracks_reads) {
 
 BOOST_AUTO_TEST_CASE(validate_keys_suggests_and_checks_types) {
   Config c = model_table();
+  auto key = [](std::string name, ValueType type, ValueType element = ValueType::Null) {
+    KeySpec k;
+    k.name = std::move(name);
+    k.type = type;
+    k.element = element;
+    return k;
+  };
   std::vector<KeySpec> keys = {
-      {"num_experts", ValueType::Int, ValueType::Null, "4", ""},
-      {"temperature", ValueType::Float, ValueType::Null, "1.0", ""},
-      {"lr_as_int", ValueType::Float, ValueType::Null, "1.0", ""},
-      {"name", ValueType::String, ValueType::Null, "\"\"", ""},
-      {"hidden", ValueType::Array, ValueType::Int, "[]", ""},
-      {"routing", ValueType::Array, ValueType::Array, "[]", ""},
-      {"gate.kind", ValueType::String, ValueType::Null, "\"linear\"", ""},
+      key("num_experts", ValueType::Int),         key("temperature", ValueType::Float),
+      key("lr_as_int", ValueType::Float),         key("name", ValueType::String),
+      key("hidden", ValueType::Array, ValueType::Int), key("routing", ValueType::Array, ValueType::Array),
+      key("gate.kind", ValueType::String),
   };
   BOOST_CHECK_NO_THROW(validate_keys(c, keys));
 
@@ -122,11 +131,15 @@ BOOST_AUTO_TEST_CASE(validate_keys_suggests_and_checks_types) {
   BOOST_TEST(m.find("unknown key 'model.gate'") != std::string::npos, m);
 }
 
-BOOST_AUTO_TEST_CASE(closest_match_behaviour) {
+BOOST_AUTO_TEST_CASE(unknown_names_get_the_closest_known_one) {
+  Config c = model_table();
   std::vector<std::string> names = {"num_experts", "temperature", "top_k"};
-  BOOST_TEST(closest_match("num_expert", names) == "num_experts");
-  BOOST_TEST(closest_match("tempreature", names) == "temperature");
-  BOOST_TEST(closest_match("completely_different", names) == "");
+  auto m = error_of([&] { c.fail_unknown("name", "key", "num_expert", names); });
+  BOOST_TEST(m == "sweep.toml:6:1: model.name: unknown key 'num_expert' (did you mean 'num_experts'?)", m);
+  m = error_of([&] { c.fail_unknown("name", "key", "tempreature", names); });
+  BOOST_TEST(m.find("(did you mean 'temperature'?)") != std::string::npos, m);
+  m = error_of([&] { c.fail_unknown("name", "key", "completely_different", names); });
+  BOOST_TEST(m == "sweep.toml:6:1: model.name: unknown key 'completely_different'", m);
 }
 
 BOOST_AUTO_TEST_CASE(canonical_text_is_order_independent_and_round_trips_floats) {
@@ -135,8 +148,8 @@ BOOST_AUTO_TEST_CASE(canonical_text_is_order_independent_and_round_trips_floats)
   a["y"] = Value::integer(3);
   b["y"] = Value::integer(3, loc(9));
   b["x"] = Value::floating(0.1, loc(1));
-  BOOST_TEST(Value::table(a).canonical() == Value::table(b).canonical());
-  BOOST_TEST(Value::table(a).canonical() == "x = 0.1\ny = 3\n");
+  BOOST_TEST(canonical_text(Value::table(a)) == canonical_text(Value::table(b)));
+  BOOST_TEST(canonical_text(Value::table(a)) == "x = 0.1\ny = 3\n");
   BOOST_TEST(Value::floating(1.0).literal() == "1.0");
   BOOST_TEST(Value::floating(1e-15).literal() == "1e-15");
   BOOST_TEST(Value::string("a\"b").literal() == "\"a\\\"b\"");

@@ -249,7 +249,11 @@ BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
   m = err(base + "[run]\nseed = \"x\"\n");
   BOOST_TEST(m.find("run.seed: expected integer, found string") != std::string::npos, m);
   m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\n[train]\noptimizer = \"adagrad\"\n");
-  BOOST_TEST(m.find("train.optimizer: expected one of adam, adamw, sgd, rmsprop") != std::string::npos, m);
+  BOOST_TEST(m.find("train.optimizer: expected one of \"adam\", \"adamw\", \"sgd\", \"rmsprop\", got \"adagrad\"") !=
+                 std::string::npos,
+             m);
+  m = err(base + "[train.phases.finetune]\nlr = 0\n");
+  BOOST_TEST(m.find("v.toml:14:6: train.phases.finetune.lr: expected a finite number > 0, got 0") != std::string::npos, m);
   m = err("[model]\nplugin = \"fixture_mlp\"\n");
   BOOST_TEST(m.find("dataset.plugin: required key is missing") != std::string::npos, m);
 }

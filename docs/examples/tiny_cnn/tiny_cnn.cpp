@@ -4,6 +4,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
 #include <modlab/nn/layers.hpp>
+#include <modlab/options.hpp>
 #include <modlab/plugin.hpp>
 
 #include <torch/torch.h>
@@ -44,23 +45,26 @@ class TinyCnn : public modlab::Model {
   modlab::nn::Linear hidden_{nullptr}, head_{nullptr};
 };
 
+/// Each key declared once: name, member, doc and the values it accepts; the default is the
+/// member's value in `Options{}`.
+const modlab::Options<Options>& tiny_options() {
+  static const auto o = modlab::Options<Options>()
+                            .key("channels", &Options::channels, "conv channels (image inputs only)").at_least(1)
+                            .key("hidden", &Options::hidden, "hidden units").at_least(1);
+  return o;
+}
+
 std::shared_ptr<modlab::Model> make(const modlab::Config& c, const modlab::DatasetSpec& spec, modlab::Host&) {
   if (spec.task != modlab::TaskKind::Classification)
     throw modlab::ConfigError("model 'tiny_cnn' needs a classification dataset");
-  Options o;
-  o.channels = c.get_or<std::int64_t>("channels", o.channels);
-  o.hidden = c.get_or<std::int64_t>("hidden", o.hidden);
-  if (o.channels < 1) c.fail("channels", "expected an integer >= 1");
-  if (o.hidden < 1) c.fail("hidden", "expected an integer >= 1");
-  return std::make_shared<TinyCnn>(o, spec);
+  return std::make_shared<TinyCnn>(tiny_options().parse(c), spec);
 }
 
 void register_tiny(modlab::Registrar& r) {
   modlab::ModelEntry e;
   e.name = "tiny_cnn";
   e.description = "a small CNN / MLP classifier (docs/writing-a-model.md)";
-  e.keys = {modlab::key_spec("channels", modlab::ValueType::Int, "8", "conv channels (image inputs only)"),
-            modlab::key_spec("hidden", modlab::ValueType::Int, "32", "hidden units")};
+  e.keys = tiny_options().specs();
   e.factory = &make;
   e.variants = {"channels = 4\nhidden = 16"};
   r.add_model(std::move(e));

@@ -167,8 +167,10 @@ int cmd_plugins(const std::vector<std::string>& args, bool help) {
   std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
   auto keys_table = [](const std::vector<KeySpec>& keys) {
     std::vector<std::vector<std::string>> rows;
-    for (const auto& k : keys) rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value, k.doc});
-    return table({"  key", "type", "default", ""}, rows);
+    for (const auto& k : keys)
+      rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value,
+                      k.constraint(), k.doc});
+    return table({"  key", "type", "default", "allowed", ""}, rows);
   };
   for (const auto& p : reg.plugins()) {
     for (const auto& m : p.models) {

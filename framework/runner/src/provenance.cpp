@@ -1,5 +1,7 @@
 #include "provenance.hpp"
 
+#include <modlab/runner/sweep.hpp>
+
 #include <torch/version.h>
 
 #include <unistd.h>
@@ -53,7 +55,7 @@ RunAttributes run_attributes(const RunRequest& req, const Registry& registry, co
   a.text = {
       {"run_id", req.run_id},
       {"sweep", req.sweep_name},
-      {"config", req.config->canonical()},
+      {"config", canonical_text(*req.config)},
       {"dataset_plugin", dplug},
       {"dataset_plugin_version", downer.info->version},
       {"model_plugin", mplug},

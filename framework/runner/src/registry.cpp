@@ -3,6 +3,7 @@
 // never closed: LibTorch's operator and type registries do not survive dlclose.
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
+#include <modlab_internal/closest_match.hpp>
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>

@@ -1,4 +1,5 @@
 #include <modlab/errors.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/weights.hpp>
@@ -15,7 +16,7 @@ RunHost::~RunHost() = default;
 
 std::shared_ptr<Model> RunHost::create_model(const std::string& plugin, const Config& config, const DatasetSpec& spec) {
   const auto& entry = registry_.model(plugin);
-  validate_keys(config, entry.keys, {"plugin"});
+  validate_model_table(config, entry.keys, registry_);
   std::shared_ptr<Model> m;
   try {
     m = entry.factory(config, spec, *this);

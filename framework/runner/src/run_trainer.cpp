@@ -8,6 +8,7 @@
 
 #include <modlab/errors.hpp>
 #include <modlab/model.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/trainer.hpp>

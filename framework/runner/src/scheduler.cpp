@@ -11,6 +11,7 @@
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 
 #include <torch/torch.h>
@@ -242,7 +243,7 @@ class SweepRun {
     RunPaths p = RunPaths::of(out_, r.run_id);
     std::error_code ec;
     fs::remove(p.h5 + ".error", ec);
-    write_file_atomic(p.spec, r.config->canonical());
+    write_file_atomic(p.spec, canonical_text(*r.config));
     w.run = &r;
     w.has_progress = false;
     w.start = std::chrono::steady_clock::now();

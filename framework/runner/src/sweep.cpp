@@ -2,12 +2,15 @@
 // run id that hashes the canonical config (so a resumed sweep recognises finished runs).
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <modlab/errors.hpp>
 #include <modlab/runner/sweep.hpp>
+#include <modlab_internal/closest_match.hpp>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 namespace modlab::runner {
@@ -39,21 +42,54 @@ const Value* find_path(const Value& root, const std::vector<std::string>& parts)
   return cur;
 }
 
-void set_parts(Value& table, const std::vector<std::string>& parts, Value value) {
-  Value* cur = &table;
-  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-    auto& t = cur->mutable_table();
-    auto it = t.find(parts[i]);
-    if (it == t.end()) {
-      it = t.emplace(parts[i], Value::table({}, value.where())).first;
-    } else if (it->second.type() != ValueType::Table) {
-      throw ConfigError(value.where().str() + ": cannot set '" + join(parts, parts.size()) + "': '" +
-                        join(parts, i + 1) + "' is " + type_name(it->second.type()) + " " + it->second.literal() +
-                        " (" + it->second.where().str() + "), not a table");
-    }
-    cur = &it->second;
+// Value trees are immutable; setting a key rebuilds the tables on its path (their other children
+// are shared, not copied).
+Value with_parts(const Value& table, const std::vector<std::string>& parts, std::size_t i, Value value) {
+  Value::Table t = table.as_table();
+  if (i + 1 == parts.size()) {
+    t[parts[i]] = std::move(value);
+    return Value::table(std::move(t), table.where());
   }
-  cur->mutable_table()[parts.back()] = std::move(value);
+  auto it = t.find(parts[i]);
+  if (it == t.end()) {
+    it = t.emplace(parts[i], Value::table({}, value.where())).first;
+  } else if (it->second.type() != ValueType::Table) {
+    throw ConfigError(value.where().str() + ": cannot set '" + join(parts, parts.size()) + "': '" + join(parts, i + 1) +
+                      "' is " + type_name(it->second.type()) + " " + it->second.literal() + " (" +
+                      it->second.where().str() + "), not a table");
+  }
+  it->second = with_parts(it->second, parts, i + 1, std::move(value));
+  return Value::table(std::move(t), table.where());
+}
+
+void set_parts(Value& table, const std::vector<std::string>& parts, Value value) {
+  table = with_parts(table, parts, 0, std::move(value));
+}
+
+Value without(const Value& table, const std::string& key) {
+  Value::Table t = table.as_table();
+  t.erase(key);
+  return Value::table(std::move(t), table.where());
+}
+
+bool bare_key(const std::string& k) {
+  return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+std::string key_text(const std::string& k) { return bare_key(k) ? k : Value::string(k).literal(); }
+
+void emit_table(const Value::Table& t, const std::string& path, std::ostringstream& os) {
+  // scalars and arrays first, then sub-tables, as TOML requires
+  for (const auto& [k, v] : t)
+    if (v.type() != ValueType::Table) os << key_text(k) << " = " << v.literal() << "\n";
+  for (const auto& [k, v] : t) {
+    if (v.type() != ValueType::Table) continue;
+    std::string sub = path.empty() ? key_text(k) : path + "." + key_text(k);
+    os << "\n[" << sub << "]\n";
+    emit_table(v.as_table(), sub, os);
+  }
 }
 
 /// One varied key and the values it takes.
@@ -172,7 +208,7 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
   Value sweep = Value::table({}, SourceLocation{file, 0, 0});
   if (auto it = base.as_table().find("sweep"); it != base.as_table().end()) {
     sweep = expect_table(it->second, "sweep");
-    base.mutable_table().erase("sweep");
+    base = without(base, "sweep");
   }
 
   // Grid axes keep the place they had in the file; axes an override adds follow, in order given.
@@ -322,7 +358,14 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
   return out;
 }
 
-std::string run_id_of(const Value& config) { return sha256_hex(config.canonical()).substr(0, 12); }
+std::string canonical_text(const Value& config) {
+  if (config.type() != ValueType::Table) return config.literal();
+  std::ostringstream os;
+  emit_table(config.as_table(), "", os);
+  return os.str();
+}
+
+std::string run_id_of(const Value& config) { return sha256_hex(canonical_text(config)).substr(0, 12); }
 
 std::string sha256_hex(const std::string& data) {
   static const std::uint32_t k[64] = {

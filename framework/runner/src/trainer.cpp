@@ -2,8 +2,11 @@
 // a run's config before anything runs, and where a run's files are. The training itself is in
 // run_trainer.cpp, checkpoints in checkpoint.cpp, the run file's provenance in provenance.cpp.
 #include <modlab/errors.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/trainer.hpp>
+
+#include <modlab_internal/closest_match.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -12,92 +15,71 @@ namespace fs = std::filesystem;
 
 namespace modlab::runner {
 
+const Options<TrainOptions>& train_options() {
+  using T = TrainOptions;
+  static const auto o =
+      Options<T>()
+          .key("epochs", &T::epochs, "training epochs (per phase unless the model fixes them)").at_least(1)
+          .key("batch_size", &T::batch_size, "training batch size").at_least(1)
+          .key("eval_batch_size", &T::eval_batch_size, "batch size for evaluation").at_least(1)
+          .key("steps_per_epoch", &T::steps_per_epoch, "0: one pass over the data per epoch; N: N random batches")
+          .at_least(0)
+          .key("shuffle", &T::shuffle, "shuffle the training split every epoch")
+          .key("drop_last", &T::drop_last, "drop the last incomplete batch")
+          .key("optimizer", &T::optimizer, "optimizer").choices({"adam", "adamw", "sgd", "rmsprop"})
+          .key("lr", &T::lr, "learning rate").greater_than(0).finite()
+          .key("momentum", &T::momentum, "momentum (sgd, rmsprop)").at_least(0).less_than(1)
+          .key("nesterov", &T::nesterov, "Nesterov momentum (sgd)")
+          .key("weight_decay", &T::weight_decay, "L2 weight decay (decoupled for adamw)").at_least(0).finite()
+          .key("beta1", &T::beta1, "Adam beta1").at_least(0).less_than(1)
+          .key("beta2", &T::beta2, "Adam beta2").at_least(0).less_than(1)
+          .key("eps", &T::eps, "optimizer epsilon").greater_than(0).finite()
+          .key("alpha", &T::alpha, "RMSprop smoothing constant").in_range(0, 1)
+          .key("schedule", &T::schedule, "lr schedule per epoch").choices({"constant", "step", "exponential", "cosine"})
+          .key("step_size", &T::step_size, "step schedule: epochs between decays").at_least(1)
+          .key("gamma", &T::gamma, "step / exponential schedule: decay factor").greater_than(0).finite()
+          .key("eta_min", &T::eta_min, "cosine schedule: final lr").at_least(0).finite()
+          .key("grad_clip", &T::grad_clip, "clip the global gradient norm to this (0 = off)").at_least(0).finite()
+          .key("eval_every", &T::eval_every, "evaluate every N epochs (and after the last)").at_least(1)
+          .key("eval_splits", &T::eval_splits, "splits to evaluate (default: all)")
+          .key("train_split", &T::train_split, "split to train on (default: the dataset's first)")
+          .key("lr_groups", &T::lr_groups, "learning rate per named parameter group, e.g. {routing = 0.1}")
+          .greater_than(0).finite()
+          .key("checkpoint_every", &T::checkpoint_every, "epochs between checkpoints (0 = never)").at_least(0);
+  return o;
+}
+
 const std::vector<KeySpec>& train_keys() {
-  static const std::vector<KeySpec> keys = {
-      key_spec("epochs", ValueType::Int, "10", "training epochs (per phase unless the model fixes them)"),
-      key_spec("batch_size", ValueType::Int, "32", "training batch size"),
-      key_spec("eval_batch_size", ValueType::Int, "4096", "batch size for evaluation"),
-      key_spec("steps_per_epoch", ValueType::Int, "0", "0: one pass over the data per epoch; N: N random batches"),
-      key_spec("shuffle", ValueType::Bool, "true", "shuffle the training split every epoch"),
-      key_spec("drop_last", ValueType::Bool, "false", "drop the last incomplete batch"),
-      key_spec("optimizer", ValueType::String, "\"adam\"", "adam | adamw | sgd | rmsprop"),
-      key_spec("lr", ValueType::Float, "0.001", "learning rate"),
-      key_spec("momentum", ValueType::Float, "0.0", "momentum (sgd, rmsprop)"),
-      key_spec("nesterov", ValueType::Bool, "false", "Nesterov momentum (sgd)"),
-      key_spec("weight_decay", ValueType::Float, "0.0", "L2 weight decay (decoupled for adamw)"),
-      key_spec("beta1", ValueType::Float, "0.9", "Adam beta1"),
-      key_spec("beta2", ValueType::Float, "0.999", "Adam beta2"),
-      key_spec("eps", ValueType::Float, "1e-08", "optimizer epsilon"),
-      key_spec("alpha", ValueType::Float, "0.99", "RMSprop smoothing constant"),
-      key_spec("schedule", ValueType::String, "\"constant\"", "lr schedule per epoch: constant | step | exponential | cosine"),
-      key_spec("step_size", ValueType::Int, "30", "step schedule: epochs between decays"),
-      key_spec("gamma", ValueType::Float, "0.1", "step / exponential schedule: decay factor"),
-      key_spec("eta_min", ValueType::Float, "0.0", "cosine schedule: final lr"),
-      key_spec("grad_clip", ValueType::Float, "0.0", "clip the global gradient norm to this (0 = off)"),
-      key_spec("eval_every", ValueType::Int, "1", "evaluate every N epochs (and after the last)"),
-      key_spec("eval_splits", ValueType::Array, "[]", "splits to evaluate (default: all)", ValueType::String),
-      key_spec("train_split", ValueType::String, "\"\"", "split to train on (default: the dataset's first)"),
-      key_spec("lr_groups", ValueType::Table, "{}", "learning rate per named parameter group, e.g. {routing = 0.1}"),
-      key_spec("checkpoint_every", ValueType::Int, "1", "epochs between checkpoints (0 = never)"),
-      key_spec("phases", ValueType::Table, "{}", "per-phase overrides: [train.phases.<name>] with the keys above"),
-  };
+  static const std::vector<KeySpec> keys = [] {
+    std::vector<KeySpec> k = train_options().specs();
+    KeySpec phases;
+    phases.name = "phases";
+    phases.type = ValueType::Table;
+    phases.default_value = "{}";
+    phases.doc = "per-phase overrides: [train.phases.<name>] with the keys above";
+    k.push_back(std::move(phases));
+    return k;
+  }();
   return keys;
 }
 
-const std::vector<KeySpec>& run_keys() {
-  static const std::vector<KeySpec> keys = {
-      key_spec("name", ValueType::String, "\"\"", "sweep name (default: the file's stem)"),
-      key_spec("seed", ValueType::Int, "0", "seed of the run (set per run by [sweep] seeds)"),
-      key_spec("description", ValueType::String, "\"\"", "free text, kept in the run file"),
-  };
-  return keys;
+const Options<RunSettings>& run_options() {
+  static const auto o = Options<RunSettings>()
+                            .key("name", &RunSettings::name, "sweep name (default: the file's stem)")
+                            .key("seed", &RunSettings::seed, "seed of the run (set per run by [sweep] seeds)")
+                            .at_least(0)
+                            .key("description", &RunSettings::description, "free text, kept in the run file");
+  return o;
 }
+
+const std::vector<KeySpec>& run_keys() { return run_options().specs(); }
 
 TrainOptions parse_train_options(const Config& base, const std::string& phase) {
   TrainOptions o;
+  // A phase's table overrides the base table key by key; the cross-key check sees the merged result.
   auto apply = [&o](const Config& c) {
-    o.epochs = c.get_or<std::int64_t>("epochs", o.epochs);
-    o.batch_size = c.get_or<std::int64_t>("batch_size", o.batch_size);
-    o.eval_batch_size = c.get_or<std::int64_t>("eval_batch_size", o.eval_batch_size);
-    o.steps_per_epoch = c.get_or<std::int64_t>("steps_per_epoch", o.steps_per_epoch);
-    o.shuffle = c.get_or<bool>("shuffle", o.shuffle);
-    o.drop_last = c.get_or<bool>("drop_last", o.drop_last);
-    o.optimizer = c.get_or<std::string>("optimizer", o.optimizer);
-    o.lr = c.get_or<double>("lr", o.lr);
-    o.momentum = c.get_or<double>("momentum", o.momentum);
-    o.nesterov = c.get_or<bool>("nesterov", o.nesterov);
-    o.weight_decay = c.get_or<double>("weight_decay", o.weight_decay);
-    o.beta1 = c.get_or<double>("beta1", o.beta1);
-    o.beta2 = c.get_or<double>("beta2", o.beta2);
-    o.eps = c.get_or<double>("eps", o.eps);
-    o.alpha = c.get_or<double>("alpha", o.alpha);
-    o.schedule = c.get_or<std::string>("schedule", o.schedule);
-    o.step_size = c.get_or<std::int64_t>("step_size", o.step_size);
-    o.gamma = c.get_or<double>("gamma", o.gamma);
-    o.eta_min = c.get_or<double>("eta_min", o.eta_min);
-    o.grad_clip = c.get_or<double>("grad_clip", o.grad_clip);
-    o.eval_every = c.get_or<std::int64_t>("eval_every", o.eval_every);
-    o.eval_splits = c.get_or<std::vector<std::string>>("eval_splits", o.eval_splits);
-    o.train_split = c.get_or<std::string>("train_split", o.train_split);
-    o.checkpoint_every = c.get_or<std::int64_t>("checkpoint_every", o.checkpoint_every);
-    if (c.has("lr_groups")) {
-      Config g = c.sub("lr_groups");
-      for (const auto& k : g.keys()) o.lr_groups[k] = g.get<double>(k);
-    }
-    auto check = [&c](bool ok, const std::string& k, const std::string& what) {
-      if (!ok) c.fail(k, what);
-    };
-    check(o.epochs >= 0, "epochs", "must be >= 0");
-    check(o.batch_size > 0, "batch_size", "must be > 0");
-    check(o.eval_batch_size > 0, "eval_batch_size", "must be > 0");
-    check(o.steps_per_epoch >= 0, "steps_per_epoch", "must be >= 0");
-    check(o.eval_every > 0, "eval_every", "must be > 0");
-    check(o.lr >= 0, "lr", "must be >= 0");
-    check(o.optimizer == "adam" || o.optimizer == "adamw" || o.optimizer == "sgd" || o.optimizer == "rmsprop",
-          "optimizer", "expected one of adam, adamw, sgd, rmsprop, found \"" + o.optimizer + "\"");
-    check(o.schedule == "constant" || o.schedule == "step" || o.schedule == "exponential" || o.schedule == "cosine",
-          "schedule", "expected one of constant, step, exponential, cosine, found \"" + o.schedule + "\"");
-    check(!o.nesterov || o.optimizer == "sgd", "nesterov", "only applies to optimizer = \"sgd\"");
+    train_options().parse_into(c, o);
+    if (o.nesterov && o.optimizer != "sgd") c.fail("nesterov", "only applies to optimizer = \"sgd\"");
   };
   apply(base);
   if (!phase.empty() && base.has("phases")) {
@@ -122,16 +104,16 @@ void validate_run_config(const Value& config, const Registry& registry, const st
     msg += near.empty() ? "; expected run, dataset, model, train, sweep" : " (did you mean '" + near + "'?)";
     throw ConfigError(msg);
   }
-  validate_keys(c.sub("run"), run_keys());
+  Config run = c.sub("run");
+  validate_keys(run, run_keys());
+  run_options().parse(run);
   Config train = c.sub("train");
   validate_keys(train, train_keys());
   parse_train_options(train);
   if (train.has("phases")) {
     Config phases = train.sub("phases");
     for (const auto& p : phases.keys()) {
-      std::vector<KeySpec> keys = train_keys();
-      keys.pop_back();  // no nested phases
-      validate_keys(phases.sub(p), keys);
+      validate_keys(phases.sub(p), train_options().specs());  // no nested phases
       parse_train_options(train, p);
     }
   }
@@ -140,8 +122,8 @@ void validate_run_config(const Value& config, const Registry& registry, const st
     if (!t.has("plugin")) t.fail("plugin", std::string("required key is missing (which ") + kind + " to use)");
     std::string name = t.get<std::string>("plugin");
     try {
-      const auto& keys = std::string(kind) == "model" ? registry.model(name).keys : registry.dataset(name).keys;
-      validate_keys(t, keys, {"plugin"});
+      if (std::string(kind) == "model") validate_model_table(t, registry.model(name).keys, registry);
+      else validate_keys(t, registry.dataset(name).keys, {"plugin"});
     } catch (const ConfigError& e) {
       std::string m = e.what();
       if (m.rfind("unknown ", 0) == 0) throw ConfigError(t.find("plugin")->where().str() + ": " + m);

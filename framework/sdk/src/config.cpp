@@ -1,5 +1,6 @@
 #include <modlab/config.hpp>
 #include <modlab/errors.hpp>
+#include <modlab_internal/closest_match.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -104,12 +105,6 @@ const Value::Table& Value::as_table() const {
   if (type_ != ValueType::Table) wrong_type(*this, ValueType::Table);
   return *t_;
 }
-Value::Table& Value::mutable_table() {
-  if (type_ != ValueType::Table) wrong_type(*this, ValueType::Table);
-  if (t_.use_count() > 1) t_ = std::make_shared<Table>(*t_);  // copy on write
-  return *t_;
-}
-
 namespace {
 std::string quote(const std::string& s) {
   std::string out = "\"";
@@ -161,17 +156,6 @@ std::string float_text(double d) {
   return s;
 }
 
-void emit_table(const Value::Table& t, const std::string& path, std::ostringstream& os) {
-  // scalars and arrays first, then sub-tables, as TOML requires
-  for (const auto& [k, v] : t)
-    if (v.type() != ValueType::Table) os << key_text(k) << " = " << v.literal() << "\n";
-  for (const auto& [k, v] : t) {
-    if (v.type() != ValueType::Table) continue;
-    std::string sub = path.empty() ? key_text(k) : path + "." + key_text(k);
-    os << "\n[" << sub << "]\n";
-    emit_table(v.as_table(), sub, os);
-  }
-}
 }  // namespace
 
 std::string Value::literal() const {
@@ -203,13 +187,6 @@ std::string Value::literal() const {
   return "";
 }
 
-std::string Value::canonical() const {
-  if (type_ != ValueType::Table) return literal();
-  std::ostringstream os;
-  emit_table(*t_, "", os);
-  return os.str();
-}
-
 bool Value::operator==(const Value& o) const {
   if (type_ != o.type_) return false;
   switch (type_) {
@@ -224,23 +201,12 @@ bool Value::operator==(const Value& o) const {
   return false;
 }
 
-bool AccessLog::was_read(const std::string& key) const {
-  if (read_.count(key)) return true;
-  // a parent table read as a whole, or any child read, counts
-  for (std::string k = key; !k.empty();) {
-    auto dot = k.rfind('.');
-    if (dot == std::string::npos) break;
-    k = k.substr(0, dot);
-    if (read_.count(k)) return true;
-  }
-  auto it = read_.lower_bound(key + ".");
-  return it != read_.end() && it->compare(0, key.size() + 1, key + ".") == 0;
-}
+ReadObserver::~ReadObserver() = default;
 
 Config::Config() : table_(std::make_shared<Value>(Value::table({}))) {}
 
-Config::Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<AccessLog> log)
-    : table_(std::move(table)), prefix_(std::move(prefix)), log_(std::move(log)) {
+Config::Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<ReadObserver> observer)
+    : table_(std::move(table)), prefix_(std::move(prefix)), observer_(std::move(observer)) {
   if (!table_) table_ = std::make_shared<Value>(Value::table({}));
   if (table_->type() != ValueType::Table)
     throw ConfigError(table_->where().str() + ": '" + prefix_ + "' must be a table, found " +
@@ -271,7 +237,7 @@ bool Config::has(const std::string& key) const { return lookup(key) != nullptr; 
 
 const Value* Config::find(const std::string& key) const {
   const Value* v = lookup(key);
-  if (v && log_) log_->mark(dotted(key));
+  if (v && observer_) observer_->read(dotted(key));
   return v;
 }
 
@@ -283,10 +249,10 @@ std::vector<std::string> Config::keys() const {
 
 Config Config::sub(const std::string& key) const {
   const Value* v = lookup(key);  // viewing a table is not reading its keys
-  if (!v) return Config(std::make_shared<Value>(Value::table({}, table_->where())), dotted(key), log_);
+  if (!v) return Config(std::make_shared<Value>(Value::table({}, table_->where())), dotted(key), observer_);
   if (v->type() != ValueType::Table) fail(key, std::string("expected a table, found ") + type_name(v->type()));
   // aliasing shared_ptr: the view keeps the whole tree alive
-  return Config(std::shared_ptr<const Value>(table_, v), dotted(key), log_);
+  return Config(std::shared_ptr<const Value>(table_, v), dotted(key), observer_);
 }
 
 void Config::fail(const std::string& key, const std::string& message) const {
@@ -310,6 +276,12 @@ std::string Config::get_choice(const std::string& key, const std::string& fallba
   std::string v = get_or<std::string>(key, fallback);
   check_choice(key, v, choices);
   return v;
+}
+
+void Config::fail_unknown(const std::string& key, const std::string& what, const std::string& name,
+                          const std::vector<std::string>& known, const std::string& note) const {
+  std::string near = closest_match(name, known);
+  fail(key, "unknown " + what + " '" + name + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") + note);
 }
 
 namespace {
@@ -423,98 +395,6 @@ template <>
 Config Config::get<Config>(const std::string& key) const {
   require(*this, key);
   return sub(key);
-}
-
-std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
-  auto dist = [](const std::string& a, const std::string& b) {
-    std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-      cur[0] = i;
-      for (std::size_t j = 1; j <= b.size(); ++j) {
-        std::size_t sub = prev[j - 1] + (std::tolower(a[i - 1]) == std::tolower(b[j - 1]) ? 0 : 1);
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-      }
-      std::swap(prev, cur);
-    }
-    return prev[b.size()];
-  };
-  std::string best;
-  std::size_t best_d = std::numeric_limits<std::size_t>::max();
-  for (const auto& c : candidates) {
-    std::size_t d = dist(word, c);
-    if (d < best_d) {
-      best_d = d;
-      best = c;
-    }
-  }
-  // close enough: at most a third of the word (at least 2 edits) away
-  std::size_t limit = std::max<std::size_t>(2, word.size() / 3);
-  return best_d <= limit ? best : std::string();
-}
-
-namespace {
-bool type_ok(const Value& v, const KeySpec& k) {
-  if (k.type == ValueType::Null) return true;
-  if (k.type == ValueType::Float && v.type() == ValueType::Int) return true;
-  if (v.type() != k.type) return false;
-  if (k.type == ValueType::Array && k.element != ValueType::Null) {
-    for (const auto& e : v.as_array()) {
-      bool ok = e.type() == k.element || (k.element == ValueType::Float && e.type() == ValueType::Int);
-      if (!ok) return false;
-    }
-  }
-  return true;
-}
-
-std::string type_text(const KeySpec& k) {
-  if (k.type == ValueType::Array && k.element != ValueType::Null)
-    return std::string("array of ") + type_name(k.element) + "s";
-  return type_name(k.type);
-}
-
-void check_table(const Config& root, const Value& table, const std::string& rel,
-                 const std::vector<KeySpec>& keys, const std::vector<std::string>& reserved,
-                 const std::vector<std::string>& names) {
-  for (const auto& [k, v] : table.as_table()) {
-    std::string key = rel.empty() ? k : rel + "." + k;
-    if (rel.empty() && std::find(reserved.begin(), reserved.end(), k) != reserved.end()) continue;
-    auto spec = std::find_if(keys.begin(), keys.end(), [&](const KeySpec& s) { return s.name == key; });
-    if (spec != keys.end()) {
-      if (!type_ok(v, *spec))
-        throw ConfigError(v.where().str() + ": " + root.dotted(key) + ": expected " + type_text(*spec) +
-                          ", found " + type_name(v.type()) + " " + v.literal());
-      continue;
-    }
-    if (v.type() == ValueType::Table) {
-      // a table is fine if some declared key lives below it
-      bool parent = std::any_of(keys.begin(), keys.end(),
-                                [&](const KeySpec& s) { return s.name.rfind(key + ".", 0) == 0; });
-      if (parent) {
-        check_table(root, v, key, keys, reserved, names);
-        continue;
-      }
-    }
-    std::string msg = v.where().str() + ": unknown key '" + root.dotted(key) + "'";
-    std::string near = closest_match(key, names);
-    if (!near.empty()) msg += " (did you mean '" + root.dotted(near) + "'?)";
-    else {
-      msg += "; known keys: ";
-      for (std::size_t i = 0; i < names.size(); ++i) msg += (i ? ", " : "") + names[i];
-    }
-    throw ConfigError(msg);
-  }
-}
-}  // namespace
-
-KeySpec key_spec(std::string name, ValueType type, std::string default_value, std::string doc, ValueType element) {
-  return KeySpec{std::move(name), type, element, std::move(default_value), std::move(doc)};
-}
-
-void validate_keys(const Config& table, const std::vector<KeySpec>& keys, const std::vector<std::string>& reserved) {
-  std::vector<std::string> names;
-  for (const auto& k : keys) names.push_back(k.name);
-  check_table(table, table.value(), "", keys, reserved, names);
 }
 
 }  // namespace modlab

@@ -129,63 +129,98 @@ std::string under_root(const std::string& root, const std::string& p) {
   return path.is_absolute() ? path.string() : (fs::path(root) / path).string();
 }
 
+/// The `[dataset]` table as written; read_options() resolves paths and defaults into Options.
+struct Keys {
+  std::string root;
+  std::string image_dir = "img_align_celeba";
+  std::string attr_file = "list_attr_celeba.txt";
+  std::string partition_file = "list_eval_partition.txt";
+  std::string partition = "train";
+  std::string target = "Male";
+  std::vector<std::string> group_attributes = {"Black_Hair", "Arched_Eyebrows", "Oval_Face"};
+  std::int64_t samples = 48000;
+  std::vector<double> split_fractions = {0.7, 0.2, 0.1};
+  std::int64_t split_seed = 40;
+  std::vector<std::int64_t> image_size = {32, 32};
+  std::vector<double> mean, stdev;
+  bool flatten = false;
+  bool cache = true;
+  std::string cache_dir;
+  std::int64_t decode_threads = 0;
+};
+
+const modlab::Options<Keys>& celeba_options() {
+  using K = Keys;
+  static const auto o =
+      modlab::Options<K>()
+          .key("root", &K::root,
+               "CelebA folder (img_align_celeba/, list_attr_celeba.txt, ...) or a torchvision root holding celeba/; \"\" = "
+               "search the default places (README)")
+          .key("image_dir", &K::image_dir, "image folder, relative to root")
+          .key("attr_file", &K::attr_file, "attribute file, relative to root")
+          .key("partition_file", &K::partition_file, "partition file, relative to root")
+          .key("partition", &K::partition, "which official partition the images are drawn from")
+          .choices({"train", "valid", "test", "all"})
+          .key("target", &K::target, "attribute predicted (class 1 = attribute present)")
+          .key("group_attributes", &K::group_attributes,
+               "at most 8; group id = sum of attribute k times 2^k; [] = no groups")
+          .key("samples", &K::samples,
+               "n: images taken in file order, at most n / 2^groups per group (0 = every image of the partition)")
+          .at_least(0)
+          .key("split_fractions", &K::split_fractions, "train/val/test fractions (adding up to 1), as torch random_split")
+          .in_range(0, 1)
+          .key("split_seed", &K::split_seed, "seed of the split permutation (torch.Generator)").at_least(0)
+          .key("image_size", &K::image_size, "[height, width] after resizing (aspect ratio not kept)").in_range(1, 4096)
+          .key("mean", &K::mean, "per-channel mean subtracted after scaling to [0,1] (1 or 3 values); [] = none").finite()
+          .key("std", &K::stdev, "per-channel divisor after subtracting mean (1 or 3 values); [] = none")
+          .greater_than(0).finite()
+          .key("flatten", &K::flatten, "inputs [3*H*W] instead of [3, H, W]")
+          .key("cache", &K::cache, "keep the decoded images in a cache file and reuse it")
+          .key("cache_dir", &K::cache_dir,
+               "cache folder; \"\" = <root>/.modlab_cache when writable, else $MODLAB_CACHE_DIR/celeba or "
+               "~/.cache/modlab/celeba")
+          .key("decode_threads", &K::decode_threads, "JPEG decoding threads; 0 = the run's thread count").at_least(0);
+  return o;
+}
+
 Options read_options(const Config& c, Host& host) {
+  const Keys k = celeba_options().parse(c);
   Options o;
-  std::string attr = c.get_or<std::string>("attr_file", "list_attr_celeba.txt");
-  o.root = find_root(c, attr, host);
-  o.attr_file = under_root(o.root, attr);
-  o.partition_file = under_root(o.root, c.get_or<std::string>("partition_file", "list_eval_partition.txt"));
-  o.image_dir = under_root(o.root, c.get_or<std::string>("image_dir", "img_align_celeba"));
-
-  o.partition_name = c.get_or<std::string>("partition", "train");
-  if (o.partition_name == "train") o.partition = 0;
-  else if (o.partition_name == "valid") o.partition = 1;
-  else if (o.partition_name == "test") o.partition = 2;
-  else if (o.partition_name == "all") o.partition = -1;
-  else c.fail("partition", "expected \"train\", \"valid\", \"test\" or \"all\", found \"" + o.partition_name + "\"");
-
-  o.target = c.get_or<std::string>("target", "Male");
-  o.group_attributes =
-      c.get_or<std::vector<std::string>>("group_attributes", {"Black_Hair", "Arched_Eyebrows", "Oval_Face"});
+  o.root = find_root(c, k.attr_file, host);
+  o.attr_file = under_root(o.root, k.attr_file);
+  o.partition_file = under_root(o.root, k.partition_file);
+  o.image_dir = under_root(o.root, k.image_dir);
+  o.partition_name = k.partition;
+  o.partition = k.partition == "train" ? 0 : k.partition == "valid" ? 1 : k.partition == "test" ? 2 : -1;
+  o.target = k.target;
+  o.group_attributes = k.group_attributes;
   if (o.group_attributes.size() > 8) c.fail("group_attributes", "at most 8 attributes (256 groups)");
-  o.samples = c.get_or<std::int64_t>("samples", 48000);
-  if (o.samples < 0) c.fail("samples", "must be >= 0 (0 = every image of the partition)");
+  o.samples = k.samples;
 
-  o.split_fractions = c.get_or<std::vector<double>>("split_fractions", {0.7, 0.2, 0.1});
+  o.split_fractions = k.split_fractions;
   if (o.split_fractions.size() != 3) c.fail("split_fractions", "expected 3 fractions (train, val, test)");
   double sum = 0.0;
-  for (double f : o.split_fractions) {
-    if (!(f >= 0.0 && f <= 1.0)) c.fail("split_fractions", "fractions must lie in [0, 1]");
-    sum += f;
-  }
+  for (double f : o.split_fractions) sum += f;
   if (std::abs(sum - 1.0) > 1e-9) c.fail("split_fractions", "fractions must add up to 1");
-  std::int64_t seed = c.get_or<std::int64_t>("split_seed", 40);
-  if (seed < 0) c.fail("split_seed", "must be >= 0");
-  o.split_seed = static_cast<std::uint64_t>(seed);
+  o.split_seed = static_cast<std::uint64_t>(k.split_seed);
 
-  auto size = c.get_or<std::vector<std::int64_t>>("image_size", {32, 32});
-  if (size.size() != 2 || size[0] < 1 || size[1] < 1 || size[0] > 4096 || size[1] > 4096)
-    c.fail("image_size", "expected [height, width] with both in 1..4096");
-  o.height = size[0];
-  o.width = size[1];
+  if (k.image_size.size() != 2) c.fail("image_size", "expected [height, width] with both in 1..4096");
+  o.height = k.image_size[0];
+  o.width = k.image_size[1];
 
-  o.mean = c.get_or<std::vector<double>>("mean", {});
-  o.stdev = c.get_or<std::vector<double>>("std", {});
+  o.mean = k.mean;
+  o.stdev = k.stdev;
   if (o.mean.empty() != o.stdev.empty()) c.fail(o.mean.empty() ? "std" : "mean", "mean and std go together");
   for (auto* v : {&o.mean, &o.stdev})
     if (!v->empty() && v->size() != 3 && v->size() != 1)
       c.fail(v == &o.mean ? "mean" : "std", "expected 1 or 3 values (one per channel)");
-  for (double s : o.stdev)
-    if (!(s > 0.0)) c.fail("std", "values must be > 0");
   if (o.mean.size() == 1) o.mean.assign(3, o.mean[0]);
   if (o.stdev.size() == 1) o.stdev.assign(3, o.stdev[0]);
 
-  o.flatten = c.get_or<bool>("flatten", false);
-  o.cache = c.get_or<bool>("cache", true);
-  std::string cd = c.get_or<std::string>("cache_dir", "");
-  if (!cd.empty()) o.cache_dir = host.resolve_path(cd);
-  std::int64_t threads = c.get_or<std::int64_t>("decode_threads", 0);
-  if (threads < 0) c.fail("decode_threads", "must be >= 0 (0 = the run's thread count)");
+  o.flatten = k.flatten;
+  o.cache = k.cache;
+  if (!k.cache_dir.empty()) o.cache_dir = host.resolve_path(k.cache_dir);
+  std::int64_t threads = k.decode_threads;
   if (threads == 0) threads = host.num_threads();
   if (threads <= 0) threads = std::max<unsigned>(1, std::thread::hardware_concurrency());
   o.threads = static_cast<int>(threads);
@@ -329,9 +364,8 @@ PartitionTable read_partition(const std::string& path) {
 std::size_t attribute_index(const Config& c, const std::string& key, const std::string& name, const AttrTable& t) {
   auto it = std::find(t.names.begin(), t.names.end(), name);
   if (it != t.names.end()) return static_cast<std::size_t>(it - t.names.begin());
-  std::string near = closest_match(name, t.names);
-  c.fail(key, "unknown attribute '" + name + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") + "; " +
-                  t.path + ":2 names the " + std::to_string(t.names.size()) + " attributes");
+  c.fail_unknown(key, "attribute", name, t.names,
+                 "; " + t.path + ":2 names the " + std::to_string(t.names.size()) + " attributes");
 }
 
 // ------------------------------------------------------------------ selection (goe §2.4)
@@ -767,40 +801,11 @@ std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
 }
 
-std::vector<KeySpec> keys() {
-  using VT = ValueType;
-  return {
-      {"root", VT::String, VT::Null, "\"\"",
-       "CelebA folder (img_align_celeba/, list_attr_celeba.txt, ...) or a torchvision root holding celeba/; \"\" = "
-       "search the default places (README)"},
-      {"image_dir", VT::String, VT::Null, "\"img_align_celeba\"", "image folder, relative to root"},
-      {"attr_file", VT::String, VT::Null, "\"list_attr_celeba.txt\"", "attribute file, relative to root"},
-      {"partition_file", VT::String, VT::Null, "\"list_eval_partition.txt\"", "partition file, relative to root"},
-      {"partition", VT::String, VT::Null, "\"train\"",
-       "which official partition the images are drawn from: train | valid | test | all"},
-      {"target", VT::String, VT::Null, "\"Male\"", "attribute predicted (class 1 = attribute present)"},
-      {"group_attributes", VT::Array, VT::String, "[\"Black_Hair\", \"Arched_Eyebrows\", \"Oval_Face\"]",
-       "group id = sum of attribute k times 2^k; [] = no groups"},
-      {"samples", VT::Int, VT::Null, "48000",
-       "n: images taken in file order, at most n / 2^groups per group (0 = every image of the partition)"},
-      {"split_fractions", VT::Array, VT::Float, "[0.7, 0.2, 0.1]", "train/val/test fractions, as torch random_split"},
-      {"split_seed", VT::Int, VT::Null, "40", "seed of the split permutation (torch.Generator)"},
-      {"image_size", VT::Array, VT::Int, "[32, 32]", "[height, width] after resizing (aspect ratio not kept)"},
-      {"mean", VT::Array, VT::Float, "[]", "per-channel mean subtracted after scaling to [0,1]; [] = none"},
-      {"std", VT::Array, VT::Float, "[]", "per-channel divisor after subtracting mean; [] = none"},
-      {"flatten", VT::Bool, VT::Null, "false", "inputs [3*H*W] instead of [3, H, W]"},
-      {"cache", VT::Bool, VT::Null, "true", "keep the decoded images in a cache file and reuse it"},
-      {"cache_dir", VT::String, VT::Null, "\"\"",
-       "cache folder; \"\" = <root>/.modlab_cache when writable, else $MODLAB_CACHE_DIR/celeba or ~/.cache/modlab/celeba"},
-      {"decode_threads", VT::Int, VT::Null, "0", "JPEG decoding threads; 0 = the run's thread count"},
-  };
-}
-
 void register_celeba(Registrar& r) {
   DatasetEntry e;
   e.name = kName;
   e.description = "CelebA faces (JPEG, resized like torchvision) with a target attribute and attribute groups";
-  e.keys = keys();
+  e.keys = celeba_options().specs();
   e.factory = &make_celeba;
   r.add_dataset(std::move(e));
 }

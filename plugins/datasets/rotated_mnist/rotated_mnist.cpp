@@ -346,21 +346,96 @@ Batch slice(const Batch& all, std::int64_t start, std::int64_t length, bool grou
 
 // ------------------------------------------------------------------ options
 
-Options read_options(const Config& c, Host& host) {
-  Options o;
-  o.variant_name = c.get_or<std::string>("variant", "mnist");
-  if (o.variant_name == "mnist") o.variant = Variant::Mnist;
-  else if (o.variant_name == "fashion") o.variant = Variant::Fashion;
-  else if (o.variant_name == "fashion_mnist12") o.variant = Variant::FashionMnist12;
-  else c.fail("variant", "expected \"mnist\", \"fashion\" or \"fashion_mnist12\", found \"" + o.variant_name + "\"");
+/// The `[dataset]` table as written; read_options() resolves it into Options. The defaults are
+/// those of mode "rotated"; mode "plain" changes three of them (see read_options).
+struct Keys {
+  std::string root, fashion_root;
+  std::string variant = "mnist";
+  std::string mode = "rotated";
+  std::vector<std::int64_t> rotations = {0, 90, 180, 270};
+  bool invert_unrotated = true;
+  std::vector<double> split_fractions = {0.7, 0.2, 0.1};
+  std::int64_t split_seed = 40;
+  std::int64_t subsample = 20;
+  std::int64_t subsample_seed = -1;
+  double val_fraction = 0.0;
+  std::int64_t val_seed = 42;
+  std::int64_t train_limit = 0;
+  std::int64_t test_limit = 0;
+  std::string normalize = "unit";
+  double mean = 0.5;
+  double stdev = 0.5;  ///< key "std"
+  bool flatten = false;
+  double train_fraction = 0.8;
+  std::int64_t pair_seed = -1;
+  std::int64_t samples_per_pair = 100;
+  std::int64_t test_samples_per_pair = 100;
+  std::int64_t sample_seed = -1;
+  std::vector<std::int64_t> structure = {6, 3, 2, 2};
+};
 
-  std::string mode = c.get_or<std::string>("mode", "rotated");
-  if (mode != "rotated" && mode != "plain" && mode != "digit_pairs")
-    c.fail("mode", "expected \"rotated\", \"plain\" or \"digit_pairs\", found \"" + mode + "\"");
-  o.rotated_mode = mode == "rotated";
-  o.pairs_mode = mode == "digit_pairs";
+const modlab::Options<Keys>& mnist_options() {
+  using K = Keys;
+  static const auto o =
+      modlab::Options<K>()
+          .key("root", &K::root,
+               "folder with the four IDX files (.gz or not; also a torchvision root holding MNIST/raw); \"\" = search the "
+               "default places (README)")
+          .key("fashion_root", &K::fashion_root,
+               "variant fashion_mnist12 only: the Fashion-MNIST folder (root is then the MNIST folder)")
+          .key("variant", &K::variant,
+               "mnist | fashion | fashion_mnist12 (moe's 12 classes: Fashion 0-5 and digits 4-9 as 6-11)")
+          .choices({"mnist", "fashion", "fashion_mnist12"})
+          .key("mode", &K::mode,
+               "rotated: goe rotation task on the train file, split 70/20/10; plain: official train/test split; "
+               "digit_pairs: hier_modular's pairs of digits 0-7 labelled by a Boolean function of their 6 bits")
+          .choices({"rotated", "plain", "digit_pairs"})
+          .key("rotations", &K::rotations,
+               "counter-clockwise angles each source image appears in: 0, 90, 180, 270 (mode plain: default [0])")
+          .in_range(0, 270)
+          .key("invert_unrotated", &K::invert_unrotated,
+               "colour-invert the 0-degree copies, x <- max(x) - x per image (mode plain: default false)")
+          .key("split_fractions", &K::split_fractions,
+               "mode rotated: train/val/test fractions of the items (adding up to 1), as torch random_split")
+          .in_range(0, 1)
+          .key("split_seed", &K::split_seed, "mode rotated: seed of the split permutation (torch.Generator)").at_least(0)
+          .key("subsample", &K::subsample, "keep a random 1/subsample of every split (mode plain: default 1 = all)")
+          .at_least(1)
+          .key("subsample_seed", &K::subsample_seed, "seed of the subsampling; -1 = the run's seed").at_least(-1)
+          .key("val_fraction", &K::val_fraction,
+               "mode plain: fraction of the train file held out as split \"val\" (0 = no val split)")
+          .at_least(0).less_than(1)
+          .key("val_seed", &K::val_seed, "mode plain: seed of the train/val permutation").at_least(0)
+          .key("train_limit", &K::train_limit, "use only the first N images of each train file (0 = all)").at_least(0)
+          .key("test_limit", &K::test_limit, "mode plain: use only the first M images of each test file (0 = all)")
+          .at_least(0)
+          .key("normalize", &K::normalize,
+               "unit: pixels in [0,1]; standard: (x-mean)/std with the variant's statistics; custom: with mean and std")
+          .choices({"unit", "standard", "custom"})
+          .key("mean", &K::mean, "normalize = \"custom\": subtracted after scaling to [0,1]").finite()
+          .key("std", &K::stdev, "normalize = \"custom\": divisor after subtracting mean").greater_than(0).finite()
+          .key("flatten", &K::flatten, "inputs [784] instead of [1, 28, 28]")
+          .key("train_fraction", &K::train_fraction,
+               "mode digit_pairs: fraction s of the 64 digit pairs used for training (floor(64 s) pairs)")
+          .greater_than(0).less_than(1)
+          .key("pair_seed", &K::pair_seed,
+               "mode digit_pairs: seed of Python's random.Random shuffling the pairs; -1 = the run's seed")
+          .at_least(-1)
+          .key("samples_per_pair", &K::samples_per_pair, "mode digit_pairs: image pairs per train digit pair")
+          .at_least(1)
+          .key("test_samples_per_pair", &K::test_samples_per_pair,
+               "mode digit_pairs: image pairs per digit pair in val, test1 and test2")
+          .at_least(1)
+          .key("sample_seed", &K::sample_seed, "mode digit_pairs: seed of the image draws; -1 = the run's seed")
+          .at_least(-1)
+          .key("structure", &K::structure,
+               "mode digit_pairs: Boolean function of the 6 bits: [6,2,2], [6,3,2,2] or [6,3,3,2,2]")
+          .at_least(1);
+  return o;
+}
 
-  // Keys that mean nothing in the chosen mode are errors, not silently ignored.
+// Keys that mean nothing in the chosen mode are errors, not silently ignored.
+void check_mode_keys(const Config& c, const Options& o, const std::string& mode) {
   const std::string this_run = " (this run has mode = \"" + mode + "\")";
   for (const char* k : {"split_fractions", "split_seed"})
     if (!o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"rotated\"" + this_run);
@@ -375,10 +450,33 @@ Options read_options(const Config& c, Host& host) {
     c.fail("variant", "mode = \"digit_pairs\" takes the classes 0-7 of one file set: use \"mnist\" or \"fashion\"");
   if (o.variant != Variant::FashionMnist12 && c.has("fashion_root"))
     c.fail("fashion_root", "is only used with variant = \"fashion_mnist12\" (use root for the one data folder)");
+  if (o.normalize_name != "custom")
+    for (const char* k : {"mean", "std"})
+      if (c.has(k)) c.fail(k, "is only used with normalize = \"custom\"");
+}
 
-  std::vector<std::int64_t> angles =
-      c.get_or<std::vector<std::int64_t>>("rotations", o.rotated_mode ? std::vector<std::int64_t>{0, 90, 180, 270}
-                                                                      : std::vector<std::int64_t>{0});
+void resolve_normalization(const Keys& k, Options& o) {
+  o.normalize_name = k.normalize;
+  o.normalize = k.normalize != "unit";
+  if (k.normalize == "custom") o.mean = k.mean, o.stdev = k.stdev;
+  if (k.normalize != "standard") return;
+  if (o.variant == Variant::Mnist) o.mean = 0.1307, o.stdev = 0.3081;
+  else if (o.variant == Variant::Fashion) o.mean = 0.2859, o.stdev = 0.3530;
+  else o.mean = 0.5, o.stdev = 0.5;
+}
+
+Options read_options(const Config& c, Host& host) {
+  const Keys k = mnist_options().parse(c);
+  Options o;
+  o.variant_name = k.variant;
+  o.variant = k.variant == "fashion" ? Variant::Fashion : k.variant == "fashion_mnist12" ? Variant::FashionMnist12 : Variant::Mnist;
+  o.rotated_mode = k.mode == "rotated";
+  o.pairs_mode = k.mode == "digit_pairs";
+  resolve_normalization(k, o);
+  check_mode_keys(c, o, k.mode);
+
+  // mode plain has its own defaults for these three
+  const std::vector<std::int64_t> angles = o.rotated_mode || c.has("rotations") ? k.rotations : std::vector<std::int64_t>{0};
   if (angles.empty()) c.fail("rotations", "must list at least one angle");
   for (auto a : angles) {
     if (a != 0 && a != 90 && a != 180 && a != 270)
@@ -387,72 +485,29 @@ Options read_options(const Config& c, Host& host) {
       c.fail("rotations", "angle " + std::to_string(a) + " is listed twice");
     o.quarter_turns.push_back(a / 90);
   }
-  o.invert_unrotated = c.get_or<bool>("invert_unrotated", o.rotated_mode);
+  o.invert_unrotated = c.has("invert_unrotated") ? k.invert_unrotated : o.rotated_mode;
+  o.subsample = c.has("subsample") ? k.subsample : (o.rotated_mode ? 20 : 1);
 
-  o.split_fractions = c.get_or<std::vector<double>>("split_fractions", {0.7, 0.2, 0.1});
+  o.split_fractions = k.split_fractions;
   if (o.split_fractions.size() != 3) c.fail("split_fractions", "expected 3 fractions (train, val, test)");
   double sum = 0.0;
-  for (double f : o.split_fractions) {
-    if (!(f >= 0.0 && f <= 1.0)) c.fail("split_fractions", "fractions must lie in [0, 1]");
-    sum += f;
-  }
+  for (double f : o.split_fractions) sum += f;
   if (std::abs(sum - 1.0) > 1e-9) c.fail("split_fractions", "fractions must add up to 1");
 
-  auto seed_key = [&](const char* key, std::int64_t dflt) {
-    std::int64_t s = c.get_or<std::int64_t>(key, dflt);
-    if (s < 0) c.fail(key, "must be >= 0");
-    return static_cast<std::uint64_t>(s);
-  };
-  o.split_seed = seed_key("split_seed", 40);
-  o.val_seed = seed_key("val_seed", 42);
-  o.subsample = c.get_or<std::int64_t>("subsample", o.rotated_mode ? 20 : 1);
-  if (o.subsample < 1) c.fail("subsample", "must be >= 1 (1 keeps everything)");
-  std::int64_t ss = c.get_or<std::int64_t>("subsample_seed", -1);
-  if (ss < -1) c.fail("subsample_seed", "must be >= 0, or -1 for the run's seed");
-  o.subsample_seed = ss == -1 ? host.seed() : static_cast<std::uint64_t>(ss);
-
-  o.val_fraction = c.get_or<double>("val_fraction", 0.0);
-  if (!(o.val_fraction >= 0.0 && o.val_fraction < 1.0)) c.fail("val_fraction", "must lie in [0, 1)");
-  o.train_limit = c.get_or<std::int64_t>("train_limit", 0);
-  if (o.train_limit < 0) c.fail("train_limit", "must be >= 0 (0 = all)");
-  o.test_limit = c.get_or<std::int64_t>("test_limit", 0);
-  if (o.test_limit < 0) c.fail("test_limit", "must be >= 0 (0 = all)");
-
-  o.normalize_name = c.get_or<std::string>("normalize", "unit");
-  if (o.normalize_name == "unit") {
-    o.normalize = false;
-  } else if (o.normalize_name == "standard") {
-    o.normalize = true;
-    if (o.variant == Variant::Mnist) o.mean = 0.1307, o.stdev = 0.3081;
-    else if (o.variant == Variant::Fashion) o.mean = 0.2859, o.stdev = 0.3530;
-    else o.mean = 0.5, o.stdev = 0.5;
-  } else if (o.normalize_name == "custom") {
-    o.normalize = true;
-    o.mean = c.get_or<double>("mean", 0.5);
-    o.stdev = c.get_or<double>("std", 0.5);
-    if (!(o.stdev > 0.0)) c.fail("std", "must be > 0");
-  } else {
-    c.fail("normalize", "expected \"unit\", \"standard\" or \"custom\", found \"" + o.normalize_name + "\"");
-  }
-  if (o.normalize_name != "custom")
-    for (const char* k : {"mean", "std"})
-      if (c.has(k)) c.fail(k, "is only used with normalize = \"custom\"");
-  o.flatten = c.get_or<bool>("flatten", false);
-
-  o.train_fraction = c.get_or<double>("train_fraction", o.train_fraction);
-  if (!(o.train_fraction > 0.0 && o.train_fraction < 1.0)) c.fail("train_fraction", "must lie in (0, 1)");
-  auto run_seed_key = [&](const char* key) {
-    std::int64_t s = c.get_or<std::int64_t>(key, -1);
-    if (s < -1) c.fail(key, "must be >= 0, or -1 for the run's seed");
-    return s == -1 ? host.seed() : static_cast<std::uint64_t>(s);
-  };
-  o.pair_seed = run_seed_key("pair_seed");
-  o.sample_seed = run_seed_key("sample_seed");
-  o.samples_per_pair = c.get_or<std::int64_t>("samples_per_pair", o.samples_per_pair);
-  if (o.samples_per_pair < 1) c.fail("samples_per_pair", "must be >= 1");
-  o.test_samples_per_pair = c.get_or<std::int64_t>("test_samples_per_pair", o.test_samples_per_pair);
-  if (o.test_samples_per_pair < 1) c.fail("test_samples_per_pair", "must be >= 1");
-  o.structure = c.get_or<std::vector<std::int64_t>>("structure", o.structure);
+  auto run_seed = [&](std::int64_t s) { return s == -1 ? host.seed() : static_cast<std::uint64_t>(s); };
+  o.split_seed = static_cast<std::uint64_t>(k.split_seed);
+  o.val_seed = static_cast<std::uint64_t>(k.val_seed);
+  o.subsample_seed = run_seed(k.subsample_seed);
+  o.val_fraction = k.val_fraction;
+  o.train_limit = k.train_limit;
+  o.test_limit = k.test_limit;
+  o.flatten = k.flatten;
+  o.train_fraction = k.train_fraction;
+  o.pair_seed = run_seed(k.pair_seed);
+  o.sample_seed = run_seed(k.sample_seed);
+  o.samples_per_pair = k.samples_per_pair;
+  o.test_samples_per_pair = k.test_samples_per_pair;
+  o.structure = k.structure;
   const auto& supported = toy::boolean_structures();
   if (std::find(supported.begin(), supported.end(), o.structure) == supported.end())
     c.fail("structure", "unsupported structure [" + toy::structure_text(o.structure) +
@@ -743,57 +798,11 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
 }
 
-std::vector<KeySpec> keys() {
-  using VT = ValueType;
-  return {
-      {"root", VT::String, VT::Null, "\"\"",
-       "folder with the four IDX files (.gz or not; also a torchvision root holding MNIST/raw); \"\" = search the "
-       "default places (README)"},
-      {"fashion_root", VT::String, VT::Null, "\"\"",
-       "variant fashion_mnist12 only: the Fashion-MNIST folder (root is then the MNIST folder)"},
-      {"variant", VT::String, VT::Null, "\"mnist\"",
-       "mnist | fashion | fashion_mnist12 (moe's 12 classes: Fashion 0-5 and digits 4-9 as 6-11)"},
-      {"mode", VT::String, VT::Null, "\"rotated\"",
-       "rotated: goe rotation task on the train file, split 70/20/10; plain: official train/test split; "
-       "digit_pairs: hier_modular's pairs of digits 0-7 labelled by a Boolean function of their 6 bits"},
-      {"rotations", VT::Array, VT::Int, "[0, 90, 180, 270]",
-       "counter-clockwise angles each source image appears in (mode plain: default [0])"},
-      {"invert_unrotated", VT::Bool, VT::Null, "true",
-       "colour-invert the 0-degree copies, x <- max(x) - x per image (mode plain: default false)"},
-      {"split_fractions", VT::Array, VT::Float, "[0.7, 0.2, 0.1]",
-       "mode rotated: train/val/test fractions of the items, as torch random_split"},
-      {"split_seed", VT::Int, VT::Null, "40", "mode rotated: seed of the split permutation (torch.Generator)"},
-      {"subsample", VT::Int, VT::Null, "20",
-       "keep a random 1/subsample of every split (mode plain: default 1 = all)"},
-      {"subsample_seed", VT::Int, VT::Null, "-1", "seed of the subsampling; -1 = the run's seed"},
-      {"val_fraction", VT::Float, VT::Null, "0.0",
-       "mode plain: fraction of the train file held out as split \"val\" (0 = no val split)"},
-      {"val_seed", VT::Int, VT::Null, "42", "mode plain: seed of the train/val permutation"},
-      {"train_limit", VT::Int, VT::Null, "0", "use only the first N images of each train file (0 = all)"},
-      {"test_limit", VT::Int, VT::Null, "0", "mode plain: use only the first M images of each test file (0 = all)"},
-      {"normalize", VT::String, VT::Null, "\"unit\"",
-       "unit: pixels in [0,1]; standard: (x-mean)/std with the variant's statistics; custom: with mean and std"},
-      {"mean", VT::Float, VT::Null, "0.5", "normalize = \"custom\": subtracted after scaling to [0,1]"},
-      {"std", VT::Float, VT::Null, "0.5", "normalize = \"custom\": divisor after subtracting mean"},
-      {"flatten", VT::Bool, VT::Null, "false", "inputs [784] instead of [1, 28, 28]"},
-      {"train_fraction", VT::Float, VT::Null, "0.8",
-       "mode digit_pairs: fraction s of the 64 digit pairs used for training (floor(64 s) pairs)"},
-      {"pair_seed", VT::Int, VT::Null, "-1",
-       "mode digit_pairs: seed of Python's random.Random shuffling the pairs; -1 = the run's seed"},
-      {"samples_per_pair", VT::Int, VT::Null, "100", "mode digit_pairs: image pairs per train digit pair"},
-      {"test_samples_per_pair", VT::Int, VT::Null, "100",
-       "mode digit_pairs: image pairs per digit pair in val, test1 and test2"},
-      {"sample_seed", VT::Int, VT::Null, "-1", "mode digit_pairs: seed of the image draws; -1 = the run's seed"},
-      {"structure", VT::Array, VT::Int, "[6, 3, 2, 2]",
-       "mode digit_pairs: Boolean function of the 6 bits: [6,2,2], [6,3,2,2] or [6,3,3,2,2]"},
-  };
-}
-
 void register_rotated_mnist(Registrar& r) {
   DatasetEntry e;
   e.name = kName;
   e.description = "MNIST / Fashion-MNIST from IDX files: goe's rotation task (rotation as group) or plain classification";
-  e.keys = keys();
+  e.keys = mnist_options().specs();
   e.factory = &make_rotated_mnist;
   r.add_dataset(std::move(e));
 }

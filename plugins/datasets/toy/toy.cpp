@@ -41,12 +41,6 @@ const std::vector<std::string>& task_names() {
   return names;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
 /// A generated 2-D task before splitting.
 struct Points {
   std::vector<double> xy;           // [N, 2] row-major
@@ -357,44 +351,57 @@ std::uint32_t seed_of(const Config& c, const std::string& key, std::int64_t valu
 
 // ------------------------------------------------------------------------------------ datasets
 
+/// The `[dataset]` table.
 struct Settings {
-  std::string task;
-  std::int64_t num_samples, num_classes, seed, split_seed, num_tasks;
-  double test_fraction, noise, train_fraction, train_noise;
-  std::vector<std::int64_t> structure;
+  std::string task = "multi_class";
+  std::int64_t num_samples = 3000;
+  std::int64_t num_classes = 6;
+  std::int64_t seed = kDefaultDataSeed;
+  double test_fraction = 0.2;
+  double noise = 0.0;
+  std::int64_t split_seed = -1;  ///< -1: the reference's, resolved by read_settings
+  std::vector<std::int64_t> structure = {6, 3, 2, 2};
+  double train_fraction = 0.8;
+  double train_noise = 0.0;
+  std::int64_t num_tasks = 1;
 };
 
+constexpr double kMaxSeed = 4294967295.0;  // numpy RandomState and the split take 32-bit seeds
+
+const Options<Settings>& toy_options() {
+  using S = Settings;
+  static const auto o =
+      Options<S>()
+          .key("task", &S::task, "2-D task or the Boolean truth tables").choices(task_names())
+          .key("num_samples", &S::num_samples, "2-D tasks: number of generated points").at_least(10)
+          .key("num_classes", &S::num_classes, "multi_class: number of Gaussian clusters (= classes)").at_least(2)
+          .key("seed", &S::seed, "2-D tasks: data seed (numpy RandomState), independent of the run seed")
+          .in_range(0, kMaxSeed)
+          .key("test_fraction", &S::test_fraction, "2-D tasks: stratified test fraction").greater_than(0).less_than(1)
+          .key("noise", &S::noise, "2-D tasks: probability that a label is replaced by another class").in_range(0, 1)
+          .key("split_seed", &S::split_seed, "seed of the split; -1 = the reference's: 42 (2-D tasks), 40 (boolean)")
+          .in_range(-1, kMaxSeed)
+          .key("structure", &S::structure, "boolean: [6,2,2], [6,3,2,2] or [6,3,3,2,2]").at_least(1)
+          .key("train_fraction", &S::train_fraction, "boolean: fraction of the 64 rows used for training")
+          .greater_than(0).at_most(1)
+          .key("train_noise", &S::train_noise, "boolean: std of Gaussian noise added to training inputs per access")
+          .at_least(0).finite()
+          .key("num_tasks", &S::num_tasks, "boolean: number of tasks; the task id is in groups")
+          .in_range(1, kBooleanMaxTasks);
+  return o;
+}
+
 Settings read_settings(const Config& c) {
-  Settings s;
-  s.task = c.get_or<std::string>("task", "multi_class");
-  s.num_samples = c.get_or<std::int64_t>("num_samples", 3000);
-  s.num_classes = c.get_or<std::int64_t>("num_classes", 6);
-  s.seed = c.get_or<std::int64_t>("seed", kDefaultDataSeed);
-  s.test_fraction = c.get_or<double>("test_fraction", 0.2);
-  s.noise = c.get_or<double>("noise", 0.0);
-  s.split_seed = c.get_or<std::int64_t>("split_seed", -1);
-  s.structure = c.get_or<std::vector<std::int64_t>>("structure", {6, 3, 2, 2});
-  s.train_fraction = c.get_or<double>("train_fraction", 0.8);
-  s.train_noise = c.get_or<double>("train_noise", 0.0);
-  s.num_tasks = c.get_or<std::int64_t>("num_tasks", 1);
-  const auto& names = task_names();
-  if (std::find(names.begin(), names.end(), s.task) == names.end())
-    c.fail("task", "unknown task '" + s.task + "' (known: " + join(names) + ")");
+  Settings s = toy_options().parse(c);
   if (s.split_seed == -1) s.split_seed = s.task == "boolean" ? kSplitSeedBoolean : kSplitSeed2d;
   return s;
 }
 
 std::shared_ptr<Dataset> make_2d(const Config& c, const Settings& s) {
-  if (s.num_samples < 10) c.fail("num_samples", "expected at least 10, got " + std::to_string(s.num_samples));
-  if (!(s.test_fraction > 0.0 && s.test_fraction < 1.0))
-    c.fail("test_fraction", "expected a fraction in (0, 1), got " + std::to_string(s.test_fraction));
-  if (!(s.noise >= 0.0 && s.noise <= 1.0))
-    c.fail("noise", "expected a probability in [0, 1], got " + std::to_string(s.noise));
   NumpyRandomState rs(seed_of(c, "seed", s.seed));
   const auto split_seed = seed_of(c, "split_seed", s.split_seed);
   Points p;
   if (s.task == "multi_class") {
-    if (s.num_classes < 2) c.fail("num_classes", "expected at least 2 clusters, got " + std::to_string(s.num_classes));
     if (s.num_samples < s.num_classes)
       c.fail("num_samples", "expected at least one sample per class (" + std::to_string(s.num_classes) + ")");
     p = multi_class(rs, s.num_samples, s.num_classes);
@@ -435,11 +442,6 @@ std::shared_ptr<Dataset> make_boolean(const Config& c, const Settings& s) {
   if (std::find(supported.begin(), supported.end(), s.structure) == supported.end())
     c.fail("structure", "unsupported structure [" + structure_text(s.structure) +
                             "] (supported: " + supported_structures_text() + ")");
-  if (!(s.train_fraction > 0.0 && s.train_fraction <= 1.0))
-    c.fail("train_fraction", "expected a fraction in (0, 1], got " + std::to_string(s.train_fraction));
-  if (!(s.train_noise >= 0.0)) c.fail("train_noise", "expected a standard deviation >= 0");
-  if (s.num_tasks < 1 || s.num_tasks > kBooleanMaxTasks)
-    c.fail("num_tasks", "expected 1 to " + std::to_string(kBooleanMaxTasks) + ", got " + std::to_string(s.num_tasks));
   const auto split_seed = seed_of(c, "split_seed", s.split_seed);
 
   // torch.utils.data.random_split(64 rows, [⌊64·s⌋, ⌊rest/2⌋, rest − ⌊rest/2⌋]) with
@@ -502,22 +504,7 @@ void register_toy(Registrar& registrar) {
   DatasetEntry e;
   e.name = "toy";
   e.description = "2-D toy classification tasks (gated MoE) and hierarchically modular Boolean truth tables";
-  e.keys = {
-      key_spec("task", ValueType::String, "\"multi_class\"",
-          "multi_class | checker_board-0 | checker_board-1 | checker_board-2 | checker_board_rotated | con_circles | "
-          "non_linear | boolean"),
-      key_spec("num_samples", ValueType::Int, "3000", "2-D tasks: number of generated points"),
-      key_spec("num_classes", ValueType::Int, "6", "multi_class: number of Gaussian clusters (= classes)"),
-      key_spec("seed", ValueType::Int, "4058803790",
-          "2-D tasks: data seed (numpy RandomState), independent of the run seed"),
-      key_spec("test_fraction", ValueType::Float, "0.2", "2-D tasks: stratified test fraction"),
-      key_spec("noise", ValueType::Float, "0.0", "2-D tasks: probability that a label is replaced by another class"),
-      key_spec("split_seed", ValueType::Int, "-1", "seed of the split; -1 = the reference's: 42 (2-D tasks), 40 (boolean)"),
-      key_spec("structure", ValueType::Array, "[6, 3, 2, 2]", "boolean: [6,2,2], [6,3,2,2] or [6,3,3,2,2]", ValueType::Int),
-      key_spec("train_fraction", ValueType::Float, "0.8", "boolean: fraction of the 64 rows used for training"),
-      key_spec("train_noise", ValueType::Float, "0.0", "boolean: std of Gaussian noise added to training inputs per access"),
-      key_spec("num_tasks", ValueType::Int, "1", "boolean: number of tasks (1-3); the task id is in groups"),
-  };
+  e.keys = toy_options().specs();
   e.factory = &make_toy;
   registrar.add_dataset(std::move(e));
 }

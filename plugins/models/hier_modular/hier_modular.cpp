@@ -128,21 +128,38 @@ class MlpModel : public Model {
   std::vector<torch::Tensor> masks_, bias_masks_;
 };
 
+/// The `[model]` table of the plain MLP.
+struct MlpOptions {
+  std::vector<std::int64_t> arch;  ///< [] = [inputs, 36, 36, 36, outputs]
+  double pruning_ratio = 0.0;
+};
+
+const Options<MlpOptions>& mlp_options() {
+  static const auto o =
+      Options<MlpOptions>()
+          .key("arch", &MlpOptions::arch,
+               "layer widths [inputs, hidden..., outputs]; [] = [inputs, 36, 36, 36, outputs] (inputs + 1 with several "
+               "tasks: the task id is appended)")
+          .at_least(1)
+          .key("pruning_ratio", &MlpOptions::pruning_ratio,
+               "percent q of each layer's weights pruned at random, fixed at initialisation")
+          .in_range(0, 100);
+  return o;
+}
+
 std::shared_ptr<Model> make_mlp(const Config& c, const DatasetSpec& spec, Host&) {
   check_dataset(spec, "mlp");
   const std::int64_t tasks = task_count(spec);
   const std::int64_t in = spec.input_numel() + (tasks > 1 ? 1 : 0), out = spec.num_outputs;
-  auto arch = c.get_or<std::vector<std::int64_t>>("arch", {in, 36, 36, 36, out});
-  const double q = c.get_or<double>("pruning_ratio", 0.0);
+  MlpOptions o = mlp_options().parse(c);
+  auto arch = o.arch.empty() ? std::vector<std::int64_t>{in, 36, 36, 36, out} : o.arch;
+  const double q = o.pruning_ratio;
   if (arch.size() < 2) c.fail("arch", "expected at least [inputs, outputs], got " + list_text(arch));
-  for (auto a : arch)
-    if (a < 1) c.fail("arch", "layer widths must be positive, got " + list_text(arch));
   if (arch.front() != in)
     c.fail("arch", "first width must be the number of inputs " + std::to_string(in) +
                        (tasks > 1 ? " (features + the appended task id)" : "") + ", got " + list_text(arch));
   if (arch.back() != out)
     c.fail("arch", "last width must be the number of outputs " + std::to_string(out) + ", got " + list_text(arch));
-  if (!(q >= 0.0 && q <= 100.0)) c.fail("pruning_ratio", "expected a percentage in [0, 100], got " + std::to_string(q));
   return std::make_shared<MlpModel>(arch, q, tasks);
 }
 
@@ -173,6 +190,7 @@ struct ModularOptions {
   bool known_image_inputs = false;
   double image_tau = 1.0;
   bool image_noise = true;
+  std::vector<std::int64_t> structure;  ///< the task structure; [] = the dataset's
 };
 
 /// What the model is built against: widths, tasks and (when the structure is a known Boolean task)
@@ -187,40 +205,75 @@ struct Layout {
   std::string no_truth_reason;
 };
 
+/// The keys of the modular models; the shared-modules model has slots and a module pool.
+Options<ModularOptions> declare_modular(bool shared) {
+  using O = ModularOptions;
+  Options<O> o;
+  if (shared) {
+    o.key("num_slots", &O::layers,
+          "slots per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])")
+        .at_least(1)
+        .key("num_shared_modules", &O::num_shared_modules,
+             "size S of the shared module pool; 0 = one per hidden layer (the true tables' count)")
+        .at_least(0);
+  } else {
+    o.key("num_modules", &O::layers,
+          "modules per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])")
+        .at_least(1);
+  }
+  o.key("module_arch", &O::module_arch, "module MLP widths [topk, hidden..., 1], ReLU between layers, no output activation")
+      .at_least(1)
+      .key("topk", &O::topk, "inputs k each module selects (top-k of its routing logits)").at_least(1)
+      .key("tau", &O::tau, "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)").greater_than(0).finite()
+      .key("use_gumbel", &O::use_gumbel, "add Gumbel noise to learned routing logits in training")
+      .key("per_sample_routing", &O::per_sample_routing,
+           "index routing logits per sample by task id and sample the noise per sample (else once per batch)")
+      .key("routing_init", &O::routing_init,
+           "randn | known: routing logits start at N(0,1) or at the true routing (1.1 / 1.0 on its inputs)")
+      .choices({"randn", "known"})
+      .key("known_module_inputs", &O::known_module_inputs,
+           "fix the input and output routing at the true one; only modules (and locations) train")
+      .key("known_func_outputs", &O::known_func_outputs, "fix the output routing at the true one")
+      .key("lr_module_input", &O::lr_module_input,
+           "learning rate of the routing group (input + output routing logits); 0 = train.lr")
+      .at_least(0).finite()
+      .key("structure", &O::structure, "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)")
+      .at_least(1)
+      .key("image_arch", &O::image_arch,
+           "image inputs only: image module MLP widths [pixels, hidden..., bits]; [] = [pixels, 128, 64, bits]")
+      .at_least(1)
+      .key("known_image_inputs", &O::known_image_inputs,
+           "image inputs only: image module m reads image m (fixed) instead of a learned selection")
+      .key("image_tau", &O::image_tau, "image inputs only: temperature of the image-selection Gumbel-softmax")
+      .greater_than(0).finite()
+      .key("image_noise", &O::image_noise, "image inputs only: Gumbel noise on the learned image selection in training");
+  if (shared) {
+    o.key("known_module_locations", &O::known_module_locations, "fix each slot's module at the true one")
+        .key("location_init", &O::location_init, "randn | known: location logits start at N(0,1) or at 1 on the true module")
+        .choices({"randn", "known"})
+        .key("lr_module_location", &O::lr_module_location, "learning rate of the locations group; 0 = train.lr")
+        .at_least(0).finite()
+        .key("location_tau", &O::location_tau, "temperature of the location Gumbel-softmax").greater_than(0).finite()
+        .key("location_noise", &O::location_noise,
+             "Gumbel noise on learned location logits in training (false: straight-through argmax)");
+  }
+  return o;
+}
+
+const Options<ModularOptions>& modular_options(bool shared) {
+  static const auto plain = declare_modular(false), with_pool = declare_modular(true);
+  return shared ? with_pool : plain;
+}
+
 ModularOptions read_modular(const Config& c, bool shared, Layout& layout) {
-  ModularOptions o;
+  ModularOptions o = modular_options(shared).parse(c);
   o.shared = shared;
-  const char* layers_key = shared ? "num_slots" : "num_modules";
-  o.layers = c.get_or<std::vector<std::int64_t>>(layers_key, {});
-  o.module_arch = c.get_or<std::vector<std::int64_t>>("module_arch", o.module_arch);
-  o.topk = c.get_or<std::int64_t>("topk", o.topk);
-  o.tau = c.get_or<double>("tau", o.tau);
-  o.use_gumbel = c.get_or<bool>("use_gumbel", o.use_gumbel);
-  o.per_sample_routing = c.get_or<bool>("per_sample_routing", o.per_sample_routing);
-  o.routing_init = c.get_or<std::string>("routing_init", o.routing_init);
-  o.known_module_inputs = c.get_or<bool>("known_module_inputs", o.known_module_inputs);
-  o.known_func_outputs = c.get_or<bool>("known_func_outputs", o.known_func_outputs);
-  o.lr_module_input = c.get_or<double>("lr_module_input", o.lr_module_input);
-  const auto structure_key = c.get_or<std::vector<std::int64_t>>("structure", {});
-  o.image_arch = c.get_or<std::vector<std::int64_t>>("image_arch", o.image_arch);
-  o.known_image_inputs = c.get_or<bool>("known_image_inputs", o.known_image_inputs);
-  o.image_tau = c.get_or<double>("image_tau", o.image_tau);
-  o.image_noise = c.get_or<bool>("image_noise", o.image_noise);
   if (layout.images == 0)
     for (const char* k : {"image_arch", "known_image_inputs", "image_tau", "image_noise"})
       if (c.has(k)) c.fail(k, "only applies to datasets of images that record `images` and `image_bits` in their info "
                               "(rotated_mnist mode = \"digit_pairs\")");
-  if (shared) {
-    o.num_shared_modules = c.get_or<std::int64_t>("num_shared_modules", o.num_shared_modules);
-    o.known_module_locations = c.get_or<bool>("known_module_locations", o.known_module_locations);
-    o.location_init = c.get_or<std::string>("location_init", o.location_init);
-    o.lr_module_location = c.get_or<double>("lr_module_location", o.lr_module_location);
-    o.location_tau = c.get_or<double>("location_tau", o.location_tau);
-    o.location_noise = c.get_or<bool>("location_noise", o.location_noise);
-  }
-
   // The structure: the model's `structure` key; the caller falls back to the dataset's.
-  layout.structure = structure_key;
+  layout.structure = o.structure;
   return o;
 }
 
@@ -232,22 +285,14 @@ void resolve(const Config& c, ModularOptions& o, Layout& L) {
     if (o.image_arch.size() < 2 || o.image_arch.front() != L.image_pixels || o.image_arch.back() != L.image_bits)
       c.fail("image_arch", "expected [pixels per image = " + std::to_string(L.image_pixels) + ", hidden..., bits = " +
                                std::to_string(L.image_bits) + "], got " + list_text(o.image_arch));
-    for (auto a : o.image_arch)
-      if (a < 1) c.fail("image_arch", "widths must be positive, got " + list_text(o.image_arch));
-    if (!(o.image_tau > 0.0)) c.fail("image_tau", "expected a temperature > 0");
   }
   if (o.layers.empty()) {
     o.layers = hidden_layers(L.structure);
     if (o.layers.empty())
       c.fail(layers_key, "not set, and the dataset records no structure to take it from (set it, or `structure`)");
   }
-  for (auto m : o.layers)
-    if (m < 1) c.fail(layers_key, "expected positive module counts, got " + list_text(o.layers));
-  if (o.topk < 1) c.fail("topk", "expected k >= 1 inputs per module, got " + std::to_string(o.topk));
   if (o.module_arch.size() < 2 || o.module_arch.front() != o.topk || o.module_arch.back() != 1)
     c.fail("module_arch", "expected [topk = " + std::to_string(o.topk) + ", hidden..., 1], got " + list_text(o.module_arch));
-  for (auto a : o.module_arch)
-    if (a < 1) c.fail("module_arch", "widths must be positive, got " + list_text(o.module_arch));
   std::int64_t width = L.inputs;
   for (std::size_t l = 0; l < o.layers.size(); ++l) {
     if (o.topk > width)
@@ -258,20 +303,8 @@ void resolve(const Config& c, ModularOptions& o, Layout& L) {
   if (L.outputs > width)
     c.fail(layers_key, "the output routing picks " + std::to_string(L.outputs) + " outputs from the last layer's " +
                            std::to_string(width) + " modules");
-  if (!(o.tau > 0.0)) c.fail("tau", "expected a temperature > 0");
-  if (o.routing_init != "randn" && o.routing_init != "known")
-    c.fail("routing_init", "expected \"randn\" or \"known\", got \"" + o.routing_init + "\"");
-  if (o.lr_module_input < 0.0) c.fail("lr_module_input", "expected a learning rate >= 0 (0 = train.lr)");
-  if (o.shared) {
-    if (o.num_shared_modules == 0) {
-      o.num_shared_modules = static_cast<std::int64_t>(o.layers.size());  // one module function per layer
-    }
-    if (o.num_shared_modules < 1) c.fail("num_shared_modules", "expected at least 1 shared module");
-    if (o.location_init != "randn" && o.location_init != "known")
-      c.fail("location_init", "expected \"randn\" or \"known\", got \"" + o.location_init + "\"");
-    if (!(o.location_tau > 0.0)) c.fail("location_tau", "expected a temperature > 0");
-    if (o.lr_module_location < 0.0) c.fail("lr_module_location", "expected a learning rate >= 0 (0 = train.lr)");
-  }
+  if (o.shared && o.num_shared_modules == 0)
+    o.num_shared_modules = static_cast<std::int64_t>(o.layers.size());  // one module function per layer
 
   // The true routing, when the structure is a known Boolean task and the model matches it.
   if (L.structure.empty()) {
@@ -755,67 +788,11 @@ std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Ho
 
 // ---------------------------------------------------------------------------------- registration
 
-std::vector<KeySpec> modular_keys(bool shared) {
-  std::vector<KeySpec> keys;
-  if (shared) {
-    keys.push_back(key_spec("num_slots", ValueType::Array, "[]",
-                       "slots per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
-                       ValueType::Int));
-    keys.push_back(key_spec("num_shared_modules", ValueType::Int, "0",
-                       "size S of the shared module pool; 0 = one per hidden layer (the true tables' count)"));
-  } else {
-    keys.push_back(key_spec("num_modules", ValueType::Array, "[]",
-                       "modules per hidden layer; [] = the dataset structure's hidden widths ([3, 2] for [6,3,2,2])",
-                       ValueType::Int));
-  }
-  keys.push_back(key_spec("module_arch", ValueType::Array, "[2, 12, 1]",
-                     "module MLP widths [topk, hidden..., 1], ReLU between layers, no output activation", ValueType::Int));
-  keys.push_back(key_spec("topk", ValueType::Int, "2", "inputs k each module selects (top-k of its routing logits)"));
-  keys.push_back(key_spec("tau", ValueType::Float, "1.0", "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)"));
-  keys.push_back(key_spec("use_gumbel", ValueType::Bool, "false", "add Gumbel noise to learned routing logits in training"));
-  keys.push_back(key_spec("per_sample_routing", ValueType::Bool, "false",
-                     "index routing logits per sample by task id and sample the noise per sample (else once per batch)"));
-  keys.push_back(key_spec("routing_init", ValueType::String, "\"randn\"",
-                     "randn | known: routing logits start at N(0,1) or at the true routing (1.1 / 1.0 on its inputs)"));
-  keys.push_back(key_spec("known_module_inputs", ValueType::Bool, "false",
-                     "fix the input and output routing at the true one; only modules (and locations) train"));
-  keys.push_back(key_spec("known_func_outputs", ValueType::Bool, "false", "fix the output routing at the true one"));
-  keys.push_back(key_spec("lr_module_input", ValueType::Float, "0.0",
-                     "learning rate of the routing group (input + output routing logits); 0 = train.lr"));
-  keys.push_back(key_spec("structure", ValueType::Array, "[]",
-                     "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)", ValueType::Int));
-  keys.push_back(key_spec("image_arch", ValueType::Array, "[]",
-                     "image inputs only: image module MLP widths [pixels, hidden..., bits]; [] = [pixels, 128, 64, bits]",
-                     ValueType::Int));
-  keys.push_back(key_spec("known_image_inputs", ValueType::Bool, "false",
-                     "image inputs only: image module m reads image m (fixed) instead of a learned selection"));
-  keys.push_back(key_spec("image_tau", ValueType::Float, "1.0",
-                     "image inputs only: temperature of the image-selection Gumbel-softmax"));
-  keys.push_back(key_spec("image_noise", ValueType::Bool, "true",
-                     "image inputs only: Gumbel noise on the learned image selection in training"));
-  if (shared) {
-    keys.push_back(key_spec("known_module_locations", ValueType::Bool, "false", "fix each slot's module at the true one"));
-    keys.push_back(key_spec("location_init", ValueType::String, "\"randn\"",
-                       "randn | known: location logits start at N(0,1) or at 1 on the true module"));
-    keys.push_back(key_spec("lr_module_location", ValueType::Float, "0.0", "learning rate of the locations group; 0 = train.lr"));
-    keys.push_back(key_spec("location_tau", ValueType::Float, "1.0", "temperature of the location Gumbel-softmax"));
-    keys.push_back(key_spec("location_noise", ValueType::Bool, "true",
-                       "Gumbel noise on learned location logits in training (false: straight-through argmax)"));
-  }
-  return keys;
-}
-
 void register_hier_modular(Registrar& registrar) {
   ModelEntry mlp;
   mlp.name = "mlp";
   mlp.description = "MLP with ReLU hidden layers and logits out, optional fixed random pruning";
-  mlp.keys = {
-      key_spec("arch", ValueType::Array, "[6, 36, 36, 36, 2]",
-          "layer widths [inputs, hidden..., outputs] (inputs + 1 with several tasks: the task id is appended)",
-          ValueType::Int),
-      key_spec("pruning_ratio", ValueType::Float, "0.0",
-          "percent q (0-100) of each layer's weights pruned at random, fixed at initialisation"),
-  };
+  mlp.keys = mlp_options().specs();
   mlp.factory = &make_mlp;
   mlp.variants = {"pruning_ratio = 50.0"};
   registrar.add_model(std::move(mlp));
@@ -823,14 +800,14 @@ void register_hier_modular(Registrar& registrar) {
   ModelEntry hm;
   hm.name = "hierarchically_modular";
   hm.description = "layers of module MLPs, each reading top-k inputs picked by learned routing logits";
-  hm.keys = modular_keys(false);
+  hm.keys = modular_options(false).specs();
   hm.factory = &make_modular<false>;
   registrar.add_model(std::move(hm));
 
   ModelEntry sm;
   sm.name = "hierarchically_modular_shared_modules";
   sm.description = "slots with learned input routing, filled from a pool of shared module MLPs by learned locations";
-  sm.keys = modular_keys(true);
+  sm.keys = modular_options(true).specs();
   sm.factory = &make_modular<true>;
   registrar.add_model(std::move(sm));
 }

@@ -53,54 +53,51 @@ struct ModeOptions {
 
 const std::vector<std::string> kNetworks = {"linear", "mlp", "mnist_cnn", "fmnist_cnn"};
 
-void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
-  for (auto s : sizes)
-    if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
+
+const Options<ModeOptions>& mode_options() {
+  using O = ModeOptions;
+  static const auto o =
+      Options<O>()
+          .key("num_experts", &O::num_experts, "number of experts E").at_least(1)
+          .key("expert", &O::expert, "expert network").choices(kNetworks)
+          .key("expert_hidden", &O::expert_hidden, "mlp experts: hidden widths (in -> H -> H -> C)").at_least(1)
+          .key("dropout", &O::dropout, "mlp experts: Dropout after each hidden ReLU (per expert)").at_least(0).less_than(1)
+          .key("gate", &O::gate, "gate network").choices(kNetworks)
+          .key("gate_hidden", &O::gate_hidden, "mlp gate: hidden widths (in -> 64 -> E)").at_least(1)
+          .key("alpha", &O::alpha, "weight alpha of the distillation loss L_KD (0 = plain MoE)").at_least(0).finite()
+          .key("temperature", &O::temperature, "distillation temperature T of softmax(z/T)").greater_than(0).finite()
+          .key("kd_form", &O::kd_form, "auto (mse for E = 2, kl for E >= 3) | mse | kl").choices({"auto", "mse", "kl"})
+          .key("kd_outputs", &O::kd_outputs,
+               "expert logits for L_KD: shared (the prediction's forward) | separate (a new forward, as the reference)")
+          .choices({"shared", "separate"})
+          .key("kd_pair_weight", &O::kd_pair_weight, "pair weight: product (g_i*g_j, code) | student (g_i, README)")
+          .choices({"product", "student"})
+          .key("kd_t_squared", &O::kd_t_squared, "multiply L_KD by T^2 (README)")
+          .key("kd_gate_gradient", &O::kd_gate_gradient,
+               "L_KD's pair weights pass gradient to the gate (reference); false keeps large alpha from collapsing the gate")
+          .key("ce_weight", &O::ce_weight, "CE weight: one (code) | one_minus_alpha (README)")
+          .choices({"one", "one_minus_alpha"})
+          .key("top_k", &O::top_k, "sparse gate: combine only the k largest gates (0 = all experts; <= num_experts)")
+          .at_least(0)
+          .key("sparse_form", &O::sparse_form,
+               "top_k weights: renormalized (g_e / sum of kept) | reference (unnormalised g_e)")
+          .choices({"reference", "renormalized"})
+          .key("heatmap_samples", &O::heatmap_samples, "gate heatmap: first N examples of each evaluated split")
+          .at_least(0);
+  return o;
 }
 
-
+/// The `[model]` table: declared keys, the checks that involve several keys, derived settings.
 ModeOptions read_options(const Config& c) {
-  ModeOptions o;
-  o.num_experts = c.get_or<std::int64_t>("num_experts", o.num_experts);
-  o.expert = c.get_or<std::string>("expert", o.expert);
-  o.expert_hidden = c.get_or<std::vector<std::int64_t>>("expert_hidden", o.expert_hidden);
-  o.dropout = c.get_or<double>("dropout", o.dropout);
-  o.gate = c.get_or<std::string>("gate", o.gate);
-  o.gate_hidden = c.get_or<std::vector<std::int64_t>>("gate_hidden", o.gate_hidden);
-  o.alpha = c.get_or<double>("alpha", o.alpha);
-  o.temperature = c.get_or<double>("temperature", o.temperature);
-  o.kd_form = c.get_or<std::string>("kd_form", o.kd_form);
-  o.kd_outputs = c.get_or<std::string>("kd_outputs", o.kd_outputs);
-  o.kd_pair_weight = c.get_or<std::string>("kd_pair_weight", o.kd_pair_weight);
-  o.kd_t_squared = c.get_or<bool>("kd_t_squared", o.kd_t_squared);
-  o.kd_gate_gradient = c.get_or<bool>("kd_gate_gradient", o.kd_gate_gradient);
-  o.ce_weight = c.get_or<std::string>("ce_weight", o.ce_weight);
-  o.top_k = c.get_or<std::int64_t>("top_k", o.top_k);
-  o.sparse_form = c.get_or<std::string>("sparse_form", o.sparse_form);
-  o.heatmap_samples = c.get_or<std::int64_t>("heatmap_samples", o.heatmap_samples);
-
-  if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
-  c.check_choice("expert", o.expert, kNetworks);
-  c.check_choice("gate", o.gate, kNetworks);
+  ModeOptions o = mode_options().parse(c);
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
   if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
-  check_sizes(c, "expert_hidden", o.expert_hidden);
-  check_sizes(c, "gate_hidden", o.gate_hidden);
-  if (!(o.dropout >= 0.0 && o.dropout < 1.0)) c.fail("dropout", "expected a probability in [0, 1)");
-  if (!(o.alpha >= 0.0)) c.fail("alpha", "expected a distillation weight alpha >= 0");
-  if (!(o.temperature > 0.0)) c.fail("temperature", "expected a distillation temperature > 0");
-  c.check_choice("kd_form", o.kd_form, {"auto", "mse", "kl"});
-  c.check_choice("kd_outputs", o.kd_outputs, {"shared", "separate"});
-  c.check_choice("kd_pair_weight", o.kd_pair_weight, {"product", "student"});
-  c.check_choice("ce_weight", o.ce_weight, {"one", "one_minus_alpha"});
   if (o.ce_weight == "one_minus_alpha" && o.alpha > 1.0)
     c.fail("alpha", "ce_weight = \"one_minus_alpha\" needs alpha <= 1");
-  if (o.top_k < 0 || o.top_k > o.num_experts)
+  if (o.top_k > o.num_experts)
     c.fail("top_k", "expected 0 (all experts) to num_experts = " + std::to_string(o.num_experts) + ", got " +
                         std::to_string(o.top_k));
-  c.check_choice("sparse_form", o.sparse_form, {"reference", "renormalized"});
-  if (o.heatmap_samples < 0) c.fail("heatmap_samples", "expected 0 (off) or a number of examples");
 
   if (o.expert == "linear") o.expert_hidden.clear();
   if (o.gate == "linear") o.gate_hidden.clear();
@@ -292,30 +289,7 @@ void register_mode(Registrar& registrar) {
       "expert = \"mnist_cnn\"\ngate = \"mnist_cnn\"",
       "expert = \"fmnist_cnn\"\ngate = \"fmnist_cnn\"",
   };
-  e.keys = {
-      key_spec("num_experts", ValueType::Int, "8", "number of experts E"),
-      key_spec("expert", ValueType::String, "\"mlp\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn"),
-      key_spec("expert_hidden", ValueType::Array, "[128, 128]", "mlp experts: hidden widths (in -> H -> H -> C)",
-               ValueType::Int),
-      key_spec("dropout", ValueType::Float, "0.2", "mlp experts: Dropout after each hidden ReLU (per expert)"),
-      key_spec("gate", ValueType::String, "\"mlp\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn"),
-      key_spec("gate_hidden", ValueType::Array, "[64]", "mlp gate: hidden widths (in -> 64 -> E)", ValueType::Int),
-      key_spec("alpha", ValueType::Float, "0.01", "weight alpha of the distillation loss L_KD (0 = plain MoE)"),
-      key_spec("temperature", ValueType::Float, "0.02", "distillation temperature T of softmax(z/T)"),
-      key_spec("kd_form", ValueType::String, "\"auto\"", "auto (mse for E = 2, kl for E >= 3) | mse | kl"),
-      key_spec("kd_outputs", ValueType::String, "\"shared\"",
-               "expert logits for L_KD: shared (the prediction's forward) | separate (a new forward, as the reference)"),
-      key_spec("kd_pair_weight", ValueType::String, "\"product\"",
-               "pair weight: product (g_i*g_j, code) | student (g_i, README)"),
-      key_spec("kd_t_squared", ValueType::Bool, "false", "multiply L_KD by T^2 (README)"),
-      key_spec("kd_gate_gradient", ValueType::Bool, "true",
-               "L_KD's pair weights pass gradient to the gate (reference); false keeps large alpha from collapsing the gate"),
-      key_spec("ce_weight", ValueType::String, "\"one\"", "CE weight: one (code) | one_minus_alpha (README)"),
-      key_spec("top_k", ValueType::Int, "0", "sparse gate: combine only the k largest gates (0 = all experts)"),
-      key_spec("sparse_form", ValueType::String, "\"renormalized\"",
-               "top_k weights: renormalized (g_e / sum of kept) | reference (unnormalised g_e)"),
-      key_spec("heatmap_samples", ValueType::Int, "100", "gate heatmap: first N examples of each evaluated split"),
-  };
+  e.keys = mode_options().specs();
   e.factory = &make_mode;
   registrar.add_model(std::move(e));
 }

@@ -72,45 +72,80 @@ const std::vector<std::string> kMethods = {"expectation", "stochastic", "pre_sof
                                            "dual_temperature", "no_gate", "expert_loss"};
 const std::vector<std::string>& kNetworks = network_kinds();
 
-void check_sizes(const Config& c, const std::string& key, const std::vector<std::int64_t>& sizes) {
-  for (auto s : sizes)
-    if (s <= 0) c.fail(key, "layer sizes must be positive, got " + std::to_string(s));
+
+const Options<MoeOptions>& moe_options() {
+  using O = MoeOptions;
+  static const auto o =
+      Options<O>()
+          .key("method", &O::method, "training method (README)").choices(kMethods)
+          .key("num_experts", &O::num_experts, "number of experts E").at_least(1)
+          .key("expert", &O::expert, "expert network").choices(kNetworks)
+          .key("expert_hidden", &O::expert_hidden,
+               "hidden widths of mlp experts ([4] shallow, [32, 16, 4] deep), or of a CNN expert's MLP when given")
+          .at_least(1)
+          .key("gate", &O::gate, "gate network").choices(kNetworks)
+          .key("gate_hidden", &O::gate_hidden, "hidden widths of an mlp gate, or of a CNN gate's MLP when given")
+          .at_least(1)
+          .key("gating", &O::gating, "softmax (gate logits) | attentive (query-key attention)")
+          .choices({"softmax", "attentive"})
+          .key("attention_dim", &O::attention_dim, "attentive gating: width of W_q and W_k").at_least(1)
+          .key("temperature", &O::temperature, "gate temperature T: g = softmax(a(x)/T)").greater_than(0).finite()
+          .key("temperature_schedule", &O::temperature_schedule,
+               "dual_temperature: T per epoch (last entry repeated; empty = temperature)")
+          .greater_than(0).finite()
+          .key("temperature_decay", &O::temperature_decay, "dual_temperature: T <- T/(1 + decay*(epoch - start))")
+          .at_least(0).finite()
+          .key("temperature_decay_start", &O::temperature_decay_start, "dual_temperature: first decayed epoch")
+          .at_least(0)
+          .key("top_k", &O::top_k, "route through the k largest gate logits only (0 = all experts; <= num_experts)")
+          .at_least(0)
+          .key("top1_softmax_quirk", &O::top1_softmax_quirk, "top_k = 1: output softmax(sum_e g_e f_e) as the reference")
+          .key("eps", &O::eps, "epsilon in the loss NLL(log(y + eps))").at_least(0).finite()
+          .key("w_importance", &O::w_importance, "weight of the importance CV^2 term").at_least(0).finite()
+          .key("w_ortho", &O::w_ortho, "weight of the ortho CV^2 term").at_least(0).finite()
+          .key("ortho_form", &O::ortho_form, "ortho on sum g_e f_e (master) | sum f_e (xai)").choices({"master", "xai"})
+          .key("w_ideal_gate", &O::w_ideal_gate, "weight of the ideal-gate MSE term").at_least(0).finite()
+          .key("beta_same", &O::beta_same, "sample similarity: weight beta_s of the same-expert term").at_least(0).finite()
+          .key("beta_diff", &O::beta_diff, "sample similarity: weight beta_d of the different-expert term")
+          .at_least(0).finite()
+          .key("sample_similarity_form", &O::sample_similarity_form,
+               "(b_s*same - b_d*diff)/B^2 (normalized) | b_s*same - b_d*diff/B^2 (reference)")
+          .choices({"normalized", "reference"})
+          .key("em_estep_samples", &O::em_estep_samples, "em: training examples re-assigned per epoch").at_least(1)
+          .key("em_loss_form", &O::em_loss_form,
+               "em M-step: -log(f_a[y])*g_a (reference) | -log(f_a[y]) - log(g_a) (complete_data)")
+          .choices({"reference", "complete_data"})
+          .key("expert_lr_scale", &O::expert_lr_scale,
+               "per-expert learning-rate factors (one per expert; scales each expert's optimizer step)")
+          .at_least(0).finite()
+          .key("expert_classes", &O::expert_classes,
+               "per expert, the classes it may output (softmax over them, 0 elsewhere); [] = all")
+          .at_least(0)
+          .key("expert_objective", &O::expert_objective,
+               "mixture (train the mixture) | own_classes (each expert alone on the examples of its expert_classes)")
+          .choices({"mixture", "own_classes"})
+          .key("train_parts", &O::train_parts, "parameters that train").choices({"all", "experts", "gate"})
+          .key("init_experts_from", &O::init_experts_from,
+               "initialise the experts from an earlier run: \"<results dir>/<run_id>\" or \"<results dir>/same-seed\"")
+          .key("init_gate_from", &O::init_gate_from,
+               "initialise the gate (and attention) from an earlier run, same forms as init_experts_from")
+          .key("expert_init_seed", &O::expert_init_seed,
+               "seed of the experts' initial weights (-1 = the run's generator); equal values = same initial experts")
+          .at_least(-1)
+          .key("selection", &O::selection, "no_gate: expert selection").choices({"self_information", "entropy"})
+          .key("selection_output", &O::selection_output, "no_gate: prediction")
+          .choices({"argmax", "sample", "expectation"})
+          .key("gate_epochs", &O::gate_epochs, "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)")
+          .at_least(-1)
+          .key("decision_grid", &O::decision_grid, "2-D inputs: side of the recorded decision-map grid (0 = off)")
+          .at_least(0);
+  return o;
 }
 
-
+/// The `[model]` table: declared keys, then the checks that involve several keys, then the
+/// defaults that depend on other keys (the CNNs' MLP widths).
 MoeOptions read_options(const Config& c) {
-  MoeOptions o;
-  o.method = c.get_or<std::string>("method", o.method);
-  o.num_experts = c.get_or<std::int64_t>("num_experts", o.num_experts);
-  o.expert = c.get_or<std::string>("expert", o.expert);
-  o.expert_hidden = c.get_or<std::vector<std::int64_t>>("expert_hidden", o.expert_hidden);
-  o.gate = c.get_or<std::string>("gate", o.gate);
-  o.gate_hidden = c.get_or<std::vector<std::int64_t>>("gate_hidden", o.gate_hidden);
-  o.gating = c.get_or<std::string>("gating", o.gating);
-  o.attention_dim = c.get_or<std::int64_t>("attention_dim", o.attention_dim);
-  o.temperature = c.get_or<double>("temperature", o.temperature);
-  o.temperature_schedule = c.get_or<std::vector<double>>("temperature_schedule", o.temperature_schedule);
-  o.temperature_decay = c.get_or<double>("temperature_decay", o.temperature_decay);
-  o.temperature_decay_start = c.get_or<std::int64_t>("temperature_decay_start", o.temperature_decay_start);
-  o.top_k = c.get_or<std::int64_t>("top_k", o.top_k);
-  o.top1_softmax_quirk = c.get_or<bool>("top1_softmax_quirk", o.top1_softmax_quirk);
-  o.eps = c.get_or<double>("eps", o.eps);
-  o.w_importance = c.get_or<double>("w_importance", o.w_importance);
-  o.w_ortho = c.get_or<double>("w_ortho", o.w_ortho);
-  o.ortho_form = c.get_or<std::string>("ortho_form", o.ortho_form);
-  o.w_ideal_gate = c.get_or<double>("w_ideal_gate", o.w_ideal_gate);
-  o.beta_same = c.get_or<double>("beta_same", o.beta_same);
-  o.beta_diff = c.get_or<double>("beta_diff", o.beta_diff);
-  o.sample_similarity_form = c.get_or<std::string>("sample_similarity_form", o.sample_similarity_form);
-  o.em_estep_samples = c.get_or<std::int64_t>("em_estep_samples", o.em_estep_samples);
-  o.em_loss_form = c.get_or<std::string>("em_loss_form", o.em_loss_form);
-  o.expert_lr_scale = c.get_or<std::vector<double>>("expert_lr_scale", o.expert_lr_scale);
-  o.expert_classes = c.get_or<std::vector<std::vector<std::int64_t>>>("expert_classes", o.expert_classes);
-  o.expert_objective = c.get_choice("expert_objective", o.expert_objective, {"mixture", "own_classes"});
-  o.train_parts = c.get_choice("train_parts", o.train_parts, {"all", "experts", "gate"});
-  o.init_experts_from = c.get_or<std::string>("init_experts_from", o.init_experts_from);
-  o.init_gate_from = c.get_or<std::string>("init_gate_from", o.init_gate_from);
-  o.expert_init_seed = c.get_or<std::int64_t>("expert_init_seed", o.expert_init_seed);
+  MoeOptions o = moe_options().parse(c);
   if (!o.expert_classes.empty() && static_cast<std::int64_t>(o.expert_classes.size()) != o.num_experts)
     c.fail("expert_classes", "expected one class list per expert (num_experts = " + std::to_string(o.num_experts) +
                                  "), got " + std::to_string(o.expert_classes.size()));
@@ -120,45 +155,15 @@ MoeOptions read_options(const Config& c) {
     c.fail("expert_objective", "\"own_classes\" trains each expert on its classes: set expert_classes");
   if (o.method == "no_gate" && o.train_parts != "all")
     c.fail("train_parts", "no_gate trains experts and gate in its own phases; leave train_parts = \"all\"");
-  o.selection = c.get_or<std::string>("selection", o.selection);
-  o.selection_output = c.get_or<std::string>("selection_output", o.selection_output);
-  o.gate_epochs = c.get_or<std::int64_t>("gate_epochs", o.gate_epochs);
-  o.decision_grid = c.get_or<std::int64_t>("decision_grid", o.decision_grid);
-
-  c.check_choice("method", o.method, kMethods);
-  if (o.num_experts < 1) c.fail("num_experts", "expected at least 1 expert, got " + std::to_string(o.num_experts));
-  c.check_choice("expert", o.expert, kNetworks);
-  c.check_choice("gate", o.gate, kNetworks);
-  c.check_choice("gating", o.gating, {"softmax", "attentive"});
-  c.check_choice("ortho_form", o.ortho_form, {"master", "xai"});
-  c.check_choice("sample_similarity_form", o.sample_similarity_form, {"normalized", "reference"});
-  c.check_choice("selection", o.selection, {"self_information", "entropy"});
-  c.check_choice("em_loss_form", o.em_loss_form, {"reference", "complete_data"});
-  if (!o.expert_lr_scale.empty()) {
-    if (static_cast<std::int64_t>(o.expert_lr_scale.size()) != o.num_experts)
-      c.fail("expert_lr_scale", "expected one factor per expert (num_experts = " + std::to_string(o.num_experts) +
-                                    "), got " + std::to_string(o.expert_lr_scale.size()));
-    for (double s : o.expert_lr_scale)
-      if (!(s >= 0.0) || !std::isfinite(s)) c.fail("expert_lr_scale", "expected finite factors >= 0");
-  }
-  c.check_choice("selection_output", o.selection_output, {"argmax", "sample", "expectation"});
+  if (!o.expert_lr_scale.empty() && static_cast<std::int64_t>(o.expert_lr_scale.size()) != o.num_experts)
+    c.fail("expert_lr_scale", "expected one factor per expert (num_experts = " + std::to_string(o.num_experts) +
+                                  "), got " + std::to_string(o.expert_lr_scale.size()));
   if (o.expert == "mlp" && o.expert_hidden.empty())
     c.fail("expert_hidden", "expert = \"mlp\" needs at least one hidden layer");
   if (o.gate == "mlp" && o.gate_hidden.empty()) c.fail("gate_hidden", "gate = \"mlp\" needs at least one hidden layer");
-  check_sizes(c, "expert_hidden", o.expert_hidden);
-  check_sizes(c, "gate_hidden", o.gate_hidden);
-  if (!(o.temperature > 0.0)) c.fail("temperature", "expected a temperature > 0");
-  for (double t : o.temperature_schedule)
-    if (!(t > 0.0)) c.fail("temperature_schedule", "expected temperatures > 0");
-  if (o.temperature_decay < 0.0) c.fail("temperature_decay", "expected a decay >= 0");
-  if (o.top_k < 0 || o.top_k > o.num_experts)
+  if (o.top_k > o.num_experts)
     c.fail("top_k", "expected 0 (all experts) to num_experts = " + std::to_string(o.num_experts) + ", got " +
                         std::to_string(o.top_k));
-  if (!(o.eps >= 0.0)) c.fail("eps", "expected eps >= 0");
-  if (o.attention_dim < 1) c.fail("attention_dim", "expected a positive width");
-  if (o.em_estep_samples < 1) c.fail("em_estep_samples", "expected at least 1 sample");
-  if (o.decision_grid < 0) c.fail("decision_grid", "expected 0 (off) or a grid side");
-  if (o.gate_epochs < -1) c.fail("gate_epochs", "expected -1 (trainer epochs), 0 (no gate phase) or more");
   if (o.expert == "linear") o.expert_hidden.clear();
   if (o.gate == "linear") o.gate_hidden.clear();
   // The CNNs' MLP widths of §1.6 unless given (the XAI MNIST expert is 169 → 5 → 10, its gate 169 → 128 → 64).
@@ -809,54 +814,7 @@ void register_moe(Registrar& registrar) {
       "expert = \"fmnist_cnn\"\ngate = \"fmnist_cnn\"\ngating = \"attentive\"",
       "expert = \"cifar_cnn\"\ngate = \"cifar_cnn\"\nexpert_hidden = [16]\ngate_hidden = [16]",
   };
-  e.keys = {
-      key_spec("method", ValueType::String, "\"expectation\"",
-          "expectation | stochastic | pre_softmax | em | dual_temperature | no_gate | expert_loss"),
-      key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
-      key_spec("expert", ValueType::String, "\"linear\"", "expert network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
-      key_spec("expert_hidden", ValueType::Array, "[4]", "hidden widths of mlp experts ([4] shallow, [32, 16, 4] deep), or of a CNN expert's MLP when given",
-          ValueType::Int),
-      key_spec("gate", ValueType::String, "\"linear\"", "gate network: linear | mlp | mnist_cnn | fmnist_cnn | cifar_cnn"),
-      key_spec("gate_hidden", ValueType::Array, "[]", "hidden widths of an mlp gate, or of a CNN gate's MLP when given", ValueType::Int),
-      key_spec("gating", ValueType::String, "\"softmax\"", "softmax (gate logits) | attentive (query-key attention)"),
-      key_spec("attention_dim", ValueType::Int, "32", "attentive gating: width of W_q and W_k"),
-      key_spec("temperature", ValueType::Float, "1.0", "gate temperature T: g = softmax(a(x)/T)"),
-      key_spec("temperature_schedule", ValueType::Array, "[]",
-          "dual_temperature: T per epoch (last entry repeated; empty = temperature)", ValueType::Float),
-      key_spec("temperature_decay", ValueType::Float, "0.0", "dual_temperature: T <- T/(1 + decay*(epoch - start))"),
-      key_spec("temperature_decay_start", ValueType::Int, "0", "dual_temperature: first decayed epoch"),
-      key_spec("top_k", ValueType::Int, "0", "route through the k largest gate logits only (0 = all experts)"),
-      key_spec("top1_softmax_quirk", ValueType::Bool, "false", "top_k = 1: output softmax(sum_e g_e f_e) as the reference"),
-      key_spec("eps", ValueType::Float, "1e-15", "epsilon in the loss NLL(log(y + eps))"),
-      key_spec("w_importance", ValueType::Float, "0.0", "weight of the importance CV^2 term"),
-      key_spec("w_ortho", ValueType::Float, "0.0", "weight of the ortho CV^2 term"),
-      key_spec("ortho_form", ValueType::String, "\"master\"", "ortho on sum g_e f_e (master) | sum f_e (xai)"),
-      key_spec("w_ideal_gate", ValueType::Float, "0.0", "weight of the ideal-gate MSE term"),
-      key_spec("beta_same", ValueType::Float, "0.0", "sample similarity: weight beta_s of the same-expert term"),
-      key_spec("beta_diff", ValueType::Float, "0.0", "sample similarity: weight beta_d of the different-expert term"),
-      key_spec("sample_similarity_form", ValueType::String, "\"normalized\"",
-          "(b_s*same - b_d*diff)/B^2 (normalized) | b_s*same - b_d*diff/B^2 (reference)"),
-      key_spec("em_estep_samples", ValueType::Int, "128", "em: training examples re-assigned per epoch"),
-      key_spec("em_loss_form", ValueType::String, "\"reference\"",
-          "em M-step: -log(f_a[y])*g_a (reference) | -log(f_a[y]) - log(g_a) (complete_data)"),
-      key_spec("expert_lr_scale", ValueType::Array, "[]",
-          "per-expert learning-rate factors (one per expert; scales each expert's optimizer step)", ValueType::Float),
-      key_spec("expert_classes", ValueType::Array, "[]",
-          "per expert, the classes it may output (softmax over them, 0 elsewhere); [] = all", ValueType::Array),
-      key_spec("expert_objective", ValueType::String, "\"mixture\"",
-          "mixture (train the mixture) | own_classes (each expert alone on the examples of its expert_classes)"),
-      key_spec("train_parts", ValueType::String, "\"all\"", "parameters that train: all | experts | gate"),
-      key_spec("init_experts_from", ValueType::String, "\"\"",
-          "initialise the experts from an earlier run: \"<results dir>/<run_id>\" or \"<results dir>/same-seed\""),
-      key_spec("init_gate_from", ValueType::String, "\"\"",
-          "initialise the gate (and attention) from an earlier run, same forms as init_experts_from"),
-      key_spec("expert_init_seed", ValueType::Int, "-1",
-          "seed of the experts' initial weights (-1 = the run's generator); equal values = same initial experts"),
-      key_spec("selection", ValueType::String, "\"self_information\"", "no_gate: self_information | entropy"),
-      key_spec("selection_output", ValueType::String, "\"argmax\"", "no_gate: argmax | sample | expectation"),
-      key_spec("gate_epochs", ValueType::Int, "-1", "no_gate: epochs of the gate phase (-1 = train.epochs, 0 = none)"),
-      key_spec("decision_grid", ValueType::Int, "100", "2-D inputs: side of the recorded decision-map grid (0 = off)"),
-  };
+  e.keys = moe_options().specs();
   e.factory = &make_moe;
   registrar.add_model(std::move(e));
 }

@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -51,11 +50,7 @@ class MODLAB_API Value {
   const std::string& as_string() const;
   const Array& as_array() const;
   const Table& as_table() const;
-  Table& mutable_table();  ///< for builders only (sweep expansion); throws unless a table
 
-  /// Canonical TOML-like text: tables sorted by key, floats with round-trip precision.
-  /// Used for run ids, so it must not depend on source order or locations.
-  std::string canonical() const;
   /// Inline TOML literal of this value (scalars and arrays), e.g. `[1, 2]` or `"abc"`.
   std::string literal() const;
 
@@ -74,15 +69,11 @@ class MODLAB_API Value {
   SourceLocation loc_;
 };
 
-/// Records which dotted keys were read, so keys nobody read can be reported.
-class MODLAB_API AccessLog {
+/// Told of every key a Config reads (the host uses it to report keys a plugin set but never read).
+class MODLAB_API ReadObserver {
  public:
-  void mark(const std::string& dotted_key) { read_.insert(dotted_key); }
-  bool was_read(const std::string& dotted_key) const;  ///< true also if a parent or child was read
-  const std::set<std::string>& keys() const { return read_; }
-
- private:
-  std::set<std::string> read_;
+  virtual ~ReadObserver();
+  virtual void read(const std::string& dotted_key) = 0;
 };
 
 /// Read-only view of one table, e.g. the `[model]` table of one run.
@@ -94,7 +85,7 @@ class MODLAB_API AccessLog {
 class MODLAB_API Config {
  public:
   Config();  ///< an empty table with no origin
-  Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<AccessLog> log = nullptr);
+  Config(std::shared_ptr<const Value> table, std::string prefix, std::shared_ptr<ReadObserver> observer = nullptr);
 
   template <class T>
   T get(const std::string& key) const;
@@ -105,7 +96,7 @@ class MODLAB_API Config {
   }
 
   bool has(const std::string& key) const;
-  /// The raw value or nullptr; marks the key as read.
+  /// The raw value or nullptr; tells the observer the key was read.
   const Value* find(const std::string& key) const;
   /// Direct child keys of this table, sorted.
   std::vector<std::string> keys() const;
@@ -129,34 +120,17 @@ class MODLAB_API Config {
   /// get_or<std::string>(key, fallback) checked against `choices` as check_choice does.
   std::string get_choice(const std::string& key, const std::string& fallback,
                          const std::vector<std::string>& choices) const;
+  /// Throws (through fail) about a name that is not among `known`, suggesting the closest one:
+  /// `model.target: unknown attribute 'Mael' (did you mean 'Male'?)` followed by `note`.
+  [[noreturn]] void fail_unknown(const std::string& key, const std::string& what, const std::string& name,
+                                 const std::vector<std::string>& known, const std::string& note = "") const;
 
  private:
   const Value* lookup(const std::string& key) const;
   std::shared_ptr<const Value> table_;
   std::string prefix_;
-  std::shared_ptr<AccessLog> log_;
+  std::shared_ptr<ReadObserver> observer_;
 };
-
-/// A config key a plugin understands, shown by `modlab plugins` and used to validate sweep files
-/// before any run starts. `type` Array means a list; `element` says of what.
-struct MODLAB_API KeySpec {
-  std::string name;            ///< dotted, relative to the plugin's table ("num_experts", "gate.hidden")
-  ValueType type = ValueType::Null;
-  ValueType element = ValueType::Null;  ///< element type for arrays (Null = any)
-  std::string default_value;   ///< TOML literal of the default, "" = required
-  std::string doc;             ///< one line
-};
-
-/// Shorthand for declaring a key: key_spec("num_experts", ValueType::Int, "4", "number of experts E"),
-/// or key_spec("hidden", ValueType::Array, "[32]", "hidden widths", ValueType::Int) for a list.
-MODLAB_API KeySpec key_spec(std::string name, ValueType type, std::string default_value, std::string doc,
-                            ValueType element = ValueType::Null);
-
-/// Checks every key of `table` against `keys`: unknown keys (with the closest known key suggested)
-/// and type mismatches throw ConfigError. Sub-tables are checked against dotted key names; a key
-/// declared with type Table accepts any content. `reserved` names are skipped (e.g. "plugin").
-MODLAB_API void validate_keys(const Config& table, const std::vector<KeySpec>& keys,
-                   const std::vector<std::string>& reserved = {});
 
 template <> MODLAB_API bool Config::get<bool>(const std::string&) const;
 template <> MODLAB_API int Config::get<int>(const std::string&) const;
@@ -171,8 +145,5 @@ template <> MODLAB_API std::vector<std::string> Config::get<std::vector<std::str
 template <> MODLAB_API std::vector<std::vector<std::int64_t>> Config::get<std::vector<std::vector<std::int64_t>>>(
     const std::string&) const;
 template <> MODLAB_API Config Config::get<Config>(const std::string&) const;
-
-/// Levenshtein-closest candidate to `word`, or "" when nothing is reasonably close.
-MODLAB_API std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace modlab

@@ -11,6 +11,7 @@
 #include <modlab/dataset.hpp>
 #include <modlab/host.hpp>
 #include <modlab/model.hpp>
+#include <modlab/options.hpp>
 
 #include <torch/version.h>
 
@@ -21,8 +22,9 @@
 
 namespace modlab {
 
-/// Version of the binary interface between host and plugins. 2: Host::load_weights; the error
-/// types ArgumentError, PluginError, NonFiniteLoss.
+/// Version of the binary interface between host and plugins. 2 (SDK 2): Host::load_weights; the
+/// error types ArgumentError, PluginError, NonFiniteLoss; KeySpec carries choices, bounds and
+/// model tables; ModelEntry::variants; Model::unmaskable_parameters; modlab::nn folds K into the batch.
 inline constexpr std::uint32_t kAbiVersion = 2;
 
 /// Name of the exported entry symbol.

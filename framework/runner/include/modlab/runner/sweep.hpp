@@ -55,7 +55,12 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
 /// parse_toml_file + expand_sweep.
 Sweep load_sweep(const std::string& path, const std::vector<std::string>& overrides = {});
 
-/// Run id of a resolved config: the first 12 hex digits of SHA-256 over `config.canonical()`.
+/// Canonical TOML-like text of a config tree: tables sorted by key, scalars and arrays before
+/// sub-tables, floats with round-trip precision. Used for run ids, so it must not depend on source
+/// order or locations.
+std::string canonical_text(const Value& config);
+
+/// Run id of a resolved config: the first 12 hex digits of SHA-256 over `canonical_text(config)`.
 std::string run_id_of(const Value& config);
 
 /// Sets `dotted` (creating tables on the way) in `table`; ConfigError if a non-table is in the way.

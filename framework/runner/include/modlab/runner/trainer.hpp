@@ -3,6 +3,7 @@
 // checkpoints, and writes the run file.
 
 #include <modlab/config.hpp>
+#include <modlab/options.hpp>
 #include <modlab/runner/registry.hpp>
 
 #include <torch/types.h>
@@ -44,8 +45,19 @@ struct TrainOptions {
   std::int64_t checkpoint_every = 1; ///< epochs between checkpoints; 0 = never
 };
 
-/// Keys of the `[train]` table (and of each `[train.phases.<name>]`), for validation and `modlab plugins`.
+/// The `[run]` table (the sweep reads it directly; declared for validation and `modlab plugins`).
+struct RunSettings {
+  std::string name;         ///< sweep name; "" = the file's stem
+  std::int64_t seed = 0;    ///< set per run by [sweep] seeds
+  std::string description;
+};
+
+/// The declared `[train]` keys (each `[train.phases.<name>]` takes the same ones).
+const Options<TrainOptions>& train_options();
+/// Keys of the `[train]` table: train_options() and `phases`, for validation and `modlab plugins`.
 const std::vector<KeySpec>& train_keys();
+/// The declared `[run]` keys.
+const Options<RunSettings>& run_options();
 /// Keys of the `[run]` table.
 const std::vector<KeySpec>& run_keys();
 /// Parses `[train]` merged with `[train.phases.<phase>]` (phase "" = base only).
