@@ -20,7 +20,7 @@ std::vector<std::int64_t> layer_sizes(std::int64_t in, const std::vector<std::in
   sizes.insert(sizes.end(), hidden.begin(), hidden.end());
   sizes.push_back(out);
   for (auto s : sizes)
-    if (s <= 0) throw Error("layer sizes must be positive, got " + std::to_string(s));
+    if (s <= 0) throw ArgumentError("layer sizes must be positive, got " + std::to_string(s));
   return sizes;
 }
 }  // namespace
@@ -33,8 +33,8 @@ MlpExpertBank::~MlpExpertBank() = default;
 MlpExpertBank::MlpExpertBank(std::int64_t members, std::int64_t in, const std::vector<std::int64_t>& hidden,
                              std::int64_t out, double dropout)
     : members_(members), outputs_(out), dropout_(dropout) {
-  if (members <= 0) throw Error("an expert bank needs at least one expert");
-  if (!(dropout >= 0.0 && dropout < 1.0)) throw Error("expert dropout must be in [0, 1)");
+  if (members <= 0) throw ArgumentError("an expert bank needs at least one expert");
+  if (!(dropout >= 0.0 && dropout < 1.0)) throw ArgumentError("expert dropout must be in [0, 1)");
   const auto sizes = layer_sizes(in, hidden, out);
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i)
     layers_.push_back(
@@ -138,7 +138,7 @@ torch::Tensor top_k_mask(const torch::Tensor& logits, std::int64_t k) {
 }
 
 torch::Tensor gate_probabilities(const torch::Tensor& logits, double temperature, std::int64_t top_k) {
-  if (!(temperature > 0.0)) throw Error("gate temperature must be > 0");
+  if (!(temperature > 0.0)) throw ArgumentError("gate temperature must be > 0");
   auto z = temperature == 1.0 ? logits : logits / temperature;
   if (top_k > 0 && top_k < logits.size(-1))
     z = z.masked_fill(top_k_mask(logits, top_k).logical_not(), -std::numeric_limits<double>::infinity());
@@ -150,7 +150,7 @@ namespace {
 std::int64_t pooled(std::int64_t side) { return (side - 2) / 2; }  // 3×3 valid conv, then 2×2 max pool
 void check_image(const std::vector<std::int64_t>& shape) {
   if (shape.size() != 3 || shape[1] < 4 || shape[2] < 4)
-    throw Error("convolutional experts and gates need image inputs [C, H, W] with H, W >= 4");
+    throw ArgumentError("convolutional experts and gates need image inputs [C, H, W] with H, W >= 4");
 }
 }  // namespace
 
@@ -199,7 +199,7 @@ ExpertOutput ConvExpertBank::forward_dense(const torch::Tensor& x) { return mlp_
 
 std::int64_t conv_stack_side(std::int64_t side, std::size_t blocks) {
   for (std::size_t i = 0; i < blocks; ++i) {
-    if (side < 2) throw Error("the input image is too small for " + std::to_string(blocks) +
+    if (side < 2) throw ArgumentError("the input image is too small for " + std::to_string(blocks) +
                                               " conv blocks with 2x2 max pooling");
     side /= 2;
   }
@@ -211,12 +211,12 @@ ConvStack::~ConvStack() = default;
 ConvStack::ConvStack(std::int64_t members, std::int64_t in_channels, const std::vector<std::int64_t>& channels,
                      const std::vector<bool>& batch_norm)
     : members_(members), channels_(channels) {
-  if (members <= 0) throw Error("a conv stack needs at least one member");
+  if (members <= 0) throw ArgumentError("a conv stack needs at least one member");
   if (channels.empty() || batch_norm.size() != channels.size())
-    throw Error("a conv stack needs one BatchNorm flag per conv block");
+    throw ArgumentError("a conv stack needs one BatchNorm flag per conv block");
   std::int64_t in = in_channels;
   for (std::size_t i = 0; i < channels.size(); ++i) {
-    if (channels[i] <= 0) throw Error("conv channels must be positive");
+    if (channels[i] <= 0) throw ArgumentError("conv channels must be positive");
     // Block 0 reads the shared input, later blocks only their own member's channels.
     convs_.push_back(register_module("conv" + std::to_string(i),
                                      modlab::nn::StackedConv2d(members, in, channels[i], 3, /*stride=*/1, /*padding=*/1)));
@@ -242,7 +242,7 @@ ConvStackExpertBank::ConvStackExpertBank(std::int64_t members, std::vector<std::
                                          const std::vector<std::int64_t>& channels, const std::vector<bool>& batch_norm,
                                          const std::vector<std::int64_t>& hidden, std::int64_t out)
     : members_(members) {
-  if (input_shape.size() != 3) throw Error("convolutional experts need image inputs [C, H, W]");
+  if (input_shape.size() != 3) throw ArgumentError("convolutional experts need image inputs [C, H, W]");
   const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
                     conv_stack_side(input_shape[2], channels.size());
   convs_ = register_module("convs", std::make_shared<ConvStack>(members, input_shape[0], channels, batch_norm));
@@ -263,7 +263,7 @@ ConvStackGate::~ConvStackGate() = default;
 ConvStackGate::ConvStackGate(std::vector<std::int64_t> input_shape, const std::vector<std::int64_t>& channels,
                              const std::vector<bool>& batch_norm, const std::vector<std::int64_t>& hidden,
                              std::int64_t experts) {
-  if (input_shape.size() != 3) throw Error("convolutional gates need image inputs [C, H, W]");
+  if (input_shape.size() != 3) throw ArgumentError("convolutional gates need image inputs [C, H, W]");
   const auto flat = channels.back() * conv_stack_side(input_shape[1], channels.size()) *
                     conv_stack_side(input_shape[2], channels.size());
   convs_ = register_module("convs", std::make_shared<ConvStack>(1, input_shape[0], channels, batch_norm));

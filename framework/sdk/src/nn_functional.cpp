@@ -120,7 +120,7 @@ struct MaxPool2x2 : torch::autograd::Function<MaxPool2x2> {
 
 torch::Tensor max_pool2x2(const torch::Tensor& x) {
   if (x.dim() < 2 || x.size(-2) < 2 || x.size(-1) < 2)
-    throw Error("max_pool2x2: needs [..., H, W] with H, W >= 2");
+    throw ArgumentError("max_pool2x2: needs [..., H, W] with H, W >= 2");
   const auto h = x.size(-2), w = x.size(-1);
   // Odd sizes: the last row / column belongs to no window (floor mode).
   const auto even = h % 2 == 0 && w % 2 == 0 ? x : x.narrow(-2, 0, h / 2 * 2).narrow(-1, 0, w / 2 * 2);

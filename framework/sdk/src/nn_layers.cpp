@@ -51,7 +51,7 @@ std::int64_t common_samples(std::initializer_list<std::int64_t> ks) {
   std::int64_t k = 1;
   for (auto s : ks) {
     if (s == 1) continue;
-    if (k != 1 && s != k) throw Error("overrides of one layer disagree on the number of samples K");
+    if (k != 1 && s != k) throw ArgumentError("overrides of one layer disagree on the number of samples K");
     k = s;
   }
   return k;
@@ -60,7 +60,7 @@ std::int64_t common_samples(std::initializer_list<std::int64_t> ks) {
 /// Throws unless `rows` splits into K blocks.
 void check_rows(std::int64_t rows, std::int64_t k, const char* layer) {
   if (k > 1 && rows % k != 0)
-    throw Error(std::string(layer) + ": input has " + std::to_string(rows) + " rows, not a multiple of the K = " +
+    throw ArgumentError(std::string(layer) + ": input has " + std::to_string(rows) + " rows, not a multiple of the K = " +
                 std::to_string(k) + " override samples folded into the batch");
 }
 
@@ -87,12 +87,12 @@ void Overridable::set_override(const std::string& name, torch::Tensor value) {
   const auto* self = dynamic_cast<const torch::nn::Module*>(this);
   const auto params = self ? self->named_parameters(/*recurse=*/false) : torch::OrderedDict<std::string, torch::Tensor>{};
   const auto* param = params.find(name);
-  if (!param) throw Error("no parameter '" + name + "' to override in " + (self ? self->name() : "this layer"));
+  if (!param) throw ArgumentError("no parameter '" + name + "' to override in " + (self ? self->name() : "this layer"));
   const auto want = param->sizes(), got = value.sizes();
   const bool plain = got == want;
   const bool batched = got.size() == want.size() + 1 && got.slice(1) == want;
   if (!plain && !batched)
-    throw Error("override of '" + name + "' has shape " + shape_text(got) + "; expected " + shape_text(want) +
+    throw ArgumentError("override of '" + name + "' has shape " + shape_text(got) + "; expected " + shape_text(want) +
                 " or [K, " + shape_text(want).substr(1));
   overrides_[name] = std::move(value);
 }
@@ -120,11 +120,11 @@ void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::T
     torch::nn::Module* m = module_at(root, path);
     auto* o = dynamic_cast<Overridable*>(m);
     if (!o || !m->named_parameters(false).contains(name))
-      throw Error("no overridable parameter '" + full + "'");
+      throw ArgumentError("no overridable parameter '" + full + "'");
     try {
       o->set_override(name, value);
     } catch (const Error& e) {
-      throw Error(full + ": " + e.what());
+      throw ArgumentError(full + ": " + e.what());
     }
   }
 }
@@ -142,7 +142,7 @@ OverrideScope::OverrideScope(torch::nn::Module& root, const std::map<std::string
     const auto* p = params.find(full);
     const std::int64_t k = p ? samples_in(value, p->dim()) : 1;
     if (k > 1 && samples_ > 1 && k != samples_)
-      throw Error("override '" + full + "' has K = " + std::to_string(k) + " samples, others " +
+      throw ArgumentError("override '" + full + "' has K = " + std::to_string(k) + " samples, others " +
                   std::to_string(samples_));
     samples_ = std::max(samples_, k);
   }
@@ -247,7 +247,7 @@ Conv2dImpl::Conv2dImpl(std::int64_t in, std::int64_t out, std::int64_t k, std::i
                        bool with_bias, std::int64_t g)
     : in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p), groups(g) {
   if (g < 1 || in % g != 0 || out % g != 0)
-    throw Error("Conv2d: " + std::to_string(in) + " → " + std::to_string(out) + " channels do not split into " +
+    throw ArgumentError("Conv2d: " + std::to_string(in) + " → " + std::to_string(out) + " channels do not split into " +
                 std::to_string(g) + " groups");
   weight = register_parameter("weight", torch::empty({out, in / g, k, k}));
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
@@ -317,7 +317,7 @@ torch::Tensor StackedLinearImpl::forward_t(const torch::Tensor& xt) {
 StackedConv2dImpl::StackedConv2dImpl(std::int64_t e, std::int64_t in, std::int64_t out, std::int64_t k,
                                      std::int64_t s, std::int64_t p, bool with_bias)
     : members(e), in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p) {
-  if (e < 1 || in < 1 || out < 1 || k < 1) throw Error("StackedConv2d: members, channels and kernel must be >= 1");
+  if (e < 1 || in < 1 || out < 1 || k < 1) throw ArgumentError("StackedConv2d: members, channels and kernel must be >= 1");
   weight = register_parameter("weight", torch::empty({e, out, in, k, k}));
   if (with_bias) bias = register_parameter("bias", torch::empty({e, out}));
   reset_parameters();
@@ -330,7 +330,7 @@ torch::Tensor StackedConv2dImpl::forward(const torch::Tensor& x) {
   auto b = bias.defined() ? effective("bias", bias) : bias;
   const auto c = x.size(1);
   if (c != in_channels && c != members * in_channels)
-    throw Error("StackedConv2d: input has " + std::to_string(c) + " channels; expected " +
+    throw ArgumentError("StackedConv2d: input has " + std::to_string(c) + " channels; expected " +
                 std::to_string(in_channels) + " (shared) or " + std::to_string(members * in_channels) + " (per member)");
   // Members as the output channel blocks of one convolution: [(K,) E, O, C, k, k] → [(K,) E·O, C, k, k].
   const bool batched = w.dim() == 6;

@@ -20,7 +20,7 @@ constexpr double kTanhGain = 5.0 / 3.0;  // torch.nn.init.calculate_gain("tanh")
 // ---------------------------------------------------------------- LSTM
 
 LstmCellImpl::LstmCellImpl(std::int64_t in, std::int64_t hidden) : input_size(in), hidden_size(hidden) {
-  if (in < 1 || hidden < 1) throw Error("LstmCell: input and hidden sizes must be >= 1");
+  if (in < 1 || hidden < 1) throw ArgumentError("LstmCell: input and hidden sizes must be >= 1");
   weight_ih = register_parameter("weight_ih", torch::empty({4 * hidden, in}));
   weight_hh = register_parameter("weight_hh", torch::empty({4 * hidden, hidden}));
   bias = register_parameter("bias", torch::empty({4 * hidden}));
@@ -49,7 +49,7 @@ LstmState LstmCellImpl::forward(const torch::Tensor& x, const LstmState& state) 
 
 LstmImpl::LstmImpl(std::int64_t in, std::int64_t hidden, std::int64_t layers, double p)
     : hidden_size(hidden), dropout(p) {
-  if (layers < 1) throw Error("Lstm: needs at least one layer");
+  if (layers < 1) throw ArgumentError("Lstm: needs at least one layer");
   auto list = register_module("cells", torch::nn::ModuleList());
   for (std::int64_t i = 0; i < layers; ++i) {
     cells.push_back(LstmCell(i == 0 ? in : hidden, hidden));
@@ -60,7 +60,7 @@ LstmImpl::~LstmImpl() = default;
 
 torch::Tensor LstmImpl::forward(const torch::Tensor& x, std::vector<LstmState> state,
                                 std::vector<LstmState>* final_state) {
-  if (x.dim() != 3) throw Error("Lstm: input must be [rows, steps, features]");
+  if (x.dim() != 3) throw ArgumentError("Lstm: input must be [rows, steps, features]");
   if (state.empty()) {
     const auto zeros = torch::zeros({x.size(0), hidden_size}, x.options());
     state.assign(cells.size(), LstmState{zeros, zeros});
@@ -84,7 +84,7 @@ torch::Tensor LstmImpl::forward(const torch::Tensor& x, std::vector<LstmState> s
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(std::int64_t d, std::int64_t h, double p)
     : dim(d), heads(h), dropout(p) {
-  if (h < 1 || d % h != 0) throw Error("MultiHeadAttention: dim " + std::to_string(d) + " does not split into " +
+  if (h < 1 || d % h != 0) throw ArgumentError("MultiHeadAttention: dim " + std::to_string(d) + " does not split into " +
                                        std::to_string(h) + " heads");
   data_to_q = register_module("data_to_q", Linear(d, d, /*bias=*/false));
   data_to_kv = register_module("data_to_kv", Linear(d, 2 * d, /*bias=*/false));

@@ -49,7 +49,7 @@ class MODLAB_API Overridable {
  public:
   virtual ~Overridable();
   /// Replaces parameter `name` in the forward pass by `value`, whose shape is the parameter's
-  /// shape or [K, …shape] (K samples folded into the batch). Throws modlab::Error naming the
+  /// shape or [K, …shape] (K samples folded into the batch). Throws modlab::ArgumentError naming the
   /// parameter when `name` is not a parameter of this layer or the shape fits neither form.
   void set_override(const std::string& name, torch::Tensor value);
   void clear_overrides();
@@ -68,7 +68,7 @@ class MODLAB_API Overridable {
 MODLAB_API std::vector<std::string> maskable_parameters(torch::nn::Module& root);
 
 /// Sets overrides on the Overridable submodules of `root` by full parameter name. Throws
-/// modlab::Error naming the first key that matches no overridable parameter or whose shape does
+/// modlab::ArgumentError naming the first key that matches no overridable parameter or whose shape does
 /// not fit.
 MODLAB_API void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name);
 /// Clears every override below `root`.
