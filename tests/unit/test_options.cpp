@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE options
 #include <boost/test/unit_test.hpp>
 
+#include "fixture_registry.hpp"
+
 #include <modlab/errors.hpp>
 #include <modlab/options.hpp>
 #include <modlab/runner/config_check.hpp>
@@ -76,14 +78,7 @@ const KeySpec& spec(const std::vector<KeySpec>& keys, const std::string& name) {
   return keys.front();
 }
 
-Registry& fixtures() {
-  static Registry* r = [] {
-    auto* x = new Registry();
-    x->load_file(std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic/fixture_basic.so");
-    return x;
-  }();
-  return *r;
-}
+Registry& fixtures() { return test_fixtures::basic_registry(); }
 
 }  // namespace
 

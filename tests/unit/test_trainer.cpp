@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE trainer
 #include <boost/test/unit_test.hpp>
 
+#include "fixture_registry.hpp"
+
 #include <modlab/dataset.hpp>
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
@@ -19,14 +21,7 @@ using namespace modlab::runner;
 namespace fs = std::filesystem;
 
 namespace {
-Registry& registry() {
-  static Registry* r = [] {
-    auto* x = new Registry();
-    x->load_file(std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic/fixture_basic.so");
-    return x;
-  }();
-  return *r;
-}
+Registry& registry() { return test_fixtures::basic_registry(); }
 
 const char* kBase = R"(
 [dataset]

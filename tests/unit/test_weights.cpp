@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE weights
 #include <boost/test/unit_test.hpp>
 
+#include "fixture_registry.hpp"
+
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
@@ -20,14 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Registry& registry() {
-  static Registry* r = [] {
-    auto* x = new Registry();
-    x->load_file(std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic/fixture_basic.so");
-    return x;
-  }();
-  return *r;
-}
+Registry& registry() { return test_fixtures::basic_registry(); }
 
 const char* kRun = R"(
 [dataset]
