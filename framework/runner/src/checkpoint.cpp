@@ -1,6 +1,7 @@
 #include "checkpoint.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/runner/weights.hpp>
 
 #include <torch/torch.h>
 
@@ -94,7 +95,9 @@ bool load_checkpoint(const std::string& path, Model& model, Position& pos, RunHi
   ar.load_from(path);
   torch::serialize::InputArchive m;
   ar.read("model", m);
-  model.load(m);
+  // Names and shapes checked as for another run's weights (Module::load would take a tensor of
+  // another shape as it is); the model is unchanged when they do not fit.
+  load_weights_into(model, archive_weights(m), "", "checkpoint " + path);
   has_opt = ar.try_read("optimizer", opt_state);
   auto p = to_vector<std::int64_t>(read_tensor(ar, "position", torch::kLong));
   if (p.size() != 4) throw OutputError("checkpoint entry 'position' has " + std::to_string(p.size()) + " values, expected 4");

@@ -63,8 +63,12 @@ std::map<std::string, torch::Tensor> read_weights_file(const std::string& path) 
     std::string why = e.what();
     throw OutputError("cannot read the weights file " + path + ": " + why.substr(0, why.find('\n')));
   }
+  return archive_weights(ar);
+}
+
+std::map<std::string, torch::Tensor> archive_weights(torch::serialize::InputArchive& archive) {
   std::map<std::string, torch::Tensor> out;
-  collect(ar, "", out);
+  collect(archive, "", out);
   return out;
 }
 

@@ -71,14 +71,23 @@ std::pair<std::string, std::string> split_name(const std::string& full) {
   return {full.substr(0, dot), full.substr(dot + 1)};
 }
 
-/// The module at dotted `path` below `root` (root itself for ""), or nullptr. The root is handled
-/// by reference: named_modules(include_self) throws for a root not owned by a shared_ptr.
-torch::nn::Module* module_at(torch::nn::Module& root, const std::string& path) {
-  if (path.empty()) return &root;
-  auto modules = root.named_modules("", /*include_self=*/false);
-  auto* found = modules.find(path);
-  return found ? found->get() : nullptr;
-}
+/// The modules below a root by dotted path, listed once per call of the functions below (not
+/// once per parameter: a mask-training step sets hundreds of overrides). The root is handled by
+/// reference: named_modules(include_self) throws for a root not owned by a shared_ptr.
+class ModuleIndex {
+ public:
+  explicit ModuleIndex(torch::nn::Module& root) : root_(root), modules_(root.named_modules("", /*include_self=*/false)) {}
+  /// The module at `path` (the root for ""), or nullptr.
+  torch::nn::Module* at(const std::string& path) const {
+    if (path.empty()) return &root_;
+    const auto* found = modules_.find(path);
+    return found ? found->get() : nullptr;
+  }
+
+ private:
+  torch::nn::Module& root_;
+  torch::OrderedDict<std::string, std::shared_ptr<torch::nn::Module>> modules_;
+};
 }  // namespace
 
 Overridable::~Overridable() = default;
@@ -107,17 +116,19 @@ torch::Tensor Overridable::effective(const std::string& name, const torch::Tenso
 
 std::vector<std::string> maskable_parameters(torch::nn::Module& root) {
   std::vector<std::string> out;
+  const ModuleIndex index(root);
   for (const auto& p : root.named_parameters(/*recurse=*/true)) {
     const auto [path, name] = split_name(p.key());
-    if (dynamic_cast<Overridable*>(module_at(root, path))) out.push_back(p.key());
+    if (dynamic_cast<Overridable*>(index.at(path))) out.push_back(p.key());
   }
   return out;
 }
 
 void set_overrides(torch::nn::Module& root, const std::map<std::string, torch::Tensor>& by_name) {
+  const ModuleIndex index(root);
   for (const auto& [full, value] : by_name) {
     const auto [path, name] = split_name(full);
-    torch::nn::Module* m = module_at(root, path);
+    torch::nn::Module* m = index.at(path);
     auto* o = dynamic_cast<Overridable*>(m);
     if (!o || !m->named_parameters(false).contains(name))
       throw ArgumentError("no overridable parameter '" + full + "'");

@@ -3,6 +3,7 @@
 // and loading a part of it into a module: the implementation of Host::load_weights.
 
 #include <torch/nn/module.h>
+#include <torch/serialize/input-archive.h>
 #include <torch/types.h>
 
 #include <map>
@@ -13,6 +14,9 @@ namespace modlab::runner {
 /// Every parameter and buffer of a file written by torch::nn::Module::save, by dotted name
 /// ("experts.layer0.weight"). OutputError when the file cannot be read.
 std::map<std::string, torch::Tensor> read_weights_file(const std::string& path);
+
+/// The same for an archive already read (a checkpoint's "model" entry).
+std::map<std::string, torch::Tensor> archive_weights(torch::serialize::InputArchive& archive);
 
 /// Copies the tensors of `saved` named `part` + "." + name ("" = all) into `module`'s parameter or
 /// buffer `name`. The names and shapes must match exactly; otherwise ConfigError, starting with
