@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
+#include "config_error_of.hpp"
+
 #include <modlab/config.hpp>
 #include <modlab/errors.hpp>
 #include <modlab/runner/config_check.hpp>
@@ -28,15 +30,7 @@ Config model_table() {
   return Config(std::make_shared<Value>(Value::table(t, loc(2))), "model", std::make_shared<AccessLog>());
 }
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_config_error::error_of;
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(typed_access) {

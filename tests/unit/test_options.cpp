@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE options
 #include <boost/test/unit_test.hpp>
 
+#include "config_error_of.hpp"
+
 #include "fixture_registry.hpp"
 
 #include <modlab/errors.hpp>
@@ -57,15 +59,7 @@ Config table_of(const std::string& toml) {
   return Config(std::make_shared<Value>(parse_toml(toml, "x.toml")), "model");
 }
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_config_error::error_of;
 
 std::string parse_error(const std::string& toml) {
   return error_of([&] { opts().parse(table_of(toml)); });
