@@ -206,9 +206,10 @@ class RunTrainer {
     PhaseSetup s;
     s.phase = &phases[static_cast<std::size_t>(pi)];
     s.index = pi;
-    s.opt = parse_train_options(tcfg_, s.phase->name);
+    s.opt = parse_train_options(tcfg_, s.phase->settings.empty() ? s.phase->name : s.phase->settings);
     s.epochs = s.phase->epochs >= 0 ? s.phase->epochs : s.opt.epochs;
-    s.train = dataset_->split(s.opt.train_split.empty() ? spec_.splits.at(0) : s.opt.train_split);
+    std::string train = !s.phase->train_split.empty() ? s.phase->train_split : s.opt.train_split;
+    s.train = dataset_->split(train.empty() ? spec_.splits.at(0) : train);
     s.eval_names = s.opt.eval_splits.empty() ? spec_.splits : s.opt.eval_splits;
     for (const auto& n : s.eval_names) s.evals.push_back(dataset_->split(n));
     return s;

@@ -27,13 +27,15 @@ torch::Tensor rows(const torch::Tensor& t, const torch::Tensor& idx) {
 }  // namespace
 
 Batch Batch::to(const torch::Device& d, bool nb) const {
-  return Batch{to_dev(inputs, d, nb), to_dev(targets, d, nb),        to_dev(groups, d, nb),
-               to_dev(lengths, d, nb), to_dev(target_lengths, d, nb), to_dev(indices, d, nb)};
+  return Batch{to_dev(inputs, d, nb),  to_dev(targets, d, nb),        to_dev(groups, d, nb),
+               to_dev(lengths, d, nb), to_dev(target_lengths, d, nb), to_dev(indices, d, nb),
+               to_dev(subtask_targets, d, nb)};
 }
 
 Batch Batch::select(const torch::Tensor& index) const {
   return Batch{rows(inputs, index),  rows(targets, index),        rows(groups, index),
-               rows(lengths, index), rows(target_lengths, index), rows(indices, index)};
+               rows(lengths, index), rows(target_lengths, index), rows(indices, index),
+               rows(subtask_targets, index)};
 }
 
 
@@ -43,6 +45,7 @@ const char* task_kind_name(TaskKind k) {
     case TaskKind::MultiLabel: return "multi_label";
     case TaskKind::Regression: return "regression";
     case TaskKind::Sequence: return "sequence";
+    case TaskKind::MultiClass: return "multi_class";
   }
   return "?";
 }
@@ -71,7 +74,9 @@ std::int64_t TensorSplit::size() const { return data_.size(); }
 
 Batch TensorSplit::get(const torch::Tensor& indices, bool training) const {
   // With rows numbered 0 … n − 1, a batch's own indices are the requested ones: no gather.
-  Batch b = identity_indices_ ? Batch{data_.inputs, data_.targets, data_.groups, data_.lengths, data_.target_lengths, {}}
+  Batch b = identity_indices_ ? Batch{data_.inputs,  data_.targets,        data_.groups,
+                                      data_.lengths, data_.target_lengths, {},
+                                      data_.subtask_targets}
                                     .select(indices)
                               : data_.select(indices);
   if (identity_indices_) b.indices = to_dev(indices, data_.indices.device(), false);
@@ -80,6 +85,22 @@ Batch TensorSplit::get(const torch::Tensor& indices, bool training) const {
 }
 
 Batch TensorSplit::all() const { return data_; }
+
+SubsetSplit::SubsetSplit(std::shared_ptr<const Split> parent, torch::Tensor indices)
+    : parent_(std::move(parent)), indices_(indices.to(torch::kLong).contiguous()) {
+  if (!parent_) throw DataError("SubsetSplit: no parent split");
+  if (indices_.dim() != 1) throw DataError("SubsetSplit: indices must be one-dimensional");
+  if (indices_.numel() > 0 && (indices_.min().item<std::int64_t>() < 0 ||
+                               indices_.max().item<std::int64_t>() >= parent_->size()))
+    throw DataError("SubsetSplit: an index is outside the parent split (size " + std::to_string(parent_->size()) + ")");
+}
+SubsetSplit::~SubsetSplit() = default;
+
+std::int64_t SubsetSplit::size() const { return indices_.size(0); }
+
+Batch SubsetSplit::get(const torch::Tensor& indices, bool training) const {
+  return parent_->get(indices_.index_select(0, indices.to(torch::kLong).cpu()), training);
+}
 
 TensorDataset::TensorDataset(DatasetSpec spec, std::map<std::string, std::shared_ptr<const Split>> splits)
     : spec_(std::move(spec)), splits_(std::move(splits)) {

@@ -21,16 +21,22 @@ torch::Tensor total(const Losses& losses) {
 
 Losses Model::loss(const Batch& batch, const Output& out) {
   namespace F = torch::nn::functional;
-  const auto& p = out.prediction;
+  auto p = out.prediction;
+  auto targets = batch.targets;
   torch::Tensor l;
-  if (batch.targets.scalar_type() == torch::kLong) {
+  if (targets.scalar_type() == torch::kLong && targets.dim() == 2 && p.dim() == 3) {
+    // MultiClass: every output is one classification; the mean over outputs and examples.
+    p = p.reshape({-1, p.size(-1)});
+    targets = targets.reshape({-1});
+  }
+  if (targets.scalar_type() == torch::kLong) {
     switch (out.kind) {
-      case Output::Kind::Logits: l = F::cross_entropy(p, batch.targets); break;
-      case Output::Kind::LogProbabilities: l = F::nll_loss(p, batch.targets); break;
-      case Output::Kind::Probabilities: l = F::nll_loss(torch::log(p + 1e-15), batch.targets); break;
+      case Output::Kind::Logits: l = F::cross_entropy(p, targets); break;
+      case Output::Kind::LogProbabilities: l = F::nll_loss(p, targets); break;
+      case Output::Kind::Probabilities: l = F::nll_loss(torch::log(p + 1e-15), targets); break;
     }
   } else {
-    auto t = batch.targets.to(p.scalar_type());
+    auto t = targets.to(p.scalar_type());
     switch (out.kind) {
       case Output::Kind::Logits: l = F::binary_cross_entropy_with_logits(p, t); break;
       case Output::Kind::Probabilities: l = F::binary_cross_entropy(p, t); break;
@@ -66,7 +72,12 @@ void Model::record(Recorder&) {}
 
 torch::Tensor Model::correct(const Batch& batch, const Output& out) {
   const auto& p = out.prediction;
-  if (batch.targets.scalar_type() == torch::kLong) return (p.argmax(-1) == batch.targets).to(torch::kFloat);
+  if (batch.targets.scalar_type() == torch::kLong) {
+    auto hit = p.argmax(-1) == batch.targets;
+    // MultiClass ([B, outputs] targets): an example is correct when all its outputs are.
+    if (hit.dim() == 2) hit = hit.all(1);
+    return hit.to(torch::kFloat);
+  }
   torch::Tensor bits;
   switch (out.kind) {
     case Output::Kind::Logits: bits = p > 0; break;

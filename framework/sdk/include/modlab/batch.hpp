@@ -19,6 +19,9 @@ struct MODLAB_API Batch {
   torch::Tensor lengths;         ///< [B] int64 valid input length for sequences, or undefined
   torch::Tensor target_lengths;  ///< [B] int64 valid target length for sequences, or undefined
   torch::Tensor indices;         ///< [B] int64 index of each example in its split
+  /// [B, S, ...targets] the target each example would have as an example of sub-task s (add/mul:
+  /// the sum and the product of its operands), for the dataset's S sub-tasks; or undefined.
+  torch::Tensor subtask_targets;
 
   /// Number of examples (first dimension of `inputs`).
   std::int64_t size() const;

@@ -19,10 +19,32 @@ enum class TaskKind {
   Classification,  ///< targets [B] int64 in [0, num_classes)
   MultiLabel,      ///< targets [B, num_outputs] float in {0,1} (independent bits, BCE)
   Regression,      ///< targets [B, num_outputs] float
-  Sequence         ///< inputs [B, L] token ids with lengths; targets [B, Lt] token ids with target_lengths
+  Sequence,        ///< inputs [B, L] token ids with lengths; targets [B, Lt] token ids with target_lengths
+  MultiClass       ///< targets [B, num_outputs] int64, each in [0, num_classes) (the digits of a result);
+                   ///< prediction [B, num_outputs, num_classes]; an example is correct when every output is
 };
 
 MODLAB_API const char* task_kind_name(TaskKind k);
+
+/// A part of the task that can be trained and evaluated on its own (one tuple of a tuple sum, the
+/// additions of an add/mul task, a pair of classes). An analysis trains on it and measures it by
+/// restricting the full task: the examples it keeps, the outputs it scores and the inputs it blanks.
+struct MODLAB_API SubTask {
+  std::string name;         ///< what configs name it by, e.g. "pair1", "add"
+  std::string description;  ///< one line
+  /// Examples of the sub-task: those whose `Batch::groups` is one of these (empty: every example).
+  std::vector<std::int64_t> groups;
+  /// Examples of the sub-task: those whose class target is one of these (Classification; empty: every example).
+  std::vector<std::int64_t> classes;
+  /// Outputs the sub-task is scored on (MultiClass / MultiLabel output indices; empty: all).
+  std::vector<std::int64_t> outputs;
+  /// Input elements belonging to the *other* sub-tasks, zeroed while this one is trained or
+  /// evaluated: flat indices into one example's input (row-major over input_shape).
+  std::vector<std::int64_t> zeroed_inputs;
+  /// A split holding only this sub-task's training examples, so that batches keep their size
+  /// ("" = filter the training split's batches by `groups` / `classes`).
+  std::string train_split;
+};
 
 /// Everything a model needs to know to shape itself for a dataset.
 struct MODLAB_API DatasetSpec {
@@ -38,6 +60,7 @@ struct MODLAB_API DatasetSpec {
   std::int64_t pad_token = 0;             ///< Sequence: id used for padding
   std::vector<std::string> splits;        ///< split names; the first is the training split
   std::map<std::string, std::string> info;  ///< free-form facts worth recording (source files, sizes)
+  std::vector<SubTask> subtasks;          ///< the task's separable parts, if it has any (see SubTask)
 
   /// Number of input features per example (product of input_shape).
   std::int64_t input_numel() const;
@@ -80,6 +103,20 @@ class MODLAB_API Dataset {
   virtual DatasetSpec spec() const = 0;
   /// The split called `name`; throws DataError naming the known splits when there is none.
   virtual std::shared_ptr<const Split> split(const std::string& name) const = 0;
+};
+
+/// The rows `indices` of another split, renumbered 0 … n − 1 (a class-restricted training set
+/// without copying the images). `Batch::indices` are the parent's.
+class MODLAB_API SubsetSplit : public Split {
+ public:
+  SubsetSplit(std::shared_ptr<const Split> parent, torch::Tensor indices);
+  ~SubsetSplit() override;
+  std::int64_t size() const override;
+  Batch get(const torch::Tensor& indices, bool training = false) const override;
+
+ private:
+  std::shared_ptr<const Split> parent_;
+  torch::Tensor indices_;
 };
 
 /// A Dataset that holds a fixed map of TensorSplits; enough for most plugins.

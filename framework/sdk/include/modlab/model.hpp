@@ -44,6 +44,11 @@ MODLAB_API torch::Tensor total(const Losses& losses);
 struct MODLAB_API Phase {
   std::string name = "train";
   std::int64_t epochs = -1;  ///< -1: take `epochs` from the trainer config
+  /// The `[train.phases.<settings>]` table the phase reads ("" = its own name), so that several
+  /// phases of one kind (one per mask stage) share one table.
+  std::string settings;
+  /// The split the phase trains on ("" = `train_split` of the phase's settings, else the dataset's first).
+  std::string train_split;
 };
 
 /// A named set of parameters with its own learning rate / weight decay. The trainer uses, in

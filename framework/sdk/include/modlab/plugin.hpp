@@ -25,7 +25,9 @@ namespace modlab {
 /// Version of the binary interface between host and plugins. 2 (SDK 2): Host::load_weights; the
 /// error types ArgumentError, PluginError, NonFiniteLoss; KeySpec carries choices, bounds and
 /// model tables; ModelEntry::variants; Model::unmaskable_parameters; modlab::nn folds K into the batch.
-inline constexpr std::uint32_t kAbiVersion = 2;
+/// 3: TaskKind::MultiClass, DatasetSpec::subtasks, Batch::subtask_targets, Phase::settings and
+/// Phase::train_split, SubsetSplit.
+inline constexpr std::uint32_t kAbiVersion = 3;
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";
