@@ -429,6 +429,20 @@ void RunWriter::tensor(const std::string& name, const torch::Tensor& value, cons
   m.final_tensors.insert(name);
 }
 
+void RunWriter::table(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& rows,
+                      const std::vector<std::string>& columns) {
+  Impl& m = *impl_;
+  const std::string path = "tensors/tables/" + name;
+  if (value.dim() != 2 || value.size(0) != static_cast<std::int64_t>(rows.size()) ||
+      value.size(1) != static_cast<std::int64_t>(columns.size()))
+    throw OutputError(m.at(path) + ": a table of " + std::to_string(rows.size()) + " rows and " +
+                      std::to_string(columns.size()) + " columns needs a [rows, columns] tensor");
+  tensor("tables/" + name, value.to(torch::kDouble), {"row", "column"});
+  h5::Handle ds(H5Dopen2(m.file.get(), path.c_str(), H5P_DEFAULT), H5Dclose, m.at(path) + ": cannot open");
+  h5::write_attr(ds.get(), "rows", rows, m.at(path));
+  h5::write_attr(ds.get(), "columns", columns, m.at(path));
+}
+
 void RunWriter::append(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& dims) {
   Impl& m = *impl_;
   m.require_open("append");

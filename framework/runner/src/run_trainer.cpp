@@ -77,6 +77,10 @@ class PrefixedRecorder : public Recorder {
     w_.append(n, v, d);
   }
   void note(const std::string& n, const std::string& v) override { w_.note(n, v); }
+  void table(const std::string& n, const torch::Tensor& v, const std::vector<std::string>& r,
+             const std::vector<std::string>& c) override {
+    w_.table(n, v, r, c);
+  }
 
  private:
   RunWriter& w_;

@@ -26,7 +26,7 @@ namespace modlab {
 /// error types ArgumentError, PluginError, NonFiniteLoss; KeySpec carries choices, bounds and
 /// model tables; ModelEntry::variants; Model::unmaskable_parameters; modlab::nn folds K into the batch.
 /// 3: TaskKind::MultiClass, DatasetSpec::subtasks, Batch::subtask_targets, Phase::settings and
-/// Phase::train_split, SubsetSplit.
+/// Phase::train_split, SubsetSplit, Recorder::table.
 inline constexpr std::uint32_t kAbiVersion = 3;
 
 /// Name of the exported entry symbol.

@@ -51,6 +51,11 @@ class MODLAB_API Recorder {
                       const std::vector<std::string>& dims = {}) = 0;
   /// A string attribute on the run (`/` attributes under `note.<name>`), e.g. class names.
   virtual void note(const std::string& name, const std::string& value) = 0;
+  /// A labelled table written once (an accuracy per mask and sub-task, say): `tensors/tables/<name>`,
+  /// float64 [rows, columns], dims ("row", "column"), with the labels as string-list attributes
+  /// `rows` and `columns`. `modlab show DIR --tables` prints every table of every run.
+  virtual void table(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& rows,
+                     const std::vector<std::string>& columns) = 0;
 };
 
 }  // namespace modlab

@@ -55,6 +55,8 @@ class RunWriter : public Recorder {
   void tensor(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& dims = {}) override;
   void append(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& dims = {}) override;
   void note(const std::string& name, const std::string& value) override;
+  void table(const std::string& name, const torch::Tensor& value, const std::vector<std::string>& rows,
+             const std::vector<std::string>& columns) override;
 
   /// Sets/overwrites a root string attribute (leaves SWMR mode until the next flush).
   void set_attribute(const std::string& name, const std::string& value);
