@@ -191,7 +191,7 @@ Batch cat_batches(const std::vector<Batch>& parts) {
     return ts.front().defined() ? torch::cat(ts) : torch::Tensor();
   };
   return Batch{cat(&Batch::inputs), cat(&Batch::targets), cat(&Batch::groups),
-               cat(&Batch::lengths), cat(&Batch::target_lengths), cat(&Batch::indices)};
+               cat(&Batch::lengths), cat(&Batch::target_lengths), cat(&Batch::indices), cat(&Batch::subtask_targets)};
 }
 
 /// Every parameter is maskable or declared unmaskable with a reason, never both.

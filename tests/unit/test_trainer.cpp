@@ -257,12 +257,12 @@ BOOST_AUTO_TEST_CASE(tensor_split_batches_carry_the_rows_and_their_indices) {
   const auto x = torch::arange(12, torch::kFloat).view({6, 2}), y = torch::arange(6, torch::kLong) * 10;
   const auto idx = torch::tensor({4, 1, 3}, torch::kLong);
   // Rows numbered 0 … n − 1 (no indices given): a batch's indices are the requested ones.
-  const TensorSplit plain(Batch{x, y, {}, {}, {}, {}});
+  const TensorSplit plain(Batch{x, y, {}, {}, {}, {}, {}});
   const auto a = plain.get(idx);
   BOOST_TEST(torch::equal(a.inputs, x.index_select(0, idx)));
   BOOST_TEST(torch::equal(a.targets, torch::tensor({40, 10, 30}, torch::kLong)));
   BOOST_TEST(torch::equal(a.indices, idx));
   // Rows with their own indices (a subset of a larger set): gathered like the rest.
-  const TensorSplit subset(Batch{x, y, {}, {}, {}, torch::arange(100, 106, torch::kLong)});
+  const TensorSplit subset(Batch{x, y, {}, {}, {}, torch::arange(100, 106, torch::kLong), {}});
   BOOST_TEST(torch::equal(subset.get(idx).indices, torch::tensor({104, 101, 103}, torch::kLong)));
 }

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace modlab {
@@ -42,6 +43,9 @@ MODLAB_API torch::Tensor total(const Losses& losses);
 /// masks after weights). Trainer settings of a phase come from `[train]`, overridden by
 /// `[train.phases.<name>]`.
 struct MODLAB_API Phase {
+  Phase() = default;
+  Phase(std::string name_, std::int64_t epochs_ = -1, std::string settings_ = "", std::string train_split_ = "")
+      : name(std::move(name_)), epochs(epochs_), settings(std::move(settings_)), train_split(std::move(train_split_)) {}
   std::string name = "train";
   std::int64_t epochs = -1;  ///< -1: take `epochs` from the trainer config
   /// The `[train.phases.<settings>]` table the phase reads ("" = its own name), so that several
