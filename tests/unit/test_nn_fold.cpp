@@ -104,6 +104,34 @@ BOOST_AUTO_TEST_CASE(linear_folds_k_into_the_rows) {
       /*in_dim=*/1);
 }
 
+BOOST_AUTO_TEST_CASE(one_sample_overrides_are_the_parameters_own_shape) {
+  torch::manual_seed(2);
+  modlab::nn::Linear lin(5, 3);
+  modlab::nn::Conv2d conv(2, 4, 3, 1, 1);
+  const auto x = torch::randn({6, 5});
+  const auto img = torch::randn({2, 2, 5, 5});
+  const auto w = torch::randn({1, 3, 5}), cw = torch::randn({1, 4, 2, 3, 3});
+  torch::Tensor want, got, cwant, cgot;
+  {
+    modlab::nn::OverrideScope s(*lin, {{"weight", w[0]}});
+    want = lin(x);
+  }
+  {
+    modlab::nn::OverrideScope s(*lin, {{"weight", w}});
+    got = lin(x);
+  }
+  {
+    modlab::nn::OverrideScope s(*conv, {{"weight", cw[0]}});
+    cwant = conv(img);
+  }
+  {
+    modlab::nn::OverrideScope s(*conv, {{"weight", cw}});
+    cgot = conv(img);
+  }
+  BOOST_TEST(torch::allclose(got, want));
+  BOOST_TEST(torch::allclose(cgot, cwant));
+}
+
 BOOST_AUTO_TEST_CASE(conv2d_folds_k_into_the_rows_also_grouped) {
   Conv2d plain(2, 4, 3, /*stride=*/1, /*padding=*/1);
   plain->to(torch::kFloat64);

@@ -111,7 +111,10 @@ void Overridable::clear_overrides() { overrides_.clear(); }
 torch::Tensor Overridable::effective(const std::string& name, const torch::Tensor& param) const {
   if (overrides_.empty()) return param;
   auto it = overrides_.find(name);
-  return it == overrides_.end() ? param : it->second;
+  if (it == overrides_.end()) return param;
+  // K = 1 samples ([1, …shape]) are the parameter's own shape: every layer then takes its plain path.
+  const auto& v = it->second;
+  return v.dim() == param.dim() + 1 && v.size(0) == 1 ? v.squeeze(0) : v;
 }
 
 std::vector<std::string> maskable_parameters(torch::nn::Module& root) {
