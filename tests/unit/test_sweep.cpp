@@ -295,6 +295,22 @@ BOOST_AUTO_TEST_CASE(bad_sweep_keys_and_axes) {
   BOOST_TEST(contains(msg, "varied twice"));
 }
 
+BOOST_AUTO_TEST_CASE(a_whole_table_axis_replaces_the_table) {
+  const Sweep s = expand(
+      "[dataset]\nplugin = \"toy\"\ntask = \"boolean\"\n[model]\nplugin = \"m\"\n"
+      "[[sweep.zip]]\ndataset = [{ plugin = \"rotated_mnist\", mode = \"plain\" }, { plugin = \"toy\" }]\n"
+      "\"model.k\" = [1, 2]\n");
+  BOOST_TEST_REQUIRE(s.runs.size() == 2u);
+  const auto& d0 = s.runs[0].config->as_table().at("dataset").as_table();
+  BOOST_TEST(d0.at("plugin").as_string() == "rotated_mnist");
+  BOOST_TEST(d0.count("task") == 0u, "the base table's keys are gone");
+  const auto& d1 = s.runs[1].config->as_table().at("dataset").as_table();
+  BOOST_TEST(d1.size() == 1u);
+  // a one-part key with values that are not all tables stays an error
+  BOOST_TEST(contains(error_of([] { expand("[sweep]\ngrid = { dataset = [{ plugin = \"toy\" }, 3] }\n"); }),
+                      "dotted key"));
+}
+
 BOOST_AUTO_TEST_CASE(non_table_in_the_way) {
   std::string msg = error_of([] { expand("[model]\nx = 3\n[sweep]\ngrid = { \"model.x.y\" = [1] }\n"); });
   BOOST_TEST_INFO(msg);

@@ -193,11 +193,39 @@ int cmd_plugins(const std::vector<std::string>& args, bool help) {
   return exit_status(ExitCode::Ok);
 }
 
+// The tables of the completed runs (or of run `only`), each under a heading with its run and name.
+void print_tables(const std::string& dir, const std::vector<RunSummary>& rows, const std::string& only) {
+  bool found = only.empty();
+  for (const auto& r : rows) {
+    if ((!only.empty() && r.run_id != only) || r.status != "completed" || r.file.empty()) continue;
+    found = true;
+    for (const auto& t : read_run_tables((fs::path(dir) / r.file).string())) {
+      std::vector<std::string> header = {""};
+      header.insert(header.end(), t.columns.begin(), t.columns.end());
+      std::vector<std::vector<std::string>> cells;
+      for (std::size_t i = 0; i < t.rows.size(); ++i) {
+        std::vector<std::string> row = {t.rows[i]};
+        for (std::size_t j = 0; j < t.columns.size(); ++j) {
+          std::ostringstream os;
+          const double v = t.values[i * t.columns.size() + j];
+          if (!std::isnan(v)) os << std::setprecision(4) << v + 0.0;
+          row.push_back(os.str());
+        }
+        cells.push_back(row);
+      }
+      std::cout << "\nrun " << r.run_id << " (#" << r.index << "), " << t.name << ":\n" << table(header, cells);
+    }
+  }
+  if (!found) throw UsageError("show: no completed run '" + only + "' in " + dir);
+}
+
 int cmd_show(const std::vector<std::string>& args, bool help) {
   po::options_description d("modlab show DIR [options]\n\nPrints the summary table of a sweep's results (DIR/sweep.h5).\n\noptions");
   d.add_options()("help,h", "this help")("dir", po::value<std::string>(), "sweep output folder")(
       "metrics", po::value<std::string>()->default_value("accuracy,loss,entropy,information"),
-      "comma-separated substrings selecting metric columns ('' = all)");
+      "comma-separated substrings selecting metric columns ('' = all)")(
+      "tables", "print the tables each completed run recorded (masks, accuracies per sub-task ...)")(
+      "run", po::value<std::string>(), "with --tables: only this run id");
   po::positional_options_description pos;
   pos.add("dir", 1);
   auto vm = parse(args, d, pos);
@@ -239,6 +267,7 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
   std::cout << table(header, out);
   for (const auto& r : rows)
     if (r.status == "failed") std::cout << "run " << r.run_id << " failed: " << r.error << "\n";
+  if (vm.count("tables")) print_tables(dir, rows, vm.count("run") ? vm["run"].as<std::string>() : "");
   return exit_status(ExitCode::Ok);
 }
 

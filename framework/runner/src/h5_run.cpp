@@ -512,6 +512,42 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
 }
 }  // namespace
 
+namespace {
+
+RunTable read_table(hid_t group, const std::string& name, const std::string& at) {
+  const std::string where = at + ", tensors/tables/" + name;
+  h5::Handle ds(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose, where + ": cannot open");
+  RunTable t;
+  t.name = name;
+  t.rows = h5::read_strings_attr(ds.get(), "rows", where);
+  t.columns = h5::read_strings_attr(ds.get(), "columns", where);
+  t.values.resize(t.rows.size() * t.columns.size());
+  h5::Handle space(H5Dget_space(ds.get()), H5Sclose, where);
+  if (static_cast<std::size_t>(H5Sget_simple_extent_npoints(space.get())) != t.values.size())
+    throw OutputError(where + ": its size does not match its row and column labels");
+  if (!t.values.empty())
+    h5::check(H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.values.data()), where + ": cannot read");
+  return t;
+}
+
+}  // namespace
+
+std::vector<RunTable> read_run_tables(const std::string& path) {
+  h5::Handle file = h5::open_read(path);
+  const std::string at = "run file '" + path + "'";
+  if (!file) throw OutputError(at + ": cannot open");
+  std::vector<RunTable> out;
+  if (!h5::link_exists(file.get(), "tensors") || !h5::link_exists(file.get(), "tensors/tables")) return out;
+  h5::Handle g(H5Gopen2(file.get(), "tensors/tables", H5P_DEFAULT), H5Gclose, at + ": cannot open tensors/tables");
+  std::vector<std::string> names;  // every link below, groups included, in name order
+  h5::check(H5Lvisit(g.get(), H5_INDEX_NAME, H5_ITER_INC, collect_name, &names), at + ": cannot list tables");
+  for (const auto& name : names) {
+    h5::Handle obj(H5Oopen(g.get(), name.c_str(), H5P_DEFAULT), H5Oclose, at + ", tensors/tables/" + name);
+    if (H5Iget_type(obj.get()) == H5I_DATASET) out.push_back(read_table(g.get(), name, at));
+  }
+  return out;
+}
+
 std::optional<RunSummary> read_run_summary(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;

@@ -122,11 +122,22 @@ std::vector<Axis> axes_in_order(const Value& table) {
   return axes;
 }
 
+/// `dataset = [{ plugin = "toy", ... }, { plugin = "rotated_mnist", ... }]`: each value replaces the
+/// whole table, so runs of one sweep may use datasets (or models) whose keys differ.
+bool whole_table_axis(const Axis& a) {
+  static const std::set<std::string> tables = {"dataset", "model", "train"};
+  if (!tables.count(normal_key(a.key)) || a.list->type() != ValueType::Array || a.list->as_array().empty()) return false;
+  for (const auto& v : a.list->as_array())
+    if (v.type() != ValueType::Table) return false;
+  return true;
+}
+
 void check_axis(const Axis& a, const std::string& owner) {
   const Value& v = *a.list;
   std::string name = v.where().str() + ": " + owner + ".\"" + a.key + "\"";
-  if (split_dotted(a.key).size() < 2)
-    throw ConfigError(name + ": an axis key must be a dotted key into a table, e.g. \"train.lr\"");
+  if (split_dotted(a.key).size() < 2 && !whole_table_axis(a))
+    throw ConfigError(name + ": an axis key must be a dotted key into a table, e.g. \"train.lr\", or dataset, "
+                             "model or train with a list of whole tables");
   if (a.key == "run.seed") throw ConfigError(name + ": vary the seed with sweep.seeds, not as an axis");
   if (v.type() != ValueType::Array)
     throw ConfigError(name + ": expected a list of values, found " + type_name(v.type()) + " " + v.literal() +

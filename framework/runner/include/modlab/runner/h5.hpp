@@ -93,6 +93,17 @@ struct RunSummary {
 /// nullopt if the file does not exist or cannot be read (a crashed .partial).
 std::optional<RunSummary> read_run_summary(const std::string& path);
 
+/// A labelled table a model recorded (Recorder::table).
+struct RunTable {
+  std::string name;  ///< below tensors/tables/, e.g. "valid/accuracy"
+  std::vector<std::string> rows, columns;
+  std::vector<double> values;  ///< row-major [rows, columns]
+};
+
+/// Every table under `tensors/tables/` of a run file, sorted by name (empty when it has none).
+/// Throws OutputError when the file cannot be read or a table is malformed.
+std::vector<RunTable> read_run_tables(const std::string& path);
+
 /// Writes `<dir>/sweep.h5` (via a temp file and rename): root attributes (schema_version, sweep name,
 /// sweep file, sweep TOML text, modlab version, updated time), `runs/<run_id>` external links to each
 /// run file that exists, and `summary`, a compound table with one row per run: run_id, index, seed,
