@@ -14,6 +14,7 @@
 
 #include <torch/types.h>
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -78,6 +79,23 @@ struct CaptureRecorder : modlab::Recorder {
     dims[n] = d;
   }
   void note(const std::string& n, const std::string& v) override { notes[n] = v; }
+  /// A recorded table with its labels; `at(row, column)` reads one cell (NaN when there is none).
+  struct Table {
+    torch::Tensor values;
+    std::vector<std::string> rows, columns;
+    double at(const std::string& r, const std::string& c) const {
+      for (std::size_t i = 0; i < rows.size(); ++i)
+        for (std::size_t j = 0; j < columns.size(); ++j)
+          if (rows[i] == r && columns[j] == c)
+            return values[static_cast<std::int64_t>(i)][static_cast<std::int64_t>(j)].item<double>();
+      return std::nan("");
+    }
+  };
+  std::map<std::string, Table> tables;
+  void table(const std::string& n, const torch::Tensor& v, const std::vector<std::string>& r,
+             const std::vector<std::string>& c) override {
+    tables[n] = Table{v.clone(), r, c};
+  }
 };
 
 }  // namespace test_model

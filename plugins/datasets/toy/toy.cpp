@@ -468,7 +468,7 @@ std::shared_ptr<Dataset> make_boolean(const Config& c, const Settings& s) {
       ga[k] = t;
     }
   }
-  Batch all{x, y, g, {}, {}, {}};
+  Batch all{x, y, g, {}, {}, {}, {}};
   const char* names[3] = {"train", "val", "test"};
   std::map<std::string, std::shared_ptr<const Split>> splits;
   DatasetSpec spec;
