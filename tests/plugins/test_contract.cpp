@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <set>
 
 using namespace modlab;
@@ -45,6 +46,7 @@ Batch synthetic_batch(const DatasetSpec& spec, std::int64_t n) {
   shape.insert(shape.end(), spec.input_shape.begin(), spec.input_shape.end());
   b.inputs = torch::rand(shape);
   if (spec.task == TaskKind::Classification) b.targets = torch::randint(spec.num_classes, {n}, torch::kLong);
+  else if (spec.task == TaskKind::MultiClass) b.targets = torch::randint(spec.num_classes, {n, spec.num_outputs}, torch::kLong);
   else b.targets = torch::randint(2, {n, spec.num_outputs}, torch::kLong).to(torch::kFloat);
   b.groups = torch::zeros({n}, torch::kLong);
   b.indices = torch::arange(n, torch::kLong);
@@ -68,7 +70,24 @@ std::vector<DatasetSpec> candidate_specs() {
   bits.num_outputs = 2;
   bits.splits = {"train", "val", "test"};
   bits.info["structure"] = "6,3,2,2";
-  return {flat, image, bits};
+  // Two-digit results of two separable parts, as steps of feature vectors (the tuple task's shape).
+  DatasetSpec digits;
+  digits.name = "synthetic/digits";
+  digits.task = TaskKind::MultiClass;
+  digits.input_shape = {3, 8};
+  digits.num_outputs = 4;
+  digits.num_classes = 10;
+  digits.splits = {"train", "valid"};
+  digits.info["output_steps"] = "1,1,2,2";
+  for (std::int64_t t = 0; t < 2; ++t) {
+    SubTask s;
+    s.name = "part" + std::to_string(t + 1);
+    s.outputs = {2 * t, 2 * t + 1};
+    for (std::int64_t step = 0; step < 3; ++step)
+      for (std::int64_t f = 0; f < 4; ++f) s.zeroed_inputs.push_back(step * 8 + (1 - t) * 4 + f);
+    digits.subtasks.push_back(s);
+  }
+  return {flat, image, bits, digits};
 }
 }  // namespace
 
@@ -101,6 +120,20 @@ BOOST_AUTO_TEST_CASE(every_dataset_keeps_the_contract) {
           BOOST_TEST(x.targets.max().item<std::int64_t>() < spec.num_classes);
         } else if (spec.task == TaskKind::MultiLabel) {
           BOOST_TEST(x.targets.size(1) == spec.num_outputs);
+        } else if (spec.task == TaskKind::MultiClass) {
+          BOOST_TEST((x.targets.scalar_type() == torch::kLong));
+          BOOST_TEST(x.targets.size(1) == spec.num_outputs);
+          BOOST_TEST(x.targets.min().item<std::int64_t>() >= 0);
+          BOOST_TEST(x.targets.max().item<std::int64_t>() < spec.num_classes);
+        }
+        for (const auto& t : spec.subtasks) {
+          for (auto o : t.outputs) BOOST_TEST((o >= 0 && o < spec.num_outputs), "sub-task " << t.name);
+          for (auto i : t.zeroed_inputs) BOOST_TEST((i >= 0 && i < spec.input_numel()), "sub-task " << t.name);
+          if (!t.train_split.empty()) BOOST_TEST(a->split(t.train_split)->size() > 0, "sub-task " << t.name);
+        }
+        if (x.subtask_targets.defined()) {
+          BOOST_TEST(x.subtask_targets.size(0) == n);
+          BOOST_TEST(x.subtask_targets.size(1) == static_cast<std::int64_t>(spec.subtasks.size()));
         }
         if (x.groups.defined() && !spec.group_names.empty())
           BOOST_TEST(x.groups.max().item<std::int64_t>() < static_cast<std::int64_t>(spec.group_names.size()));
@@ -119,6 +152,19 @@ BOOST_AUTO_TEST_CASE(every_dataset_keeps_the_contract) {
   }
 }
 
+namespace {
+/// A model's defaults, or its first variant when a key is required (a wrapper's inner model).
+Config basic_config(const Registry& reg, const std::string& name) {
+  for (const auto& k : reg.model(name).keys)
+    if (k.model_table && !reg.model(name).variants.empty()) {
+      Value v = parse_toml(reg.model(name).variants.front(), name + " variant");
+      set_dotted(v, "plugin", Value::string(name));
+      return Config(std::make_shared<Value>(v), "model");
+    }
+  return empty_config("model", name);
+}
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
   Registry& reg = default_registry();
   BOOST_TEST_REQUIRE(!reg.model_names().empty());
@@ -130,7 +176,7 @@ BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
         torch::manual_seed(1);
         std::shared_ptr<Model> m;
         try {
-          m = host.create_model(name, empty_config("model", name), spec);
+          m = host.create_model(name, basic_config(reg, name), spec);
         } catch (const Error& e) {
           BOOST_TEST_MESSAGE(name << " does not take " << spec.name << ": " << e.what());
           continue;
@@ -143,6 +189,8 @@ BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
           Output out = m->forward(batch);
           BOOST_TEST(out.prediction.size(0) == 8);
           if (spec.task == TaskKind::Classification) BOOST_TEST(out.prediction.size(-1) == spec.num_classes);
+          else if (spec.task == TaskKind::MultiClass)
+            BOOST_TEST((out.prediction.sizes().vec() == std::vector<std::int64_t>{8, spec.num_outputs, spec.num_classes}));
           else BOOST_TEST(out.prediction.size(-1) == spec.num_outputs);
           Losses losses = m->loss(batch, out);
           BOOST_TEST_REQUIRE(!losses.empty());
@@ -175,7 +223,10 @@ BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
 namespace {
 /// The model's configs to check: its defaults, then each declared variant.
 std::vector<std::pair<std::string, Config>> model_configs(const Registry& reg, const std::string& name) {
-  std::vector<std::pair<std::string, Config>> out{{"defaults", empty_config("model", name)}};
+  std::vector<std::pair<std::string, Config>> out;
+  const auto& keys = reg.model(name).keys;
+  const bool wrapper = std::any_of(keys.begin(), keys.end(), [](const KeySpec& k) { return k.model_table; });
+  if (!wrapper) out.emplace_back("defaults", empty_config("model", name));  // a wrapper's inner model is required
   for (const auto& text : reg.model(name).variants) {
     Value v = parse_toml(text, name + " variant");
     set_dotted(v, "plugin", Value::string(name));

@@ -1,0 +1,29 @@
+#pragma once
+// The networks the reference analyses (masked_analyzer §4.3), built from modlab::nn layers so that
+// every weight can be masked: `mask_fnn`, a ReLU MLP (the tuple and add/mul FNNs, the permuted-MNIST
+// FNN) and `mask_lstm`, the reference's LSTM with a linear read-out.
+#include <modlab/host.hpp>
+#include <modlab/model.hpp>
+#include <modlab/options.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace modlab::masked {
+
+struct FnnOptions {
+  std::vector<std::int64_t> layer_sizes = {800, 800, 256};  ///< hidden layer widths
+  std::string init = "torch";                               ///< torch | xavier_normal
+  bool run_per_subtask = false;  ///< one run per sub-task with the others' inputs zeroed (the tuple FNN)
+};
+const Options<FnnOptions>& fnn_options();
+std::shared_ptr<Model> make_fnn(const Config& c, const DatasetSpec& spec, Host& host);
+
+struct LstmOptions {
+  std::int64_t state_size = 256;  ///< hidden units per layer
+  std::int64_t n_layers = 2;      ///< stacked LSTM layers
+};
+const Options<LstmOptions>& lstm_options();
+std::shared_ptr<Model> make_lstm(const Config& c, const DatasetSpec& spec, Host& host);
+
+}  // namespace modlab::masked
