@@ -33,7 +33,7 @@ std::int64_t apply_op(std::int64_t a, std::int64_t b, std::int64_t op) { return 
 
 constexpr std::int64_t kTupleFeatures = kTuples * 2 * kDigits * kBase;  // 80: 2 operands of 2 digits per tuple
 constexpr std::int64_t kPerTuple = kTupleFeatures / kTuples;            // 40
-constexpr std::int64_t kAddMulFeatures = 2 * kDigits * kBase + kOps;     // 42
+constexpr std::int64_t kAddMulFeatures = 2 * kDigits * kBase + kOps;    // 42
 
 }  // namespace
 
@@ -134,7 +134,8 @@ Batch ArithmeticSplit::get(const torch::Tensor& indices, bool) const {
     for (std::int64_t k = 0; k < n; ++k) {
       const std::uint8_t* e = raw_.data() + rows[k] * 3;
       g[k] = e[2];
-      for (std::int64_t op = 0; op < kOps; ++op) result_digits(apply_op(e[0], e[1], op), st + (k * kOps + op) * kDigits);
+      for (std::int64_t op = 0; op < kOps; ++op)
+        result_digits(apply_op(e[0], e[1], op), st + (k * kOps + op) * kDigits);
     }
   }
   return b;

@@ -54,8 +54,6 @@ class ArithmeticSplit : public Split {
   ArithmeticSplit(Layout layout, std::vector<std::uint8_t> raw);
   std::int64_t size() const override;
   Batch get(const torch::Tensor& indices, bool training = false) const override;
-  /// Bytes held for the examples.
-  std::int64_t storage_bytes() const { return static_cast<std::int64_t>(raw_.size()); }
   /// add/mul: the rows whose op is `op`, in order (int64).
   torch::Tensor rows_with_op(std::int64_t op) const;
 

@@ -38,7 +38,8 @@ const Options<Settings>& tuple_rnn_options() {
           .key("task", &S::task, "tuple: two 2-digit additions mod 100; addmul: one addition or multiplication mod 100")
           .choices({"tuple", "addmul"})
           .key("encoding", &S::encoding,
-               "ff: one input vector; together: it repeated at every step; only_one_io (tuple): each tuple during its 3 steps")
+               "ff: one input vector; together: it repeated at every step; "
+               "only_one_io (tuple): each tuple during its 3 steps")
           .choices({"ff", "together", "only_one_io"})
           .key("train_size", &S::train_size, "examples in the training split").at_least(1)
           .key("valid_size", &S::valid_size, "examples in the validation split").at_least(1)
@@ -51,7 +52,9 @@ Layout layout_of(const Config& c, const Settings& s) {
   l.task = s.task == "tuple" ? Task::Tuple : Task::AddMul;
   if (s.encoding == "only_one_io" && l.task != Task::Tuple)
     c.fail("encoding", "only_one_io needs task = \"tuple\" (addmul has one pair of operands; use ff or together)");
-  l.encoding = s.encoding == "ff" ? Encoding::FF : (s.encoding == "together" ? Encoding::Together : Encoding::OnlyOneIo);
+  l.encoding = s.encoding == "ff"         ? Encoding::FF
+               : s.encoding == "together" ? Encoding::Together
+                                          : Encoding::OnlyOneIo;
   return l;
 }
 
@@ -122,17 +125,16 @@ DatasetSpec describe(const Layout& l, const Settings& s) {
 }
 
 /// add/mul: `<split>_add` and `<split>_mul`, the rows of `split` with that op, in order.
-void add_restricted(const Config& c, const std::string& split, const ArithmeticSplit& parent,
-                    const std::shared_ptr<const Split>& shared, std::map<std::string, std::shared_ptr<const Split>>& out,
-                    DatasetSpec& spec) {
+void add_restricted(const Config& c, const std::string& split, const std::shared_ptr<const ArithmeticSplit>& parent,
+                    std::map<std::string, std::shared_ptr<const Split>>& out, DatasetSpec& spec) {
   const char* ops[2] = {"add", "mul"};
   for (std::int64_t op = 0; op < kOps; ++op) {
-    const auto rows = parent.rows_with_op(op);
+    const auto rows = parent->rows_with_op(op);
     const std::string name = split + "_" + ops[op];
     if (rows.size(0) == 0)
       c.fail(split + "_size", "the " + split + " split has no " + ops[op] + " example, so " + name +
                                   " would be empty; use a larger size");
-    out[name] = std::make_shared<SubsetSplit>(shared, rows);
+    out[name] = std::make_shared<SubsetSplit>(parent, rows);
     spec.info[name + "_size"] = std::to_string(rows.size(0));
   }
 }
@@ -147,8 +149,9 @@ std::shared_ptr<Dataset> make_tuple_rnn(const Config& c, Host&) {
       {"train", s.train_size}, {"test", s.test_size}, {"valid", s.valid_size}};
   for (std::uint32_t i = 0; i < 3; ++i) {
     const auto& [name, n] = parts[i];
-    auto split = std::make_shared<ArithmeticSplit>(layout, draw_examples(layout.task, n, kSeedBase + i));
-    if (layout.task == Task::AddMul && name != "test") add_restricted(c, name, *split, split, splits, spec);
+    auto raw = draw_examples(layout.task, n, kSeedBase + i);
+    std::shared_ptr<const ArithmeticSplit> split = std::make_shared<ArithmeticSplit>(layout, std::move(raw));
+    if (layout.task == Task::AddMul && name != "test") add_restricted(c, name, split, splits, spec);
     splits[name] = std::move(split);
   }
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
