@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "../../plugins/datasets/rotated_mnist/python_random.hpp"
+#include "../../plugins/datasets/toy/numpy_random.hpp"
 #include "config_builders.hpp"
 
 #include <array>
@@ -319,6 +320,200 @@ BOOST_AUTO_TEST_CASE(batches_are_index_selects_of_the_split) {
   BOOST_TEST(torch::equal(b.indices, idx));
 }
 
+// ------------------------------------------------------------------ permuted MNIST (masked_analyzer §4.3 d)
+
+namespace {
+
+// /usr/bin/python3 -c "import numpy as np; print(np.random.RandomState(p).permutation(784)[:12])"
+// (numpy 1.24) for p = 1 and p = 3.
+const std::map<std::int64_t, std::vector<std::int64_t>> kNumpyPermutationStart = {
+    {1, {649, 265, 111, 301, 339, 559, 742, 202, 600, 680, 223, 764}},
+    {3, {294, 102, 51, 453, 457, 701, 445, 575, 27, 288, 48, 731}}};
+
+// The whole permutation, drawn with the numpy re-implementation the plugin uses.
+torch::Tensor numpy_permutation(std::uint32_t seed) {
+  std::vector<std::int64_t> perm(784);
+  std::iota(perm.begin(), perm.end(), 0);
+  modlab::toy::NumpyRandomState(seed).shuffle(perm);
+  return torch::tensor(perm, torch::kLong);
+}
+
+torch::Tensor flat_inputs(const std::shared_ptr<modlab::Dataset>& ds, const std::string& split) {
+  auto x = ds->split(split)->all().inputs;
+  return x.reshape({x.size(0), -1});
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(permutation_is_numpys) {
+  for (const auto& [seed, start] : kNumpyPermutationStart) {
+    auto perm = numpy_permutation(static_cast<std::uint32_t>(seed));
+    std::vector<std::int64_t> got(perm.data_ptr<std::int64_t>(), perm.data_ptr<std::int64_t>() + 12);
+    BOOST_TEST(got == start, tt::per_element());
+    BOOST_TEST(torch::equal(std::get<0>(torch::sort(perm)), torch::arange(784, torch::kLong)));
+  }
+}
+
+// Output pixel q of a permuted image is pixel perm[q] of the unpermuted one (x.view(-1)[perm]),
+// in train and test, flattened or not, after rotation and inversion.
+BOOST_AUTO_TEST_CASE(permutation_applied_output_from_input) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  const Value::Table plain = {{"root", str(dir.str())}, {"mode", str("plain")}};
+  auto with = [&](Value::Table extra) {
+    Value::Table t = plain;
+    for (auto& [k, v] : extra) t[k] = v;
+    return load(t).dataset;
+  };
+  auto none = with({});
+  BOOST_TEST(none->spec().info.at("permutation") == "0");
+  for (const auto& [seed, start] : kNumpyPermutationStart) {
+    auto ds = with({{"permutation", Value::integer(seed)}});
+    BOOST_TEST(ds->spec().info.at("permutation") == std::to_string(seed));
+    BOOST_TEST(ds->spec().input_shape == (std::vector<std::int64_t>{1, 28, 28}), tt::per_element());
+    const auto perm = numpy_permutation(static_cast<std::uint32_t>(seed));
+    for (const std::string split : {"train", "test"}) {
+      const auto x0 = flat_inputs(none, split), x = flat_inputs(ds, split);
+      for (std::size_t q = 0; q < start.size(); ++q)
+        BOOST_TEST(torch::equal(x.select(1, static_cast<std::int64_t>(q)), x0.select(1, start[q])));
+      BOOST_TEST(torch::equal(x, x0.index_select(1, perm)));
+      // The other way round (new[perm[q]] = old[q]) gives other images, so the check above can fail.
+      BOOST_TEST(!torch::equal(x, x0.index_select(1, torch::argsort(perm))));
+    }
+  }
+  // Permutation 0 is the identity; flattening and rotation compose with the permutation.
+  BOOST_TEST(
+      torch::equal(flat_inputs(with({{"permutation", Value::integer(0)}}), "train"), flat_inputs(none, "train")));
+  auto flat = with({{"permutation", Value::integer(3)}, {"flatten", Value::boolean(true)}});
+  BOOST_TEST(torch::equal(flat->split("test")->all().inputs,
+                          flat_inputs(none, "test").index_select(1, numpy_permutation(3))));
+  const Value::Table rotated = {{"root", str(dir.str())}, {"subsample", Value::integer(1)}};
+  Value::Table rotated_perm = rotated;
+  rotated_perm["permutation"] = Value::integer(1);
+  auto r0 = load(rotated).dataset, r1 = load(rotated_perm).dataset;
+  BOOST_TEST(torch::equal(flat_inputs(r1, "val"), flat_inputs(r0, "val").index_select(1, numpy_permutation(1))));
+  BOOST_TEST(torch::equal(r1->split("val")->all().groups, r0->split("val")->all().groups));
+}
+
+BOOST_AUTO_TEST_CASE(permutation_errors_name_the_key) {
+  TempDir dir;
+  write_set(dir.path, 40, false);
+  std::string msg = load_error<modlab::ConfigError>(
+      {{"root", str(dir.str())}, {"mode", str("digit_pairs")}, {"permutation", Value::integer(1)}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "dataset.permutation"));
+  BOOST_TEST(contains(msg, "digit_pairs"));
+  msg = load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"permutation", Value::integer(-1)}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "dataset.permutation"));
+  msg = load_error<modlab::ConfigError>({{"root", str(dir.str())}, {"permutation", Value::integer(1LL << 32)}});
+  BOOST_TEST(contains(msg, "dataset.permutation"));
+}
+
+// ------------------------------------------------------------------ class sub-tasks
+
+namespace {
+
+Value int_lists(const std::vector<std::vector<std::int64_t>>& lists) {
+  Value::Array a;
+  for (const auto& l : lists) a.push_back(ints(l));
+  return Value::array(a);
+}
+
+// The mixture-of-experts XAI split into class pairs.
+const std::vector<std::vector<std::int64_t>> kClassPairs = {{0, 1}, {2, 5}, {3, 4}, {6, 9}, {7, 8}};
+
+// Split `name` holds exactly the examples of `train` whose class is in `classes`, in train order.
+void check_class_split(const std::shared_ptr<modlab::Dataset>& ds, const std::string& name,
+                       const std::vector<std::int64_t>& classes) {
+  const auto train = ds->split("train")->all();
+  const auto sub = ds->split(name)->all();
+  const auto wanted = torch::isin(train.targets, torch::tensor(classes, torch::kLong));
+  BOOST_TEST(sub.size() == wanted.sum().item<std::int64_t>(), name);
+  BOOST_TEST(sub.size() > 0, name);
+  BOOST_TEST(torch::isin(sub.targets, torch::tensor(classes, torch::kLong)).all().item<bool>(), name);
+  const auto rows = wanted.nonzero().view(-1);
+  BOOST_TEST(torch::equal(sub.indices, rows), name);  // the train split's own rows, in order
+  BOOST_TEST(torch::equal(sub.inputs, train.inputs.index_select(0, rows)), name);
+  BOOST_TEST(torch::equal(sub.targets, train.targets.index_select(0, rows)), name);
+  BOOST_TEST(ds->spec().info.at(name + "_size") == std::to_string(sub.size()));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(class_subtasks_names_classes_and_splits) {
+  TempDir dir;
+  write_set(dir.path, 40, true);
+  auto ds = load({{"root", str(dir.str())},
+                  {"mode", str("plain")},
+                  {"val_fraction", Value::floating(0.25)},
+                  {"class_subtasks", int_lists(kClassPairs)}})
+                .dataset;
+  const auto spec = ds->spec();
+  BOOST_TEST(spec.splits == (std::vector<std::string>{"train", "val", "test", "train_classes_0_1", "train_classes_2_5",
+                                                       "train_classes_3_4", "train_classes_6_9", "train_classes_7_8"}),
+             tt::per_element());
+  BOOST_REQUIRE_EQUAL(spec.subtasks.size(), kClassPairs.size());
+  for (std::size_t i = 0; i < kClassPairs.size(); ++i) {
+    const auto& s = spec.subtasks[i];
+    const std::string name = "classes_" + std::to_string(kClassPairs[i][0]) + "_" + std::to_string(kClassPairs[i][1]);
+    BOOST_TEST(s.name == name);
+    BOOST_TEST(s.classes == kClassPairs[i], tt::per_element());
+    BOOST_TEST(s.train_split == "train_" + name);
+    BOOST_TEST(s.groups.empty());
+    BOOST_TEST(s.outputs.empty());
+    BOOST_TEST(s.zeroed_inputs.empty());
+    BOOST_TEST(contains(s.description, std::to_string(kClassPairs[i][0]) + ", " + std::to_string(kClassPairs[i][1])));
+    check_class_split(ds, s.train_split, s.classes);
+  }
+  BOOST_TEST(spec.info.at("class_subtasks") == "classes_0_1 classes_2_5 classes_3_4 classes_6_9 classes_7_8");
+  // Batches of a class split are the train split's rows.
+  auto idx = torch::tensor(std::vector<std::int64_t>{1, 0}, torch::kLong);
+  auto b = ds->split("train_classes_2_5")->get(idx);
+  BOOST_TEST(torch::equal(b.inputs, ds->split("train_classes_2_5")->all().inputs.index_select(0, idx)));
+
+  // Rotated mode: the groups come along; one class alone, and several classes in one sub-task.
+  auto rot = load({{"root", str(dir.str())},
+                   {"subsample", Value::integer(1)},
+                   {"class_subtasks", int_lists({{3}, {9, 0, 4}})}})
+                 .dataset;
+  BOOST_TEST(rot->spec().subtasks.at(1).name == "classes_9_0_4");
+  check_class_split(rot, "train_classes_3", {3});
+  check_class_split(rot, "train_classes_9_0_4", {9, 0, 4});
+  const auto threes = rot->split("train_classes_3")->all();
+  BOOST_TEST(torch::equal(threes.groups, rot->split("train")->all().groups.index_select(0, threes.indices)));
+  // No option, no sub-tasks and no extra split.
+  BOOST_TEST(load({{"root", str(dir.str())}}).dataset->spec().subtasks.empty());
+  BOOST_TEST(load({{"root", str(dir.str())}}).dataset->spec().splits.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(class_subtasks_errors_name_the_key) {
+  TempDir dir;
+  write_set(dir.path, 40, false);
+  auto error = [&](const std::vector<std::vector<std::int64_t>>& lists, const std::string& mode = "plain") {
+    std::string msg = load_error<modlab::ConfigError>(
+        {{"root", str(dir.str())}, {"mode", str(mode)}, {"class_subtasks", int_lists(lists)}});
+    BOOST_TEST_MESSAGE(msg);
+    BOOST_TEST(contains(msg, "dataset.class_subtasks"), msg);
+    return msg;
+  };
+  BOOST_TEST(
+      contains(error({{0, 1}, {10}}), "class 10 (entry 1) is not a class of this variant, whose classes are 0..9"));
+  BOOST_TEST(contains(error({{0, -1}}), "-1"));
+  BOOST_TEST(contains(error({{0, 1}, {}}), "entry 1 is an empty list"));
+  BOOST_TEST(contains(error({{0, 1}, {2, 1}}), "class 1 is listed twice"));
+  BOOST_TEST(contains(error({{4, 4}}), "class 4 is listed twice"));
+  BOOST_TEST(contains(error({{0, 1}}, "digit_pairs"), "digit_pairs"));
+  // A class without any training example (the first 5 train images are classes 0..4).
+  std::string msg = load_error<modlab::DataError>({{"root", str(dir.str())},
+                                                   {"mode", str("plain")},
+                                                   {"train_limit", Value::integer(5)},
+                                                   {"class_subtasks", int_lists({{0, 1}, {6, 7}})}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "class_subtasks"));
+  BOOST_TEST(contains(msg, "classes_6_7"));
+}
+
 // ------------------------------------------------------------------ corrupt files
 
 BOOST_AUTO_TEST_CASE(truncated_gzip_images) {
@@ -605,6 +800,14 @@ BOOST_AUTO_TEST_CASE(digit_pairs_labels_splits_and_images) {
   BOOST_TEST(spec.info.at("structure") == "6,3,2,2");
   BOOST_TEST(spec.info.at("images") == "2");
   BOOST_TEST(spec.info.at("image_bits") == "3");
+  // One sub-task per output, as the toy Boolean task declares them.
+  BOOST_REQUIRE_EQUAL(spec.subtasks.size(), 2u);
+  for (std::int64_t k = 0; k < 2; ++k) {
+    const auto& s = spec.subtasks[static_cast<std::size_t>(k)];
+    BOOST_TEST(s.name == "output" + std::to_string(k));
+    BOOST_TEST(s.outputs == std::vector<std::int64_t>{k}, tt::per_element());
+    BOOST_TEST((s.classes.empty() && s.groups.empty() && s.train_split.empty()));
+  }
 
   // 64 pairs: 32 train, 16 val, 16 test (floor(64 s), then half of the rest), disjoint, as
   // Python's random.Random(3).shuffle orders them.
@@ -712,4 +915,43 @@ BOOST_AUTO_TEST_CASE(real_mnist_digit_pairs, *utf::precondition(RealMnist())) {
     BOOST_TEST(train.targets[i][0].item<float>() == want[0]);
     BOOST_TEST(train.targets[i][1].item<float>() == want[1]);
   }
+}
+
+// ------------------------------------------------------------------ permuted MNIST and class sub-tasks, real files
+
+// sum_q x[perm[q]] * q over the raw bytes of the first two test images, by numpy:
+//   x = np.frombuffer(gzip.open("t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16)
+//   x = x.reshape(-1, 784).astype(np.int64); perm = np.random.RandomState(p).permutation(784)
+//   (x[i][perm] * np.arange(784)).sum()   -> p = 1: 7195731, 11789879 (i = 0, 1); p = 3: 6600033
+//   (the inverse permutation, x[0][np.argsort(perm)], would give 7599305 for p = 1)
+BOOST_AUTO_TEST_CASE(real_mnist_permuted, *utf::precondition(RealMnist())) {
+  auto weighted = [](const torch::Tensor& image) {
+    auto bytes = torch::round(image.reshape({-1}) * 255).to(torch::kLong);
+    return (bytes * torch::arange(784, torch::kLong)).sum().item<std::int64_t>();
+  };
+  auto p1 = load({{"mode", str("plain")}, {"permutation", Value::integer(1)}, {"test_limit", Value::integer(2)},
+                  {"train_limit", Value::integer(100)}})
+                .dataset->split("test")
+                ->all()
+                .inputs;
+  BOOST_TEST(weighted(p1[0]) == 7195731);
+  BOOST_TEST(weighted(p1[1]) == 11789879);
+  auto p3 = load({{"mode", str("plain")}, {"permutation", Value::integer(3)}, {"test_limit", Value::integer(1)},
+                  {"train_limit", Value::integer(100)}})
+                .dataset->split("test")
+                ->all()
+                .inputs;
+  BOOST_TEST(weighted(p3[0]) == 6600033);
+}
+
+BOOST_AUTO_TEST_CASE(real_mnist_class_subtasks, *utf::precondition(RealMnist())) {
+  auto ds = load({{"mode", str("plain")}, {"class_subtasks", int_lists(kClassPairs)}}).dataset;
+  BOOST_TEST(ds->split("train_classes_0_1")->size() == 5923 + 6742);
+  BOOST_TEST(ds->split("train_classes_7_8")->size() == 6265 + 5851);
+  std::int64_t total = 0;
+  for (const auto& s : ds->spec().subtasks) {
+    check_class_split(ds, s.train_split, s.classes);
+    total += ds->split(s.train_split)->size();
+  }
+  BOOST_TEST(total == 60000);  // the five pairs cover every class once
 }

@@ -228,6 +228,26 @@ BOOST_AUTO_TEST_CASE(multi_task_groups) {
   }
 }
 
+// One sub-task per output: the masked analysis of hier_modular trains a mask per output module.
+BOOST_AUTO_TEST_CASE(boolean_subtasks_one_per_output) {
+  for (std::int64_t tasks : {1, 3}) {
+    const auto spec = boolean({6, 3, 3, 2, 2}, 0.8, 0.0, tasks)->spec();
+    BOOST_REQUIRE_EQUAL(spec.subtasks.size(), 2u);
+    for (std::int64_t k = 0; k < 2; ++k) {
+      const auto& s = spec.subtasks[static_cast<std::size_t>(k)];
+      BOOST_TEST(s.name == "output" + std::to_string(k));
+      BOOST_TEST(s.outputs == std::vector<std::int64_t>{k}, boost::test_tools::per_element());
+      BOOST_TEST(s.groups.empty());  // every example, of every task
+      BOOST_TEST(s.classes.empty());
+      BOOST_TEST(s.zeroed_inputs.empty());
+      BOOST_TEST(s.train_split.empty());
+      BOOST_TEST(s.description.find("6,3,3,2,2") != std::string::npos, s.description);
+    }
+  }
+  // The 2-D classification tasks declare none.
+  BOOST_TEST(make(base("checker_board-2"))->spec().subtasks.empty());
+}
+
 // ------------------------------------------------------------------------------ numpy streams
 
 BOOST_AUTO_TEST_CASE(numpy_random_state_streams) {

@@ -8,8 +8,11 @@
 #include "idx_reader.hpp"
 #include "python_random.hpp"
 
-// The Boolean truth tables are the toy plugin's (header-only, shared rather than copied).
+// The Boolean truth tables, numpy's RandomState and the per-output sub-tasks are the toy
+// plugin's (header-only, shared rather than copied).
 #include "../toy/boolean_table.hpp"
+#include "../toy/numpy_random.hpp"
+#include "../toy/output_subtasks.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
@@ -57,6 +60,9 @@ struct Options {
   double stdev = 1.0;
   std::string normalize_name;
   bool flatten = false;
+  std::uint32_t permutation = 0;          // seed of the pixel permutation, 0 = none
+  std::vector<std::int64_t> pixel_order;  // output pixel q takes pixel pixel_order[q]; empty = identity
+  std::vector<std::vector<std::int64_t>> class_subtasks;
   // mode = "digit_pairs" (hier_modular §5.2)
   bool pairs_mode = false;
   double train_fraction = 0.8;
@@ -269,28 +275,40 @@ torch::Tensor subsample(const torch::Tensor& items, std::int64_t factor, at::Gen
 // ------------------------------------------------------------------ building tensors
 
 // Writes one example: image `img` (H x W bytes) turned `turns` quarter turns counter-clockwise,
-// scaled as ToTensor (float(x) / 255), colour-inverted (max - x) when asked, then normalised.
-// The arithmetic is the same float32 operations the tensor versions perform, in the same order.
+// scaled as ToTensor (float(x) / 255), colour-inverted (max - x) when asked, normalised, then its
+// pixels permuted by o.pixel_order. The arithmetic is the same float32 operations the tensor
+// versions perform, in the same order.
 void write_example(const std::uint8_t* img, std::int64_t h, std::int64_t w, std::int64_t turns, bool invert,
                    const Options& o, float* dst) {
   float max = 0.0f;
   if (invert) max = static_cast<float>(*std::max_element(img, img + h * w)) / 255.0f;
   const auto mean = static_cast<float>(o.mean), stdv = static_cast<float>(o.stdev);
-  // out[i][j] = in[src_i][src_j]; one turn (square images only) maps out[i][j] = in[j][W-1-i]
-  for (std::int64_t i = 0; i < h; ++i)
-    for (std::int64_t j = 0; j < w; ++j) {
-      std::int64_t si = i, sj = j;
-      switch (turns) {
-        case 1: si = j, sj = w - 1 - i; break;
-        case 2: si = h - 1 - i, sj = w - 1 - j; break;
-        case 3: si = w - 1 - j, sj = i; break;
-        default: break;
-      }
-      float v = static_cast<float>(img[si * w + sj]) / 255.0f;
-      if (invert) v = max - v;
-      if (o.normalize) v = (v - mean) / stdv;
-      dst[i * w + j] = v;
+  const std::int64_t* order = o.pixel_order.empty() ? nullptr : o.pixel_order.data();
+  // out[q] = turned[order[q]] (numpy's x.view(-1)[perm]), and turned[i][j] = in[si][sj]: one turn
+  // (square images only) maps turned[i][j] = in[j][W-1-i].
+  for (std::int64_t q = 0; q < h * w; ++q) {
+    const std::int64_t p = order ? order[q] : q;
+    const std::int64_t i = p / w, j = p % w;
+    std::int64_t si = i, sj = j;
+    switch (turns) {
+      case 1: si = j, sj = w - 1 - i; break;
+      case 2: si = h - 1 - i, sj = w - 1 - j; break;
+      case 3: si = w - 1 - j, sj = i; break;
+      default: break;
     }
+    float v = static_cast<float>(img[si * w + sj]) / 255.0f;
+    if (invert) v = max - v;
+    if (o.normalize) v = (v - mean) / stdv;
+    dst[q] = v;
+  }
+}
+
+// numpy's RandomState(seed).permutation(n): arange(n), then the legacy shuffle.
+std::vector<std::int64_t> numpy_permutation(std::uint32_t seed, std::int64_t n) {
+  std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  toy::NumpyRandomState(seed).shuffle(perm);
+  return perm;
 }
 
 // Inputs [M,1,H,W] float for items (pool index, quarter turns), in item order, plus targets and
@@ -366,6 +384,8 @@ struct Keys {
   double mean = 0.5;
   double stdev = 0.5;  ///< key "std"
   bool flatten = false;
+  std::int64_t permutation = 0;
+  std::vector<std::vector<std::int64_t>> class_subtasks;
   double train_fraction = 0.8;
   std::int64_t pair_seed = -1;
   std::int64_t samples_per_pair = 100;
@@ -415,6 +435,14 @@ const modlab::Options<Keys>& mnist_options() {
           .key("mean", &K::mean, "normalize = \"custom\": subtracted after scaling to [0,1]").finite()
           .key("std", &K::stdev, "normalize = \"custom\": divisor after subtracting mean").greater_than(0).finite()
           .key("flatten", &K::flatten, "inputs [784] instead of [1, 28, 28]")
+          .key("permutation", &K::permutation,
+               "permuted MNIST task p: the pixels of every image permuted by numpy's RandomState(p).permutation(784) "
+               "(0 = unpermuted)")
+          .in_range(0, 4294967295.0)
+          .key("class_subtasks", &K::class_subtasks,
+               "sub-tasks made of classes, e.g. [[0, 1], [2, 5]]: each adds a sub-task \"classes_0_1\" and its "
+               "training split \"train_classes_0_1\"")
+          .at_least(0)
           .key("train_fraction", &K::train_fraction,
                "mode digit_pairs: fraction s of the 64 digit pairs used for training (floor(64 s) pairs)")
           .greater_than(0).less_than(1)
@@ -441,8 +469,11 @@ void check_mode_keys(const Config& c, const Options& o, const std::string& mode)
     if (!o.rotated_mode && c.has(k)) c.fail(k, "is only used with mode = \"rotated\"" + this_run);
   for (const char* k : {"val_fraction", "val_seed", "test_limit"})
     if (mode != "plain" && c.has(k)) c.fail(k, "is only used with mode = \"plain\"" + this_run);
-  for (const char* k : {"rotations", "invert_unrotated", "subsample", "subsample_seed", "train_limit"})
+  for (const char* k : {"rotations", "invert_unrotated", "subsample", "subsample_seed", "train_limit", "permutation"})
     if (o.pairs_mode && c.has(k)) c.fail(k, "is not used with mode = \"digit_pairs\"");
+  if (o.pairs_mode && c.has("class_subtasks"))
+    c.fail("class_subtasks", "is not used with mode = \"digit_pairs\": its targets are two Boolean outputs, not "
+                             "classes (its sub-tasks are output0 and output1)");
   for (const char* k : {"train_fraction", "pair_seed", "samples_per_pair", "test_samples_per_pair", "sample_seed",
                         "structure"})
     if (!o.pairs_mode && c.has(k)) c.fail(k, "is only used with mode = \"digit_pairs\"" + this_run);
@@ -463,6 +494,22 @@ void resolve_normalization(const Keys& k, Options& o) {
   if (o.variant == Variant::Mnist) o.mean = 0.1307, o.stdev = 0.3081;
   else if (o.variant == Variant::Fashion) o.mean = 0.2859, o.stdev = 0.3530;
   else o.mean = 0.5, o.stdev = 0.5;
+}
+
+// Every class id of class_subtasks a class of the variant, each list non-empty, no class twice.
+void check_class_subtasks(const Config& c, const std::vector<std::vector<std::int64_t>>& lists, std::int64_t classes) {
+  std::set<std::int64_t> seen;
+  for (std::size_t i = 0; i < lists.size(); ++i) {
+    if (lists[i].empty()) c.fail("class_subtasks", "entry " + std::to_string(i) + " is an empty list of classes");
+    for (auto id : lists[i]) {
+      if (id < 0 || id >= classes)
+        c.fail("class_subtasks", "class " + std::to_string(id) + " (entry " + std::to_string(i) +
+                                     ") is not a class of this variant, whose classes are 0.." +
+                                     std::to_string(classes - 1));
+      if (!seen.insert(id).second)
+        c.fail("class_subtasks", "class " + std::to_string(id) + " is listed twice (sub-tasks must not share classes)");
+    }
+  }
 }
 
 Options read_options(const Config& c, Host& host) {
@@ -502,6 +549,9 @@ Options read_options(const Config& c, Host& host) {
   o.train_limit = k.train_limit;
   o.test_limit = k.test_limit;
   o.flatten = k.flatten;
+  o.permutation = static_cast<std::uint32_t>(k.permutation);
+  o.class_subtasks = k.class_subtasks;
+  check_class_subtasks(c, o.class_subtasks, o.variant == Variant::FashionMnist12 ? 12 : 10);
   o.train_fraction = k.train_fraction;
   o.pair_seed = run_seed(k.pair_seed);
   o.sample_seed = run_seed(k.sample_seed);
@@ -655,6 +705,8 @@ std::shared_ptr<Dataset> make_digit_pairs(const Options& o, const std::string& d
   info["sample_seed"] = std::to_string(o.sample_seed);
   info["normalize"] = o.normalize_name;
   spec.info = info;
+  spec.subtasks =
+      toy::output_subtasks(spec.num_outputs, "the Boolean function [" + toy::structure_text(o.structure) + "]");
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::ostringstream log;
@@ -666,6 +718,44 @@ std::shared_ptr<Dataset> make_digit_pairs(const Options& o, const std::string& d
 }
 
 // ------------------------------------------------------------------ the factory
+
+// "classes_0_1" for {0, 1}; the description names the classes when their names are not their ids.
+SubTask class_subtask(const std::vector<std::int64_t>& classes, const std::vector<std::string>& class_names) {
+  SubTask s;
+  s.name = "classes";
+  std::string ids, names;
+  for (auto id : classes) {
+    s.name += "_" + std::to_string(id);
+    ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+    names += (names.empty() ? "" : ", ") + class_names[static_cast<std::size_t>(id)];
+  }
+  s.description = "the examples of classes " + ids + (names == ids ? "" : " (" + names + ")");
+  s.classes = classes;
+  s.train_split = "train_" + s.name;
+  return s;
+}
+
+// class_subtasks: a sub-task per list, with a view of the train split holding the examples of its
+// classes (in train order), added after the other splits.
+void add_class_subtasks(const Options& o, DatasetSpec& spec,
+                        std::map<std::string, std::shared_ptr<const Split>>& splits) {
+  const std::shared_ptr<const Split> train = splits.at("train");
+  const torch::Tensor targets = train->all().targets;
+  std::string listed;
+  for (const auto& classes : o.class_subtasks) {
+    SubTask s = class_subtask(classes, spec.class_names);
+    const torch::Tensor rows = torch::isin(targets, torch::tensor(classes, torch::kLong)).nonzero().view(-1);
+    if (rows.numel() == 0)
+      throw DataError(std::string(kName) + ": class_subtasks: the train split holds no example of sub-task " + s.name +
+                      " (" + s.description + "), so it has nothing to train on");
+    splits[s.train_split] = std::make_shared<SubsetSplit>(train, rows);
+    spec.splits.push_back(s.train_split);
+    spec.info[s.train_split + "_size"] = std::to_string(rows.numel());
+    listed += (listed.empty() ? "" : " ") + s.name;
+    spec.subtasks.push_back(std::move(s));
+  }
+  if (!listed.empty()) spec.info["class_subtasks"] = listed;
+}
 
 std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -701,6 +791,7 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
     throw DataError(std::string(kName) + ": rotations by 90 or 270 degrees need square images, but " +
                     train_pool.parts.front().images_file + " holds " + std::to_string(train_pool.height) + "x" +
                     std::to_string(train_pool.width) + " images");
+  if (o.permutation != 0) o.pixel_order = numpy_permutation(o.permutation, train_pool.height * train_pool.width);
   at::Generator sub_gen = generator(o.subsample_seed);
   std::vector<torch::Tensor> train_items;  // per split name in `names`, item ids into train_pool x R
   const std::int64_t t = train_pool.size() * r;
@@ -742,6 +833,11 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
 
   if (!o.rotated_mode) {
     Pool test_pool = make_pool(o.variant, mnist_dir, fashion_dir, "t10k", o.test_limit, "test_limit");
+    if (test_pool.height != train_pool.height || test_pool.width != train_pool.width)
+      throw DataError(std::string(kName) + ": " + test_pool.parts.front().images_file + " holds " +
+                      std::to_string(test_pool.height) + "x" + std::to_string(test_pool.width) +
+                      " images, unlike the " + std::to_string(train_pool.height) + "x" +
+                      std::to_string(train_pool.width) + " images of " + train_pool.parts.front().images_file);
     torch::Tensor items = subsample(torch::arange(test_pool.size() * r, torch::kLong), o.subsample, sub_gen);
     Batch all = materialise(test_pool, pool_labels(test_pool), item_pool(items), item_turns(items), o);
     splits["test"] = std::make_shared<TensorSplit>(slice(all, 0, items.size(0), groups));
@@ -776,6 +872,7 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   if (!fashion_dir.empty()) info[o.variant == Variant::Fashion ? "root" : "fashion_root"] = fashion_dir;
   info["rotations"] = join_angles(o.quarter_turns);
   info["invert_unrotated"] = o.invert_unrotated ? "true" : "false";
+  info["permutation"] = std::to_string(o.permutation);
   info["normalize"] = o.normalize_name;
   if (o.normalize) {
     std::ostringstream ms;
@@ -788,12 +885,16 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
     size_text += (i ? "/" : "") + std::to_string(sizes[i]);
   }
   spec.info = info;
+  add_class_subtasks(o, spec, splits);
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::ostringstream log;
   log << kName << ": " << spec.name << ": " << size_text << " examples (";
   for (std::size_t i = 0; i < names.size(); ++i) log << (i ? "/" : "") << names[i];
-  log << "), rotations " << info["rotations"] << ", loaded in " << std::fixed << std::setprecision(2) << secs << " s";
+  log << "), rotations " << info["rotations"];
+  if (o.permutation != 0) log << ", pixels permuted (permutation " << o.permutation << ")";
+  if (!spec.subtasks.empty()) log << ", " << spec.subtasks.size() << " class sub-tasks";
+  log << ", loaded in " << std::fixed << std::setprecision(2) << secs << " s";
   host.log(log.str());
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
 }

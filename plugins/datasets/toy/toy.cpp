@@ -5,6 +5,7 @@
 // same integer seed they produce the reference's points (see README.md for what is bit-exact).
 #include "boolean_table.hpp"
 #include "numpy_random.hpp"
+#include "output_subtasks.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
@@ -468,7 +469,10 @@ std::shared_ptr<Dataset> make_boolean(const Config& c, const Settings& s) {
       ga[k] = t;
     }
   }
-  Batch all{x, y, g, {}, {}, {}, {}};
+  Batch all;
+  all.inputs = x;
+  all.targets = y;
+  all.groups = g;
   const char* names[3] = {"train", "val", "test"};
   std::map<std::string, std::shared_ptr<const Split>> splits;
   DatasetSpec spec;
@@ -492,6 +496,8 @@ std::shared_ptr<Dataset> make_boolean(const Config& c, const Settings& s) {
   spec.info["structure"] = structure_text(s.structure);
   spec.info["split_seed"] = std::to_string(s.split_seed);
   spec.info["num_tasks"] = std::to_string(s.num_tasks);
+  // Each output is its own function of the inputs (its own upper module): a sub-task apiece.
+  spec.subtasks = output_subtasks(kBooleanOutputs, "the Boolean function [" + structure_text(s.structure) + "]");
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));
 }
 
