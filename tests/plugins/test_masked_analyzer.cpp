@@ -139,7 +139,7 @@ BOOST_AUTO_TEST_CASE(gumbel_sigmoid_keeps_with_probability_sigmoid_of_the_logit)
   torch::manual_seed(0);
   const auto logits = torch::tensor({-2.0f, 0.0f, 1.0f, 3.0f});
   for (double tau : {1.0, 0.5}) {
-    const auto m = masked::sample_masks(logits, 40000, tau);
+    const auto m = masked::sample_masked_weights(logits, torch::ones_like(logits), 40000, tau);  // W = 1: m
     BOOST_TEST((m.sizes().vec() == std::vector<std::int64_t>{40000, 4}));
     BOOST_TEST(((m == 0) | (m == 1)).all().item<bool>(), "samples are hard 0/1");
     const auto freq = m.mean(0);
@@ -157,10 +157,32 @@ BOOST_AUTO_TEST_CASE(straight_through_gradient_is_the_soft_samples_gradient) {
   for (const auto& [tau, l, want] : cases) {
     auto logits = torch::full({1}, l, torch::kDouble).requires_grad_(true);
     const std::int64_t K = 400000;
-    masked::sample_masks(logits, K, tau).sum().backward();
+    masked::sample_masked_weights(logits, torch::ones_like(logits), K, tau).sum().backward();
     const double mean = logits.grad().item<double>() / static_cast<double>(K);
     BOOST_TEST(std::abs(mean - want) < 0.002, "tau " << tau << ", logit " << l << ": " << mean << " vs " << want);
   }
+}
+
+BOOST_AUTO_TEST_CASE(masked_weights_are_w_times_the_mask_and_w_gets_the_sum_of_the_masks) {
+  torch::manual_seed(2);
+  const auto logits = torch::randn({3, 5}).requires_grad_(true);
+  const auto w = torch::randn({3, 5}).requires_grad_(true);
+  const auto s = masked::sample_masked_weights(logits, w, 6, 1.0);
+  BOOST_TEST((s.sizes().vec() == std::vector<std::int64_t>{6, 3, 5}));
+  const auto m = (s.detach() / w.detach()).round();  // w has no zeros
+  BOOST_TEST(((m == 0) | (m == 1)).all().item<bool>());
+  s.sum().backward();
+  BOOST_TEST(torch::allclose(w.grad(), m.sum(0)));
+  // a frozen weight gets nothing and the logits still do
+  const auto frozen = w.detach();
+  const auto l2 = logits.detach().clone().requires_grad_(true);
+  masked::sample_masked_weights(l2, frozen, 2, 1.0).sum().backward();
+  BOOST_TEST(l2.grad().defined());
+  // the same global seed draws the same masks
+  torch::manual_seed(9);
+  const auto a = masked::sample_masked_weights(logits, frozen, 4, 1.0);
+  torch::manual_seed(9);
+  BOOST_TEST(torch::equal(a, masked::sample_masked_weights(logits, frozen, 4, 1.0)));
 }
 
 BOOST_AUTO_TEST_CASE(a_subtask_keeps_its_rows_blanks_the_others_inputs_and_scores_its_outputs) {

@@ -218,11 +218,12 @@ Losses Analyzer::mask_step(const Batch& batch, StepContext& ctx) {
   if (rows == 0) return {{"task", torch::zeros({})}};  // a filtered batch without K examples of the stage
   if (rows < b.size()) b = b.select(torch::arange(rows, torch::TensorOptions().dtype(torch::kLong).device(b.inputs.device())));
   const auto& logits = logits_[static_cast<std::size_t>(active_)];
-  std::vector<torch::Tensor> samples;
-  for (const auto& l : logits) samples.push_back(sample_masks(l, K, opt_.temperature));
+  std::map<std::string, torch::Tensor> samples;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    samples[params_[i].name] = sample_masked_weights(logits[i], params_[i].weight, K, opt_.temperature);
   Output out;
   {
-    modlab::nn::OverrideScope scope(*inner_, masked_overrides(params_, samples, sequential()));
+    modlab::nn::OverrideScope scope(*inner_, samples);
     out = inner_->forward(b);
   }
   if (st.task) restrict_outputs(*st.task, b, out);

@@ -2,7 +2,6 @@
 #include "masks.hpp"
 
 #include <modlab/errors.hpp>
-#include <modlab/nn/functional.hpp>
 #include <modlab/nn/layers.hpp>
 
 #include <torch/torch.h>
@@ -69,19 +68,13 @@ std::vector<MaskedParam> select_masked(Model& model, const MaskFilter& filter, c
   return out;
 }
 
-torch::Tensor sample_masks(const torch::Tensor& logits, std::int64_t K, double temperature) {
-  std::vector<std::int64_t> shape{K};
-  shape.insert(shape.end(), logits.sizes().begin(), logits.sizes().end());
-  return modlab::nn::gumbel_sigmoid(logits.unsqueeze(0).expand(shape), temperature, /*hard=*/true);
-}
-
 torch::Tensor hard_mask(const torch::Tensor& logits) { return logits.detach() >= 0; }
 
 std::map<std::string, torch::Tensor> masked_overrides(const std::vector<MaskedParam>& params,
-                                                      const std::vector<torch::Tensor>& masks, bool train_weights) {
+                                                      const std::vector<torch::Tensor>& masks) {
   std::map<std::string, torch::Tensor> out;
   for (std::size_t i = 0; i < params.size(); ++i) {
-    const auto w = train_weights ? params[i].weight : params[i].weight.detach();
+    const auto w = params[i].weight.detach();
     const auto& m = masks[i];
     out[params[i].name] = (m.dim() > w.dim() ? w.unsqueeze(0) : w) * m.to(w.scalar_type());
   }

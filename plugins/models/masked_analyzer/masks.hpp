@@ -32,18 +32,20 @@ struct MaskedParam {
 /// ConfigError naming the model when none is left.
 std::vector<MaskedParam> select_masked(Model& model, const MaskFilter& filter, const std::string& model_name);
 
-/// K hard Gumbel-sigmoid samples of `logits` (modlab::nn::gumbel_sigmoid): 1[σ((l + ν)/τ) > 0.5]
-/// forward, the gradient of σ((l + ν)/τ) backward (straight-through), ν = G₁ − G₂ logistic noise
-/// (the reference's −log(log U₁ / log U₀)). [K, …logits.shape].
-torch::Tensor sample_masks(const torch::Tensor& logits, std::int64_t K, double temperature);
+/// K samples of the masked weight W ⊙ m, [K, …shape], m a hard Gumbel-sigmoid sample of `logits`:
+/// 1[σ((l + ν)/τ) > 0.5] with logistic noise ν (the reference's −log(log U₁ / log U₀)), so
+/// P(m = 1) = σ(l). Backward: the straight-through gradient W · σ'((l + ν)/τ)/τ to the logits, and
+/// Σ_k m_k to W when W requires grad (the sequential protocol trains both). One fused pass.
+torch::Tensor sample_masked_weights(const torch::Tensor& logits, const torch::Tensor& weight, std::int64_t K,
+                                    double temperature);
 
 /// The deterministic mask of evaluation: 1[l ≥ 0] as a bool tensor.
 torch::Tensor hard_mask(const torch::Tensor& logits);
 
 /// Overrides W ⊙ m for every masked parameter; m is [K, …shape] (K folded samples) or the
-/// parameter's own shape (one mask for every row). W is detached unless `train_weights`.
+/// parameter's own shape (one mask for every row), W detached: the evaluation masks.
 std::map<std::string, torch::Tensor> masked_overrides(const std::vector<MaskedParam>& params,
-                                                      const std::vector<torch::Tensor>& masks, bool train_weights = false);
+                                                      const std::vector<torch::Tensor>& masks);
 
 /// Per-parameter 0/1 masks of several mask configurations stacked into [C, …shape] overrides, so
 /// that C configurations are evaluated in one folded forward over C copies of a batch.
