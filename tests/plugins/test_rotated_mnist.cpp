@@ -410,6 +410,39 @@ BOOST_AUTO_TEST_CASE(permutation_errors_name_the_key) {
   BOOST_TEST(contains(msg, "dataset.permutation"));
 }
 
+// The permuted-MNIST tasks: one sub-task and one permuted train view per seed, and a test view
+// holding every test image in every task, the task as group.
+BOOST_AUTO_TEST_CASE(permutations_make_one_task_per_seed) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  const Value::Table plain = {{"root", str(dir.str())}, {"mode", str("plain")}};
+  Value::Table tasks = plain;
+  tasks["permutations"] = ints({0, 3});
+  auto none = load(plain).dataset, ds = load(tasks).dataset;
+  const auto spec = ds->spec();
+  BOOST_TEST_REQUIRE(spec.subtasks.size() == 2u);
+  BOOST_TEST(spec.subtasks[1].name == "perm3");
+  BOOST_TEST(spec.subtasks[1].groups == (std::vector<std::int64_t>{1}), tt::per_element());
+  BOOST_TEST(spec.subtasks[1].train_split == "train_perm3");
+  BOOST_TEST(spec.group_kind == "permutation");
+  BOOST_TEST(torch::equal(flat_inputs(ds, "train_perm0"), flat_inputs(none, "train")));
+  BOOST_TEST(torch::equal(flat_inputs(ds, "train_perm3"), flat_inputs(none, "train").index_select(1, numpy_permutation(3))));
+  BOOST_TEST(torch::equal(ds->split("train_perm3")->all().groups, torch::ones({10}, torch::kLong)));
+  const auto test = ds->split("test_permuted")->all();
+  const auto n = none->split("test")->size();
+  BOOST_TEST(test.size() == 2 * n);
+  BOOST_TEST(torch::equal(test.inputs.reshape({2 * n, -1}).narrow(0, n, n),
+                          flat_inputs(none, "test").index_select(1, numpy_permutation(3))));
+  BOOST_TEST(torch::equal(test.targets.narrow(0, n, n), none->split("test")->all().targets));
+  BOOST_TEST(test.groups.narrow(0, 0, n).sum().item<std::int64_t>() == 0);
+  Value::Table twice = plain;
+  twice["permutations"] = ints({2, 2});
+  BOOST_TEST(contains(load_error<modlab::ConfigError>(twice), "dataset.permutations"));
+  Value::Table both = tasks;
+  both["permutation"] = Value::integer(1);
+  BOOST_TEST(contains(load_error<modlab::ConfigError>(both), "dataset.permutations"));
+}
+
 // ------------------------------------------------------------------ class sub-tasks
 
 namespace {

@@ -13,6 +13,7 @@
 #include "../toy/boolean_table.hpp"
 #include "../toy/numpy_random.hpp"
 #include "../toy/output_subtasks.hpp"
+#include "permuted_tasks.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
@@ -63,6 +64,7 @@ struct Options {
   std::uint32_t permutation = 0;          // seed of the pixel permutation, 0 = none
   std::vector<std::int64_t> pixel_order;  // output pixel q takes pixel pixel_order[q]; empty = identity
   std::vector<std::vector<std::int64_t>> class_subtasks;
+  std::vector<std::int64_t> permutations;  // permuted-MNIST tasks (seeds), [] = none
   // mode = "digit_pairs" (hier_modular §5.2)
   bool pairs_mode = false;
   double train_fraction = 0.8;
@@ -386,6 +388,7 @@ struct Keys {
   bool flatten = false;
   std::int64_t permutation = 0;
   std::vector<std::vector<std::int64_t>> class_subtasks;
+  std::vector<std::int64_t> permutations;
   double train_fraction = 0.8;
   std::int64_t pair_seed = -1;
   std::int64_t samples_per_pair = 100;
@@ -438,6 +441,10 @@ const modlab::Options<Keys>& mnist_options() {
           .key("permutation", &K::permutation,
                "permuted MNIST task p: the pixels of every image permuted by numpy's RandomState(p).permutation(784) "
                "(0 = unpermuted)")
+          .in_range(0, 4294967295.0)
+          .key("permutations", &K::permutations,
+               "permuted-MNIST tasks (mode plain): a sub-task perm<p> per seed p (0 = identity), trained on "
+               "split train_perm<p>, all evaluated on test_permuted (group = task)")
           .in_range(0, 4294967295.0)
           .key("class_subtasks", &K::class_subtasks,
                "sub-tasks made of classes, e.g. [[0, 1], [2, 5]]: each adds a sub-task \"classes_0_1\" and its "
@@ -551,6 +558,17 @@ Options read_options(const Config& c, Host& host) {
   o.flatten = k.flatten;
   o.permutation = static_cast<std::uint32_t>(k.permutation);
   o.class_subtasks = k.class_subtasks;
+  o.permutations = k.permutations;
+  if (!o.permutations.empty() && (o.rotated_mode || o.pairs_mode))
+    c.fail("permutations", "is for mode = \"plain\" (the permuted-MNIST tasks)");
+  if (!o.permutations.empty() && k.permutation != 0)
+    c.fail("permutations", "cannot be combined with permutation (one fixed permutation of every image)");
+  if (!o.permutations.empty() && !o.class_subtasks.empty())
+    c.fail("permutations", "cannot be combined with class_subtasks (the sub-tasks would mix)");
+  for (std::size_t i = 0; i < o.permutations.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.permutations[i] == o.permutations[j])
+        c.fail("permutations", "permutation " + std::to_string(o.permutations[i]) + " is listed twice");
   check_class_subtasks(c, o.class_subtasks, o.variant == Variant::FashionMnist12 ? 12 : 10);
   o.train_fraction = k.train_fraction;
   o.pair_seed = run_seed(k.pair_seed);
@@ -735,6 +753,36 @@ SubTask class_subtask(const std::vector<std::int64_t>& classes, const std::vecto
   return s;
 }
 
+// permutations: a task per seed p, a view of the train split with its pixels permuted
+// (train_perm<p>) and one test view holding every test image in every task (test_permuted).
+void add_permuted_tasks(const Options& o, std::int64_t pixels, DatasetSpec& spec,
+                        std::map<std::string, std::shared_ptr<const Split>>& splits) {
+  if (o.permutations.empty()) return;
+  std::vector<torch::Tensor> orders;
+  std::vector<std::int64_t> ids;
+  spec.group_kind = "permutation";
+  spec.group_names.clear();
+  for (std::size_t t = 0; t < o.permutations.size(); ++t) {
+    const auto p = o.permutations[t];
+    orders.push_back(p == 0 ? torch::arange(pixels, torch::kLong)
+                            : torch::tensor(numpy_permutation(static_cast<std::uint32_t>(p), pixels), torch::kLong));
+    ids.push_back(static_cast<std::int64_t>(t));
+    SubTask s;
+    s.name = "perm" + std::to_string(p);
+    s.description = p == 0 ? "MNIST as it is" : "MNIST with the pixels permuted by RandomState(" + std::to_string(p) + ")";
+    s.groups = {static_cast<std::int64_t>(t)};
+    s.train_split = "train_" + s.name;
+    splits[s.train_split] = std::make_shared<PermutedTasksSplit>(splits.at("train"), std::vector<torch::Tensor>{orders.back()},
+                                                                 std::vector<std::int64_t>{ids.back()});
+    spec.splits.push_back(s.train_split);
+    spec.group_names.push_back(s.name);
+    spec.subtasks.push_back(std::move(s));
+  }
+  splits["test_permuted"] = std::make_shared<PermutedTasksSplit>(splits.at("test"), orders, ids);
+  spec.splits.push_back("test_permuted");
+  spec.info["permutations"] = std::to_string(o.permutations.size()) + " tasks";
+}
+
 // class_subtasks: a sub-task per list, with a view of the train split holding the examples of its
 // classes (in train order), added after the other splits.
 void add_class_subtasks(const Options& o, DatasetSpec& spec,
@@ -886,6 +934,7 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   }
   spec.info = info;
   add_class_subtasks(o, spec, splits);
+  add_permuted_tasks(o, train_pool.height * train_pool.width, spec, splits);
 
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::ostringstream log;
