@@ -11,6 +11,8 @@
 // copies of every weight) cost ten times the training step of the tuple FNN 800×4 (bench/README.md).
 #include "masks.hpp"
 
+#include <modlab/errors.hpp>
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -153,7 +155,8 @@ class MaskedSample : public torch::autograd::Function<MaskedSample> {
 torch::Tensor sample_masked_weights(const torch::Tensor& logits, const torch::Tensor& weight, std::int64_t K,
                                     double temperature) {
   if (logits.numel() * K >= (std::int64_t{1} << 32))
-    throw std::invalid_argument("sample_masked_weights: more than 2^32 mask samples in one tensor");
+    throw ArgumentError("sample_masked_weights: " + std::to_string(logits.numel() * K) +
+                        " mask samples in one tensor; at most 2^32 - 1 are supported");
   return MaskedSample::apply(logits, weight, K, temperature);
 }
 
