@@ -259,6 +259,44 @@ BOOST_AUTO_TEST_CASE(the_inverse_of_a_mask_that_keeps_everything_is_at_chance) {
   BOOST_TEST(rec.tables.at("iou").at("total", "a ~ b") == 1.0);
 }
 
+BOOST_AUTO_TEST_CASE(the_sequential_protocol_keeps_earlier_weights_and_redraws_the_others) {
+  RunHost host(default_registry(), HostOptions{});
+  torch::manual_seed(6);
+  auto m = host.create_model("masked_analyzer", analyzer_config({{"protocol", str("sequential")}}), planted_spec());
+  const auto phases = m->phases();
+  BOOST_TEST_REQUIRE(phases.size() == 2u);  // one stage per sub-task, no control, no inner training
+  BOOST_TEST(phases[0].name == "mask_a");
+  auto p = m->named_parameters();
+  const auto w0 = p["inner.layers0.weight"];
+  {
+    torch::NoGradGuard ng;  // stage a's mask keeps the first column of the first layer only
+    p["masks0.p0"].fill_(-3.0);
+    p["masks0.p0"].select(1, 0).fill_(3.0);
+  }
+  const auto kept = torch::zeros_like(w0, torch::kBool);
+  kept.select(1, 0).fill_(true);
+  const auto before = w0.detach().clone();
+  m->begin_phase(phases[1]);
+  m->begin_epoch(EpochContext{phases[1].name, 0, 1, 1, nullptr});
+  BOOST_TEST(torch::equal(w0.detach().masked_select(kept), before.masked_select(kept)), "kept weights were redrawn");
+  BOOST_TEST(!torch::equal(w0.detach().masked_select(~kept), before.masked_select(~kept)), "free weights not redrawn");
+  const auto start = w0.detach().clone();
+  auto groups = m->param_groups(phases[1].name);
+  BOOST_TEST_REQUIRE(groups.size() == 2u);
+  std::vector<torch::Tensor> all = groups[0].params;
+  all.insert(all.end(), groups[1].params.begin(), groups[1].params.end());
+  AdamStep ctx(all, 0.05);
+  m->train();
+  for (int s = 0; s < 5; ++s) m->train_step(planted_batch(64), ctx);
+  BOOST_TEST(torch::equal(w0.detach().masked_select(kept), start.masked_select(kept)), "frozen weights moved");
+  BOOST_TEST(!torch::equal(w0.detach().masked_select(~kept), start.masked_select(~kept)), "free weights did not train");
+  // a resumed stage (epoch > 0) keeps what it has trained
+  const auto trained = w0.detach().clone();
+  m->begin_phase(phases[1]);
+  m->begin_epoch(EpochContext{phases[1].name, 1, 2, 2, nullptr});
+  BOOST_TEST(torch::equal(w0.detach(), trained));
+}
+
 BOOST_AUTO_TEST_CASE(bad_configs_are_refused_with_the_key) {
   RunHost host(default_registry(), HostOptions{});
   const auto spec = planted_spec();

@@ -134,23 +134,31 @@ void Analyzer::train(bool on) {
 }
 
 // Stage t of the sequential protocol: weights in the union of the earlier stages' masks are kept
-// and frozen; every other masked weight is drawn afresh (a new inner model, seeded by the run's seed
-// and t, so a resumed run draws the same); parameters without masks train in the first stage only.
+// and frozen (no gradient); parameters without masks train in the first stage only.
 void Analyzer::begin_sequential_stage(std::size_t stage) {
   torch::NoGradGuard ng;
-  torch::manual_seed(host_->seed() * 1009 + stage);
-  auto fresh = host_->create_model(inner_name_, opt_.inner, spec_)->named_parameters();
   frozen_.clear();
   std::set<std::string> masked;
   for (std::size_t i = 0; i < params_.size(); ++i) {
-    auto& w = params_[i].weight;
-    auto used = torch::zeros_like(w, torch::TensorOptions().dtype(torch::kBool));
+    auto used = torch::zeros_like(params_[i].weight, torch::TensorOptions().dtype(torch::kBool));
     for (std::size_t e = 0; e < stage; ++e) used = used | hard_mask(logits_[e][i]);
-    w.copy_(torch::where(used, w, fresh[params_[i].name].to(w.device())));
     frozen_.push_back(used);
     masked.insert(params_[i].name);
   }
   for (auto& p : inner_->named_parameters()) p.value().requires_grad_(masked.count(p.key()) > 0 || stage == 0);
+}
+
+// At the first epoch of a sequential stage every masked weight outside the earlier masks is drawn
+// afresh, from a new inner model seeded by the run's seed and the stage (so a run resumed at this
+// point draws the same; one resumed later in the stage keeps what the stage has trained).
+void Analyzer::redraw_free_weights(std::size_t stage) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(host_->seed() * 1009 + stage);
+  auto fresh = host_->create_model(inner_name_, opt_.inner, spec_)->named_parameters();
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    auto& w = params_[i].weight;
+    w.copy_(torch::where(frozen_[i], w, fresh[params_[i].name].to(w.device())));
+  }
 }
 
 std::vector<ParamGroup> Analyzer::param_groups(const std::string& phase) {
@@ -169,7 +177,8 @@ std::vector<ParamGroup> Analyzer::param_groups(const std::string& phase) {
 
 void Analyzer::begin_epoch(const EpochContext& ctx) {
   final_eval_ = ctx.phase == last_phase_ && ctx.epoch + 1 == ctx.epochs;
-  if (active_ < 0) inner_->begin_epoch(ctx);
+  if (active_ < 0) return inner_->begin_epoch(ctx);
+  if (sequential() && ctx.epoch == 0) redraw_free_weights(static_cast<std::size_t>(active_));
 }
 
 std::vector<torch::Tensor> Analyzer::eval_masks(std::size_t stage) const {

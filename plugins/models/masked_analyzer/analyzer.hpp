@@ -81,6 +81,7 @@ class Analyzer : public Model {
   void stage_accuracy(const Batch& batch, MetricSet& metrics);
   bool sequential() const { return opt_.protocol == "sequential"; }
   void begin_sequential_stage(std::size_t stage);
+  void redraw_free_weights(std::size_t stage);
 
   AnalyzerOptions opt_;
   DatasetSpec spec_;
