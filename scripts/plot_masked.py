@@ -329,10 +329,9 @@ tuple's input changes what the network sees, so a sub-task column can sit below 
   infinite sampler, seed 1234); the frozen weights get no gradient (the reference lets theirs
   accumulate into the clip norm).
 - Cross-model runs (moe, hier_modular, mode) have no reference: short training, one seed.
-- Permuted MNIST: 4 tasks of 1,000 steps each (the reference: 11 tasks of 30,000 steps). With so
-  few steps the masks barely shrink below their initial keep-everything state, so the sharing
-  fractions say more about the step count than about reuse; the sweep gives the reference's
-  counts.
+- Permuted MNIST: 4 tasks of 1,000 steps each (the reference: 11 tasks of 30,000 steps), so each
+  task's mask is less pruned and each task less trained than the reference's; the sweep gives the
+  reference's counts.
 
 Commands (from the repository root):
 
