@@ -322,8 +322,7 @@ tuple's input changes what the network sees, so a sub-task column can sit below 
   seeds. Here (2 CPU cores, shared with builds while these ran): 5,000 training steps and 1,000
   per mask for the FNNs, 2,000 and 500 for the LSTM, one seed; the 2000×4 FNN and the α scan
   (1e-5, 1e-3 on 800×4) are in the sweep files but were not run here (the 2000×4 network costs
-  about six times the 800×4 one), nor was the LSTM's `only_one_io` mode (stopped for time; the
-  `together` mode is below). The masks may therefore keep more weights than the reference's,
+  about six times the 800×4 one). The masks may therefore keep more weights than the reference's,
   which train twenty times longer; where the findings below differ from the paper's (an inverse
   mask that also damages the other sub-task, much sharing between the tuple pairs), this is the
   first difference to rule out with the reference's step counts.
@@ -342,6 +341,7 @@ build/bin/modlab run sweeps/masked/smoke.toml --jobs 2 --out results/masked_smok
 build/bin/modlab run sweeps/masked/tuple_fnn.toml --jobs 1 --threads 1 --out results/masked_tuple_fnn \\
     --set 'sweep.zip=[{"model.inner.layer_sizes" = [[800, 800, 800, 800]], "model.mask_loss_weight" = [1e-4]}]'
 build/bin/modlab run sweeps/masked/tuple_lstm.toml --jobs 1 --threads 1 --out results/masked_tuple_lstm
+    # (its only_one_io run was resumed alone, --threads 2)
 build/bin/modlab run sweeps/masked/addmul_fnn.toml --jobs 1 --threads 1 --out results/masked_addmul_fnn \\
     --set 'sweep.zip=[{"model.inner.layer_sizes" = [[400, 400, 200], [800, 800, 800, 800]], "model.mask_loss_weight" = [1e-4, 1e-4]}]'
 build/bin/modlab run sweeps/masked/cross_model.toml --jobs 1 --threads 1 --out results/masked_cross_model
