@@ -805,6 +805,44 @@ void add_class_subtasks(const Options& o, DatasetSpec& spec,
   if (!listed.empty()) spec.info["class_subtasks"] = listed;
 }
 
+// The spec of the plain and rotated modes, before splits and sub-tasks: name, input shape, classes,
+// and the rotation as group when there is one.
+DatasetSpec classification_spec(const Options& o, std::int64_t height, std::int64_t width, bool groups) {
+  DatasetSpec spec;
+  spec.name = std::string(kName) + "/" + o.variant_name + "/" + (o.rotated_mode ? "rotated" : "plain");
+  spec.input_shape = o.flatten ? std::vector<std::int64_t>{height * width} : std::vector<std::int64_t>{1, height, width};
+  spec.task = TaskKind::Classification;
+  switch (o.variant) {
+    case Variant::Mnist:
+      for (int d = 0; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
+      break;
+    case Variant::Fashion: spec.class_names = kFashionClasses; break;
+    case Variant::FashionMnist12:
+      spec.class_names.assign(kFashionClasses.begin(), kFashionClasses.begin() + 6);
+      for (int d = 4; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
+      break;
+  }
+  spec.num_classes = static_cast<std::int64_t>(spec.class_names.size());
+  if (groups) {
+    spec.group_kind = "rotation";
+    spec.group_names = {"0", "90", "180", "270"};
+  }
+  return spec;
+}
+
+// What was done to the images, for the run file's notes.
+void describe_preprocessing(const Options& o, std::map<std::string, std::string>& info) {
+  info["rotations"] = join_angles(o.quarter_turns);
+  info["invert_unrotated"] = o.invert_unrotated ? "true" : "false";
+  info["permutation"] = std::to_string(o.permutation);
+  info["normalize"] = o.normalize_name;
+  if (o.normalize) {
+    std::ostringstream ms;
+    ms << o.mean << "/" << o.stdev;
+    info["mean_std"] = ms.str();
+  }
+}
+
 std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   const auto t0 = std::chrono::steady_clock::now();
   Options o = read_options(c, host);
@@ -895,38 +933,11 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
     info["test_pool_images"] = std::to_string(test_pool.size());
   }
 
-  DatasetSpec spec;
-  spec.name = std::string(kName) + "/" + o.variant_name + "/" + (o.rotated_mode ? "rotated" : "plain");
-  spec.input_shape = o.flatten ? std::vector<std::int64_t>{train_pool.height * train_pool.width}
-                               : std::vector<std::int64_t>{1, train_pool.height, train_pool.width};
-  spec.task = TaskKind::Classification;
-  switch (o.variant) {
-    case Variant::Mnist:
-      for (int d = 0; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
-      break;
-    case Variant::Fashion: spec.class_names = kFashionClasses; break;
-    case Variant::FashionMnist12:
-      spec.class_names.assign(kFashionClasses.begin(), kFashionClasses.begin() + 6);
-      for (int d = 4; d < 10; ++d) spec.class_names.push_back(std::to_string(d));
-      break;
-  }
-  spec.num_classes = static_cast<std::int64_t>(spec.class_names.size());
-  if (groups) {
-    spec.group_kind = "rotation";
-    spec.group_names = {"0", "90", "180", "270"};
-  }
+  DatasetSpec spec = classification_spec(o, train_pool.height, train_pool.width, groups);
   spec.splits = names;
   if (!mnist_dir.empty()) info["root"] = mnist_dir;
   if (!fashion_dir.empty()) info[o.variant == Variant::Fashion ? "root" : "fashion_root"] = fashion_dir;
-  info["rotations"] = join_angles(o.quarter_turns);
-  info["invert_unrotated"] = o.invert_unrotated ? "true" : "false";
-  info["permutation"] = std::to_string(o.permutation);
-  info["normalize"] = o.normalize_name;
-  if (o.normalize) {
-    std::ostringstream ms;
-    ms << o.mean << "/" << o.stdev;
-    info["mean_std"] = ms.str();
-  }
+  describe_preprocessing(o, info);
   std::string size_text;
   for (std::size_t i = 0; i < names.size(); ++i) {
     info[names[i] + "_size"] = std::to_string(sizes[i]);
@@ -942,7 +953,7 @@ std::shared_ptr<Dataset> make_rotated_mnist(const Config& c, Host& host) {
   for (std::size_t i = 0; i < names.size(); ++i) log << (i ? "/" : "") << names[i];
   log << "), rotations " << info["rotations"];
   if (o.permutation != 0) log << ", pixels permuted (permutation " << o.permutation << ")";
-  if (!spec.subtasks.empty()) log << ", " << spec.subtasks.size() << " class sub-tasks";
+  if (!spec.subtasks.empty()) log << ", " << spec.subtasks.size() << " sub-tasks";
   log << ", loaded in " << std::fixed << std::setprecision(2) << secs << " s";
   host.log(log.str());
   return std::make_shared<TensorDataset>(std::move(spec), std::move(splits));

@@ -285,12 +285,7 @@ void Analyzer::eval_end(const std::string& split, MetricSet& metrics, Recorder& 
 }
 
 void Analyzer::record(Recorder& recorder) {
-  if (train_inner_) {
-    const int keep = active_;
-    active_ = -1;  // the inner model's own record, unmasked
-    inner_->record(recorder);
-    active_ = keep;
-  }
+  if (train_inner_) inner_->record(recorder);  // the inner model's own tensors; it runs unmasked
   std::string stage_list, param_list;
   for (std::size_t s = 0; s < stages_.size(); ++s) {
     stage_list += (s ? "," : "") + stages_[s].name;
