@@ -182,6 +182,48 @@ BOOST_AUTO_TEST_CASE(stacked_conv2d_equals_separate_convolutions_and_folds) {
   BOOST_CHECK_THROW(layer(randn({2, C + 1, 6, 6})), modlab::Error);
 }
 
+// Routed rows: each group of rows runs its own member only; with K samples folded in, group g of
+// the K·E counts is member g % E of sample g / E; empty groups cost nothing.
+BOOST_AUTO_TEST_CASE(routed_rows_run_their_own_member_and_fold) {
+  torch::manual_seed(5);
+  const std::int64_t E = 3, C = 2, O = 4, In = 5, Out = 2;
+  StackedConv2d conv(E, C, O, 3, 1, 1);
+  StackedLinear lin(E, In, Out);
+  conv->to(torch::kFloat64);
+  lin->to(torch::kFloat64);
+  const auto x = randn({6, C, 5, 5}), v = randn({6, In});
+  const std::vector<std::int64_t> counts = {2, 0, 4};  // member 1 gets nothing
+  MacCounter macs;
+  const auto yc = conv->forward_routed(x, counts);
+  const auto yl = lin->forward_routed(v, counts);
+  BOOST_TEST(macs.total() == 6 * (O * 25 * C * 9) + 6 * In * Out);
+  BOOST_TEST(close(yc.narrow(0, 0, 2), torch::conv2d(x.narrow(0, 0, 2), conv->weight[0], conv->bias[0], 1, 1)));
+  BOOST_TEST(close(yc.narrow(0, 2, 4), torch::conv2d(x.narrow(0, 2, 4), conv->weight[2], conv->bias[2], 1, 1)));
+  BOOST_TEST(close(yl.narrow(0, 2, 4), torch::addmm(lin->bias[2], v.narrow(0, 2, 4), lin->weight[2])));
+  // K = 2 samples: the counts of each sample's block, members in order.
+  std::vector<Overrides> sets(2);
+  Overrides folded;
+  for (const auto& item : conv->named_parameters()) {
+    const auto& p = item.value();
+    std::vector<torch::Tensor> per;
+    for (auto& set : sets) per.push_back(set[item.key()] = p.detach() * torch::bernoulli(torch::full_like(p, 0.7)));
+    folded[item.key()] = torch::stack(per);
+  }
+  const std::vector<std::int64_t> first = {1, 1, 1}, second = {0, 3, 0};
+  std::vector<torch::Tensor> want;
+  for (std::size_t k = 0; k < 2; ++k) {
+    OverrideScope scope(*conv, sets[k]);
+    want.push_back(conv->forward_routed(x.narrow(0, static_cast<std::int64_t>(3 * k), 3), k == 0 ? first : second));
+  }
+  OverrideScope scope(*conv, folded);
+  const auto got = conv->forward_routed(x, {1, 1, 1, 0, 3, 0});
+  BOOST_TEST(close(got, torch::cat(want)));
+  BOOST_CHECK_THROW(conv->forward_routed(x, {1, 1, 1, 0, 2, 0}), modlab::ArgumentError);   // rows do not add up
+  BOOST_CHECK_THROW(conv->forward_routed(x, {6, 0, 0}), modlab::ArgumentError);             // K = 2 weights, 1 sample
+  BOOST_CHECK_THROW(lin->forward_routed(v, {3, 3}), modlab::ArgumentError);                 // not a multiple of E
+  BOOST_TEST(lin->forward_routed(v.narrow(0, 0, 0), {0, 0, 0}).size(0) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(convolutions_count_their_multiply_accumulates) {
   StackedConv2d stacked(3, 2, 4, 3, 1, 1);
   Conv2d conv(2, 4, 3, 1, 1);

@@ -357,6 +357,86 @@ torch::Tensor StackedConv2dImpl::forward(const torch::Tensor& x) {
   return any_conv(x, wf, bf, stride, padding, groups, "StackedConv2d");
 }
 
+// ---------------------------------------------------------------- routed rows
+
+namespace {
+/// The K of routed `counts` over E members, checked against the override's K (`param_k`).
+std::int64_t routed_samples(const std::vector<std::int64_t>& counts, std::int64_t rows, std::int64_t members,
+                            std::int64_t param_k, const char* layer) {
+  const auto groups = static_cast<std::int64_t>(counts.size());
+  if (groups == 0 || groups % members != 0)
+    throw ArgumentError(std::string(layer) + "::forward_routed: " + std::to_string(groups) +
+                        " row counts for " + std::to_string(members) + " members; expected a multiple of " +
+                        std::to_string(members));
+  const auto k = groups / members;
+  if (param_k > 1 && param_k != k)
+    throw ArgumentError(std::string(layer) + "::forward_routed: the overrides hold K = " + std::to_string(param_k) +
+                        " samples but the counts describe " + std::to_string(k));
+  std::int64_t sum = 0;
+  for (auto c : counts) {
+    if (c < 0) throw ArgumentError(std::string(layer) + "::forward_routed: negative row count");
+    sum += c;
+  }
+  if (sum != rows)
+    throw ArgumentError(std::string(layer) + "::forward_routed: counts add up to " + std::to_string(sum) +
+                        " rows; the input has " + std::to_string(rows));
+  return k;
+}
+
+/// Member `e` of sample `k` of a stacked parameter [E, …] or [K, E, …] (undefined stays undefined).
+torch::Tensor member_of(const torch::Tensor& p, std::int64_t param_dim, std::int64_t k, std::int64_t e) {
+  if (!p.defined()) return p;
+  return p.dim() == param_dim + 1 ? p[k][e] : p[e];
+}
+
+/// Runs `op(rows of group g, g)` on every non-empty group and concatenates the results.
+template <class Op>
+torch::Tensor over_groups(const torch::Tensor& x, const std::vector<std::int64_t>& counts, Op op) {
+  std::vector<torch::Tensor> parts;
+  std::int64_t offset = 0;
+  for (std::size_t g = 0; g < counts.size(); ++g) {
+    if (counts[g] == 0) continue;
+    parts.push_back(op(x.narrow(0, offset, counts[g]), static_cast<std::int64_t>(g)));
+    offset += counts[g];
+  }
+  return parts.size() == 1 ? parts.front() : torch::cat(parts);
+}
+}  // namespace
+
+torch::Tensor StackedLinearImpl::forward_routed(const torch::Tensor& x, const std::vector<std::int64_t>& counts) {
+  const auto w = effective("weight", weight);
+  const auto b = bias.defined() ? effective("bias", bias) : bias;
+  const auto pk = common_samples({samples_in(w, 3), samples_in(b, 2)});
+  routed_samples(counts, x.size(0), members, pk, "StackedLinear");
+  if (x.size(0) == 0) return x.new_empty({0, out_features});
+  MacCounter::add(x.size(0) * in_features * out_features);
+  return over_groups(x, counts, [&](const torch::Tensor& rows, std::int64_t g) {
+    const auto wg = member_of(w, 3, g / members, g % members);
+    const auto bg = member_of(b, 2, g / members, g % members);
+    return bg.defined() ? torch::addmm(bg, rows, wg) : torch::mm(rows, wg);
+  });
+}
+
+torch::Tensor StackedConv2dImpl::forward_routed(const torch::Tensor& x, const std::vector<std::int64_t>& counts) {
+  const auto w = effective("weight", weight);
+  const auto b = bias.defined() ? effective("bias", bias) : bias;
+  const auto pk = common_samples({samples_in(w, 5), samples_in(b, 2)});
+  routed_samples(counts, x.size(0), members, pk, "StackedConv2d");
+  if (x.size(1) != in_channels)
+    throw ArgumentError("StackedConv2d::forward_routed: input has " + std::to_string(x.size(1)) +
+                        " channels; expected " + std::to_string(in_channels));
+  if (x.size(0) == 0) {
+    const auto side = [&](std::int64_t s) { return (s + 2 * padding - kernel_size) / stride + 1; };
+    return x.new_empty({0, out_channels, side(x.size(2)), side(x.size(3))});
+  }
+  auto y = over_groups(x, counts, [&](const torch::Tensor& rows, std::int64_t g) {
+    return torch::conv2d(rows, member_of(w, 5, g / members, g % members), member_of(b, 2, g / members, g % members),
+                         stride, padding);
+  });
+  MacCounter::add(y.numel() * in_channels * kernel_size * kernel_size);
+  return y;
+}
+
 // ---------------------------------------------------------------- Embedding
 
 EmbeddingImpl::EmbeddingImpl(std::int64_t num, std::int64_t dim) : num_embeddings(num), embedding_dim(dim) {

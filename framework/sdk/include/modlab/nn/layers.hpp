@@ -147,6 +147,12 @@ class MODLAB_API StackedLinearImpl : public torch::nn::Module, public Overridabl
   torch::Tensor forward(const torch::Tensor& x);
   /// `forward(x).transpose(1, 2)` for x = xt transposed, computed as Wᵀxt + b.
   torch::Tensor forward_t(const torch::Tensor& xt);
+  /// Routed rows (each row goes through one member only, as in a tree of modules): x [rows, in]
+  /// whose rows are grouped, `counts[g]` rows in group g, groups laid end to end → [rows, out].
+  /// Group g runs member g % E; with K override samples folded into the batch, counts has K·E
+  /// entries and group g belongs to sample g / E. A group without rows costs nothing; MACs are
+  /// counted per row of the member it ran.
+  torch::Tensor forward_routed(const torch::Tensor& x, const std::vector<std::int64_t>& counts);
   void reset_parameters();
   std::int64_t members, in_features, out_features;
   torch::Tensor weight, bias;
@@ -165,6 +171,9 @@ class MODLAB_API StackedConv2dImpl : public torch::nn::Module, public Overridabl
                     std::int64_t stride = 1, std::int64_t padding = 0, bool bias = true);
   ~StackedConv2dImpl() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// Routed rows: x [rows, C, H, W] grouped as for StackedLinearImpl::forward_routed, each group
+  /// convolved by its own member only → [rows, O, H', W'].
+  torch::Tensor forward_routed(const torch::Tensor& x, const std::vector<std::int64_t>& counts);
   void reset_parameters();
   std::int64_t members, in_channels, out_channels, kernel_size, stride, padding;
   torch::Tensor weight, bias;
