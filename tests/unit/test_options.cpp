@@ -212,7 +212,8 @@ BOOST_AUTO_TEST_CASE(train_keys_keep_their_defaults_and_gain_ranges) {
   const std::map<std::string, std::string> today = {
       {"epochs", "10"},          {"batch_size", "32"},       {"eval_batch_size", "4096"}, {"steps_per_epoch", "0"},
       {"shuffle", "true"},       {"drop_last", "false"},     {"optimizer", "\"adam\""},   {"lr", "0.001"},
-      {"momentum", "0.0"},       {"nesterov", "false"},      {"weight_decay", "0.0"},     {"beta1", "0.9"},
+      {"momentum", "0.0"},       {"nesterov", "false"},      {"amsgrad", "false"},        {"weight_decay", "0.0"},
+      {"beta1", "0.9"},
       {"beta2", "0.999"},        {"eps", "1e-08"},           {"alpha", "0.99"},           {"schedule", "\"constant\""},
       {"step_size", "30"},       {"gamma", "0.1"},           {"eta_min", "0.0"},          {"grad_clip", "0.0"},
       {"eval_every", "1"},       {"eval_splits", "[]"},      {"train_split", "\"\""},     {"lr_groups", "{}"},

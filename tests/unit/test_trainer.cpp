@@ -266,3 +266,39 @@ BOOST_AUTO_TEST_CASE(tensor_split_batches_carry_the_rows_and_their_indices) {
   const TensorSplit subset(Batch{x, y, {}, {}, {}, torch::arange(100, 106, torch::kLong), {}});
   BOOST_TEST(torch::equal(subset.get(idx).indices, torch::tensor({104, 101, 103}, torch::kLong)));
 }
+
+// A phase's settings: [train], then the model's defaults for the phase, then [train.phases.<name>].
+BOOST_AUTO_TEST_CASE(phase_defaults_sit_between_train_and_the_phase_table) {
+  auto train = [](const std::string& text) {
+    return Config(std::make_shared<const Value>(parse_toml(text, "t.toml")), "").sub("train");
+  };
+  const std::string defaults = "lr = 0.2\nbatch_size = 128\namsgrad = true\n";
+  auto o = parse_train_options(train("[train]\nlr = 0.1\nepochs = 7\n"), "router", defaults);
+  BOOST_TEST(o.lr == 0.2);
+  BOOST_TEST(o.batch_size == 128);
+  BOOST_TEST(o.amsgrad);
+  BOOST_TEST(o.epochs == 7);  // not in the defaults: [train]'s
+  o = parse_train_options(train("[train]\nlr = 0.1\n[train.phases.router]\nlr = 0.3\n"), "router", defaults);
+  BOOST_TEST(o.lr == 0.3);
+  BOOST_TEST(o.batch_size == 128);
+  BOOST_TEST(parse_train_options(train("[train]\nlr = 0.1\n"), "other").lr == 0.1);
+  auto err = [&](const std::string& base, const std::string& d) {
+    try {
+      parse_train_options(train(base), "router", d);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  BOOST_TEST(err("[train]\n", "batch_sise = 3\n").find("unknown key 'train.batch_sise'") != std::string::npos);
+  BOOST_TEST(err("[train]\noptimizer = \"sgd\"\n", "amsgrad = true\n").find("train.amsgrad: only applies to optimizer") !=
+             std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(amsgrad_trains) {
+  TempDir d;
+  auto req = with({"train.amsgrad=true"}, d.path);
+  auto out = execute_run(registry(), req);
+  BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
+  BOOST_TEST(read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5)->final_metrics.at("test_accuracy") > 0.5);
+}

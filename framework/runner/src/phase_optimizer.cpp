@@ -31,10 +31,10 @@ std::unique_ptr<torch::optim::OptimizerOptions> make_options(const TrainOptions&
   namespace optim = torch::optim;
   if (o.optimizer == "adam")
     return std::make_unique<optim::AdamOptions>(
-        optim::AdamOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd));
+        optim::AdamOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd).amsgrad(o.amsgrad));
   if (o.optimizer == "adamw")
     return std::make_unique<optim::AdamWOptions>(
-        optim::AdamWOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd));
+        optim::AdamWOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd).amsgrad(o.amsgrad));
   if (o.optimizer == "sgd")
     return std::make_unique<optim::SGDOptions>(
         optim::SGDOptions(lr).momentum(o.momentum).nesterov(o.nesterov).weight_decay(wd));

@@ -2,9 +2,18 @@
 #include <modlab/runner/config_check.hpp>
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/sweep.hpp>
 #include <modlab/runner/weights.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 namespace fs = std::filesystem;
@@ -88,6 +97,85 @@ std::string RunHost::model_weights_of(const std::string& run_ref) const {
 void RunHost::load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const {
   const std::string file = model_weights_of(run_ref);
   load_weights_into(module, read_weights_file(file), part, "run '" + run_ref + "' (" + file + ")");
+}
+
+namespace {
+
+/// A shared file guarded by an flock on `<file>.lock`: ready when the file exists, else this
+/// process holds the lock until it publishes or is destroyed.
+class LockedSharedFile : public SharedFile {
+ public:
+  LockedSharedFile(fs::path file, const std::function<void(const std::string&)>& log) : file_(std::move(file)) {
+    if (fs::exists(file_)) return;  // published files never change: no lock needed to read one
+    fs::create_directories(file_.parent_path());
+    const std::string lock = file_.string() + ".lock";
+    fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw OutputError("cannot open lock file " + lock + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      log("waiting for another run that is making " + file_.string());
+      while (::flock(fd_, LOCK_EX) != 0)
+        if (errno != EINTR) throw OutputError("cannot lock " + lock + ": " + std::strerror(errno));
+    }
+    if (fs::exists(file_)) release();  // made while we waited
+  }
+  ~LockedSharedFile() override {
+    if (fd_ < 0) return;
+    std::error_code ec;
+    fs::remove(temp(), ec);
+    release();
+  }
+  bool ready() const override { return fd_ < 0; }
+  std::string path() const override { return ready() ? file_.string() : temp(); }
+  void publish() override {
+    if (ready()) throw ArgumentError("SharedFile::publish: " + file_.string() + " is already published");
+    if (!fs::exists(temp())) throw OutputError("SharedFile::publish: nothing was written to " + temp());
+    fs::rename(temp(), file_);
+    release();
+  }
+
+ private:
+  std::string temp() const { return file_.string() + ".partial"; }
+  void release() {
+    ::flock(fd_, LOCK_UN);
+    ::close(fd_);
+    fd_ = -1;
+  }
+  fs::path file_;
+  int fd_ = -1;
+};
+
+/// Canonical text of the value at dotted `key` of `root`, or "<absent>".
+std::string value_text(const Value* root, const std::string& key) {
+  const Value* v = root;
+  std::size_t start = 0;
+  while (v && start <= key.size()) {
+    const auto dot = key.find('.', start);
+    const std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (v->type() != ValueType::Table) return "<absent>";
+    auto it = v->as_table().find(part);
+    v = it == v->as_table().end() ? nullptr : &it->second;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return v ? canonical_text(*v) : "<absent>";
+}
+
+}  // namespace
+
+std::unique_ptr<SharedFile> RunHost::share(const std::string& name, const std::vector<std::string>& config_keys,
+                                           const std::string& extra) {
+  for (char ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-')
+      throw ArgumentError("Host::share: name '" + name + "' may hold only letters, digits, '_' and '-'");
+  std::string identity = name + "\nseed = " + std::to_string(options_.seed) + "\n";
+  for (const auto& k : config_keys) identity += "[" + k + "]\n" + value_text(options_.config.get(), k) + "\n";
+  identity += "[extra]\n" + extra;
+  const fs::path file = fs::path(options_.results_dir) / "shared" / (name + "-" + sha256_hex(identity).substr(0, 16));
+  auto shared = std::make_unique<LockedSharedFile>(file, [this](const std::string& m) { log(m); });
+  if (!shared->ready()) {
+    std::ofstream(file.string() + ".identity") << identity;  // what the file is, for a reader of the folder
+  }
+  return shared;
 }
 
 void RunHost::log(const std::string& message) {

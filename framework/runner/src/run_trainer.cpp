@@ -116,6 +116,7 @@ HostOptions seeded_host_options(const RunRequest& req, const RunPaths& paths) {
   h.run_dir = fs::path(paths.h5).parent_path().string();
   h.sweep_dir = req.sweep_dir;
   h.results_dir = req.out_dir;
+  h.config = req.config;
   h.logger = req.logger;
   return h;
 }
@@ -210,7 +211,8 @@ class RunTrainer {
     PhaseSetup s;
     s.phase = &phases[static_cast<std::size_t>(pi)];
     s.index = pi;
-    s.opt = parse_train_options(tcfg_, s.phase->settings.empty() ? s.phase->name : s.phase->settings);
+    s.opt = parse_train_options(tcfg_, s.phase->settings.empty() ? s.phase->name : s.phase->settings,
+                                s.phase->defaults);
     s.epochs = s.phase->epochs >= 0 ? s.phase->epochs : s.opt.epochs;
     std::string train = !s.phase->train_split.empty() ? s.phase->train_split : s.opt.train_split;
     s.train = dataset_->split(train.empty() ? spec_.splits.at(0) : train);

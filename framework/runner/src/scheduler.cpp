@@ -10,6 +10,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/h5.hpp>
+#include <modlab/runner/run_host.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
@@ -352,8 +353,37 @@ class SweepRun {
 
 }  // namespace
 
+void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
+  std::map<std::string, DatasetSpec> specs;  // canonical [dataset] text → its spec
+  for (const auto& r : sweep.runs) {
+    const Config root(r.config, "");
+    const Config model = root.sub("model"), data = root.sub("dataset");
+    const auto& entry = registry.model(model.get<std::string>("plugin"));
+    if (!entry.check) continue;
+    const std::string key = canonical_text(data.value());
+    auto it = specs.find(key);
+    if (it == specs.end()) {
+      HostOptions h;
+      h.seed = static_cast<std::uint64_t>(r.seed);
+      h.threads = o.threads > 0 ? o.threads : default_threads();
+      h.sweep_dir = sweep.dir;
+      h.results_dir = o.out_dir;
+      h.run_dir = o.out_dir;
+      h.logger = [](const std::string&) {};
+      RunHost host(registry, h);
+      try {
+        it = specs.emplace(key, host.create_dataset(data.get<std::string>("plugin"), data)->spec()).first;
+      } catch (const DataError&) {
+        continue;  // data missing: every run of it reports that itself
+      }
+    }
+    entry.check(model, it->second);
+  }
+}
+
 int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
   preflight(sweep, registry, o);
+  check_model_datasets(sweep, registry, o);
   fs::create_directories(fs::path(o.out_dir) / "runs");
   return SweepRun(sweep, o).run();
 }

@@ -4,6 +4,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/config_check.hpp>
 #include <modlab/runner/h5.hpp>
+#include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 
 #include <modlab_internal/closest_match.hpp>
@@ -30,6 +31,7 @@ const Options<TrainOptions>& train_options() {
           .key("lr", &T::lr, "learning rate").greater_than(0).finite()
           .key("momentum", &T::momentum, "momentum (sgd, rmsprop)").at_least(0).less_than(1)
           .key("nesterov", &T::nesterov, "Nesterov momentum (sgd)")
+          .key("amsgrad", &T::amsgrad, "AMSGrad variant (adam, adamw)")
           .key("weight_decay", &T::weight_decay, "L2 weight decay (decoupled for adamw)").at_least(0).finite()
           .key("beta1", &T::beta1, "Adam beta1").at_least(0).less_than(1)
           .key("beta2", &T::beta2, "Adam beta2").at_least(0).less_than(1)
@@ -74,14 +76,22 @@ const Options<RunSettings>& run_options() {
 
 const std::vector<KeySpec>& run_keys() { return run_options().specs(); }
 
-TrainOptions parse_train_options(const Config& base, const std::string& phase) {
+TrainOptions parse_train_options(const Config& base, const std::string& phase, const std::string& defaults) {
   TrainOptions o;
   // A phase's table overrides the base table key by key; the cross-key check sees the merged result.
   auto apply = [&o](const Config& c) {
     train_options().parse_into(c, o);
     if (o.nesterov && o.optimizer != "sgd") c.fail("nesterov", "only applies to optimizer = \"sgd\"");
+    if (o.amsgrad && o.optimizer != "adam" && o.optimizer != "adamw")
+      c.fail("amsgrad", "only applies to optimizer = \"adam\" or \"adamw\"");
   };
   apply(base);
+  if (!defaults.empty()) {
+    // The model's own settings for the phase (Phase::defaults): checked like the user's keys.
+    Config d(std::make_shared<const Value>(parse_toml(defaults, "phase '" + phase + "' defaults")), "train");
+    validate_keys(d, train_options().specs());
+    apply(d);
+  }
   if (!phase.empty() && base.has("phases")) {
     Config phases = base.sub("phases");
     if (phases.has(phase)) apply(phases.sub(phase));

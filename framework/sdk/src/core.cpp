@@ -23,6 +23,7 @@ PluginError::~PluginError() = default;
 NonFiniteLoss::~NonFiniteLoss() = default;
 Recorder::~Recorder() = default;
 Host::~Host() = default;
+SharedFile::~SharedFile() = default;
 Registrar::~Registrar() = default;
 
 namespace {

@@ -12,10 +12,29 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace modlab {
 
 class Model;
+
+/// A file that several runs of one results folder compute identically, made by one of them and
+/// read by the others (a router trained once per seed and reused at every width). From
+/// Host::share. While a run holds one that is not `ready()`, it is the file's maker: it holds a
+/// lock (flock, so runs on other workers or Slurm nodes sharing the folder wait for it), writes
+/// the file at `path()` and calls `publish()`. A maker that ends without publishing (a failed or
+/// killed run) releases the lock and the next run that asks makes the file itself.
+class MODLAB_API SharedFile {
+ public:
+  virtual ~SharedFile();
+  /// True when the file exists (made by this run or another): read it at `path()`.
+  virtual bool ready() const = 0;
+  /// Where to read the file (ready) or write it (maker).
+  virtual std::string path() const = 0;
+  /// Maker only: the file at `path()` is complete; makes it visible to every run (an atomic
+  /// rename), releases the lock, and `ready()` becomes true.
+  virtual void publish() = 0;
+};
 
 /// Services of the running host. Passed to factories; valid for the whole run.
 class MODLAB_API Host {
@@ -50,6 +69,13 @@ class MODLAB_API Host {
   virtual void load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const = 0;
   /// One log line (goes to the run's log, and the terminal at verbose level).
   virtual void log(const std::string& message) = 0;
+  /// The shared file called `name` for this run: its identity is `name`, the run's seed, the
+  /// values of `config_keys` in the run's resolved config (dotted keys or whole tables, such as
+  /// "dataset" or "train"; an absent key counts as absent) and `extra` (options of the plugin's
+  /// that shape the file). Runs of the same results folder with the same identity get the same
+  /// file, under `<results>/shared/`. Blocks while another run is making it. See SharedFile.
+  virtual std::unique_ptr<SharedFile> share(const std::string& name, const std::vector<std::string>& config_keys,
+                                            const std::string& extra) = 0;
 };
 
 }  // namespace modlab

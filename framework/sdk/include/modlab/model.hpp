@@ -40,14 +40,18 @@ using Losses = std::vector<LossTerm>;
 MODLAB_API torch::Tensor total(const Losses& losses);
 
 /// A stage of training with its own epochs and optimizer (a VQ-VAE router before the modules;
-/// masks after weights). Trainer settings of a phase come from `[train]`, overridden by
-/// `[train.phases.<name>]`.
+/// masks after weights). Trainer settings of a phase come from `[train]`, overridden by the
+/// phase's `defaults`, overridden by `[train.phases.<settings>]`.
 struct MODLAB_API Phase {
   Phase() = default;
   Phase(std::string name_, std::int64_t epochs_ = -1, std::string settings_ = "", std::string train_split_ = "")
       : name(std::move(name_)), epochs(epochs_), settings(std::move(settings_)), train_split(std::move(train_split_)) {}
   std::string name = "train";
-  std::int64_t epochs = -1;  ///< -1: take `epochs` from the trainer config
+  std::int64_t epochs = -1;  ///< -1: take `epochs` from the trainer config; 0: nothing to train (a reused router)
+  /// Trainer keys the phase needs unless the user sets them, as TOML text
+  /// (`"batch_size = 128\nlr = 3e-4\nsteps_per_epoch = 1000"`): they replace the `[train]` values and
+  /// `[train.phases.<settings>]` replaces them in turn. Checked like any trainer key.
+  std::string defaults;
   /// The `[train.phases.<settings>]` table the phase reads ("" = its own name), so that several
   /// phases of one kind (one per mask stage) share one table.
   std::string settings;

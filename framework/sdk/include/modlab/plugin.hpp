@@ -27,7 +27,9 @@ namespace modlab {
 /// model tables; ModelEntry::variants; Model::unmaskable_parameters; modlab::nn folds K into the batch.
 /// 3: TaskKind::MultiClass, DatasetSpec::subtasks, Batch::subtask_targets, Phase::settings and
 /// Phase::train_split, SubsetSplit, Recorder::table.
-inline constexpr std::uint32_t kAbiVersion = 3;
+/// 4: Host::share and SharedFile (files made once per results folder), Phase::defaults,
+/// ModelEntry::check.
+inline constexpr std::uint32_t kAbiVersion = 4;
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";
@@ -39,6 +41,9 @@ enum PluginKind : std::uint32_t { kModelPlugin = 1u, kDatasetPlugin = 2u };
 using ModelFactory = std::shared_ptr<Model> (*)(const Config& config, const DatasetSpec& spec, Host& host);
 /// Builds a dataset. `config` is the run's `[dataset]` table.
 using DatasetFactory = std::shared_ptr<Dataset> (*)(const Config& config, Host& host);
+/// Checks that a model table can be built for a dataset; throws ConfigError (through Config::fail,
+/// naming the key) when it cannot. Must not build the model.
+using ModelCheck = void (*)(const Config& config, const DatasetSpec& spec);
 
 /// One model a plugin offers.
 struct MODLAB_API ModelEntry {
@@ -50,6 +55,10 @@ struct MODLAB_API ModelEntry {
   /// `expert = "mnist_cnn"`: the contract tests build each of them besides the defaults, so every
   /// variant is checked (maskability, folded overrides, gradients).
   std::vector<std::string> variants;
+  /// Optional: what the model needs of its dataset (image size, group ids ...). `modlab run` builds
+  /// each distinct dataset of such runs once before the first run starts and calls this, so that a
+  /// model that cannot use its dataset stops the sweep with one error instead of failing every run.
+  ModelCheck check = nullptr;
 };
 
 /// One dataset a plugin offers.

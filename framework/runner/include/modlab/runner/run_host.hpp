@@ -15,7 +15,8 @@ struct HostOptions {
   int threads = 1;
   std::string run_dir = ".";      ///< folder for this run's side files
   std::string sweep_dir = ".";    ///< folder of the sweep file (relative paths in it resolve here)
-  std::string results_dir = ".";  ///< output folder of the sweep (holds runs/)
+  std::string results_dir = ".";  ///< output folder of the sweep (holds runs/ and shared/)
+  std::shared_ptr<const Value> config;  ///< the run's resolved config (identity of shared files); may be null
   std::function<void(const std::string&)> logger;  ///< null: stderr
 };
 
@@ -33,6 +34,8 @@ class RunHost : public Host {
   std::string model_weights_of(const std::string& run_ref) const override;
   void load_weights(torch::nn::Module& module, const std::string& run_ref, const std::string& part) const override;
   void log(const std::string& message) override;
+  std::unique_ptr<SharedFile> share(const std::string& name, const std::vector<std::string>& config_keys,
+                                    const std::string& extra) override;
 
  private:
   const Registry& registry_;

@@ -23,6 +23,10 @@ struct SweepOptions {
 /// Checks everything that can be checked before a run starts (runs validate, output folder usable).
 /// Throws ConfigError / OutputError; writes nothing.
 void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
+/// For every run whose model declares a dataset check (ModelEntry::check): builds each distinct
+/// dataset once and checks the model table against its spec. ConfigError on the first run that
+/// cannot be built; datasets whose files are missing are skipped (their runs report it).
+void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
 
 /// Runs the sweep. Returns the process exit status (exit_codes.hpp): Ok when every run completed,
 /// RunsFailed when some failed, Interrupted after SIGINT/SIGTERM.

@@ -30,6 +30,7 @@ struct TrainOptions {
   double lr = 1e-3;
   double momentum = 0.0;
   bool nesterov = false;
+  bool amsgrad = false;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double alpha = 0.99;               ///< RMSprop smoothing
@@ -60,8 +61,9 @@ const std::vector<KeySpec>& train_keys();
 const Options<RunSettings>& run_options();
 /// Keys of the `[run]` table.
 const std::vector<KeySpec>& run_keys();
-/// Parses `[train]` merged with `[train.phases.<phase>]` (phase "" = base only).
-TrainOptions parse_train_options(const Config& train, const std::string& phase = "");
+/// Parses `[train]`, merged with a phase's `defaults` (TOML text of trainer keys, see
+/// Phase::defaults), merged with `[train.phases.<phase>]` (phase "" = base only).
+TrainOptions parse_train_options(const Config& train, const std::string& phase = "", const std::string& defaults = "");
 
 /// Validates a resolved run config against the registry before anything runs: top-level tables,
 /// `[run]` and `[train]` keys, plugins exist, each plugin's keys and types. ConfigError on the first problem.
