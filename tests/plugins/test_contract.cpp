@@ -48,7 +48,8 @@ Batch synthetic_batch(const DatasetSpec& spec, std::int64_t n) {
   if (spec.task == TaskKind::Classification) b.targets = torch::randint(spec.num_classes, {n}, torch::kLong);
   else if (spec.task == TaskKind::MultiClass) b.targets = torch::randint(spec.num_classes, {n, spec.num_outputs}, torch::kLong);
   else b.targets = torch::randint(2, {n, spec.num_outputs}, torch::kLong).to(torch::kFloat);
-  b.groups = torch::zeros({n}, torch::kLong);
+  const auto groups = static_cast<std::int64_t>(spec.group_names.size());
+  b.groups = groups > 0 ? torch::randint(groups, {n}, torch::kLong) : torch::zeros({n}, torch::kLong);
   b.indices = torch::arange(n, torch::kLong);
   return b;
 }
@@ -63,6 +64,11 @@ std::vector<DatasetSpec> candidate_specs() {
   image.name = "synthetic/image";
   image.input_shape = {1, 28, 28};
   image.num_classes = 10;
+  // Images with a group id per example (rotations), what routed models such as goe's oracle read.
+  DatasetSpec rotated = image;
+  rotated.name = "synthetic/rotated_image";
+  rotated.group_kind = "rotation";
+  rotated.group_names = {"0", "90", "180", "270"};
   DatasetSpec bits;
   bits.name = "synthetic/boolean";
   bits.task = TaskKind::MultiLabel;
@@ -87,7 +93,7 @@ std::vector<DatasetSpec> candidate_specs() {
       for (std::int64_t f = 0; f < 4; ++f) s.zeroed_inputs.push_back(step * 8 + (1 - t) * 4 + f);
     digits.subtasks.push_back(s);
   }
-  return {flat, image, bits, digits};
+  return {flat, image, rotated, bits, digits};
 }
 }  // namespace
 
