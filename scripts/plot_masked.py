@@ -14,7 +14,6 @@ between the stage masks, the add/mul confusion) and draws, from the first seed:
 
 Without --doc the Markdown goes to stdout.
 """
-import argparse
 import math
 import os
 import sys
@@ -29,9 +28,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sweep_summary import duration, results_page, text  # noqa: E402
 
-def text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
+
 
 
 def read_table(run, name):
@@ -233,8 +232,6 @@ def findings(rs, split):
     return out
 
 
-def duration(seconds):
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def section(name, runs, figures, doc_dir):
@@ -359,27 +356,7 @@ they are upper bounds (the smoke sweep was run alone, with `--jobs 2`).
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("folders", nargs="+", help="sweep output folders")
-    ap.add_argument("--figures", default=".", help="folder for the figures")
-    ap.add_argument("--doc", help="write the Markdown here (header from --header, if given)")
-    ap.add_argument("--with-header", action="store_true", help="start with the page's header (setup, commands)")
-    args = ap.parse_args()
-    os.makedirs(args.figures, exist_ok=True)
-    doc_dir = os.path.dirname(os.path.abspath(args.doc)) if args.doc else os.getcwd()
-    parts = [HEADER] if args.with_header else []
-    for folder in args.folders:
-        name, runs = load_sweep(folder)
-        if not runs:
-            parts.append(f"\n## {name}\n\nno completed runs in {folder}\n")
-            continue
-        parts.append(section(name, runs, os.path.abspath(args.figures), doc_dir))
-    md = "\n".join(parts) + "\n"
-    if args.doc:
-        with open(args.doc, "w") as f:
-            f.write(md)
-    else:
-        sys.stdout.write(md)
+    results_page(__doc__.split("\n")[0], HEADER, load_sweep, section)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,42 @@ def config_name(row, swept):
     if not swept:
         return "(base)"
     return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in swept)
+
+
+def duration(seconds):
+    """Seconds as "42 s", "3.5 min" or "2.1 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def results_page(description, header, load_sweep, section):
+    """The command line of the scripts that write a docs/results page: sweep folders, --figures,
+    --doc, --with-header (start with `header`), --command (quoted in the page). `load_sweep(folder)`
+    returns (name, runs); `section(name, runs, figures_dir, doc_dir)` returns the Markdown of one sweep."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("folders", nargs="+", help="sweep output folders")
+    ap.add_argument("--figures", default=".", help="folder for the figures")
+    ap.add_argument("--doc", help="write the Markdown here (default: stdout)")
+    ap.add_argument("--with-header", action="store_true", help="start with the page's header (setup, commands)")
+    ap.add_argument("--command", default="", help="the command that ran the sweeps, quoted in the page")
+    args = ap.parse_args()
+    os.makedirs(args.figures, exist_ok=True)
+    doc_dir = os.path.dirname(os.path.abspath(args.doc)) if args.doc else os.getcwd()
+    parts = [header] if args.with_header else []
+    if args.command:
+        parts.append(f"Command:\n\n```\n{args.command}\n```\n")
+    for folder in args.folders:
+        name, runs = load_sweep(folder)
+        if not runs:
+            parts.append(f"\n## {name}\n\nno completed runs in {folder}\n")
+            continue
+        parts.append(section(name, runs, os.path.abspath(args.figures), doc_dir))
+    md = "\n".join(parts) + "\n"
+    if args.doc:
+        with open(args.doc, "w") as f:
+            f.write(md)
+    else:
+        sys.stdout.write(md)
