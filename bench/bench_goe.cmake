@@ -1,0 +1,1 @@
+set(BENCH_LIBS modlab_runner goe_parts)
