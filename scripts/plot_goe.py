@@ -264,6 +264,12 @@ def findings(runs):
             out.append(f"- Latent router: routing purity {np.mean(pur):.3f} on average over {len(pur)} runs "
                        f"(min {np.min(pur):.3f}, max {np.max(pur):.3f}; 1 = each rotation on a leaf of its own, "
                        f"0.25 = no relation).")
+    lat_ref = [p for p in ps if ("goe_latent", p) in acc and ("ref_sqB", p) in acc]
+    if lat_ref:
+        wins = [p for p in lat_ref if acc[("goe_latent", p)] > acc[("ref_sqB", p)]]
+        out.append(f"- Latent GoE vs the chain at equal MACs (router excluded): higher at {len(wins)} of "
+                   f"{len(lat_ref)} widths.")
+    out += latent_routing_findings(runs)
     drops = [acc[k] - rnd[k] for k in acc if k[0].startswith("goe") and not np.isnan(rnd[k])]
     if drops:
         out.append(f"- Random routing costs the GoE {np.min(drops):.1f} to {np.max(drops):.1f} points of test "
@@ -271,6 +277,37 @@ def findings(runs):
     return out
 
 
+
+
+def latent_routing_findings(runs):
+    """Per group: the share of its test examples on its most common leaf, over the latent runs; which
+    groups share a most common leaf; the router's own MACs against the reference plot's +30,000."""
+    lat = [r for r in runs if r["model"] == "goe_latent" and r["routing"] is not None]
+    if not lat:
+        return []
+    cols = lat[0]["routing"][1]
+    shares, top = [], []
+    for r in lat:
+        v = r["routing"][2]
+        share = v / np.maximum(v.sum(0, keepdims=True), 1)
+        shares.append(share.max(0))
+        top.append(tuple(share.argmax(0)))
+    mean = np.mean(shares, axis=0)
+    out = ["- Latent router, per group, the share of its test examples on its most common leaf (mean over "
+           f"{len(lat)} runs): " + ", ".join(f"{c}: {m:.2f}" for c, m in zip(cols, mean)) + "."]
+    pairs = defaultdict(int)
+    for t in top:
+        for i in range(len(cols)):
+            for j in range(i + 1, len(cols)):
+                if t[i] == t[j]:
+                    pairs[(cols[i], cols[j])] += 1
+    if pairs:
+        out.append("- Groups whose most common leaf is the same: " + ", ".join(
+            f"{a} and {b} in {n} of {len(lat)} runs" for (a, b), n in sorted(pairs.items(), key=lambda x: -x[1])) + ".")
+    rm = lat[0]["cost"]["router_macs"]
+    out.append(f"- The router's own inference cost, counted here: {int(rm):,} MACs per sample (encoder, codebook "
+               f"search, k-means), {rm / 30000:.0f}× the +30,000 the reference's figure adds to the latent curve.")
+    return out
 
 
 def wall(runs):
