@@ -59,7 +59,7 @@ def load_sweep(folder):
         sys.exit(f"{path}: no sweep index (run the sweep first: modlab run SWEEP.toml --out {folder})")
     runs = []
     with h5py.File(path, "r") as f:
-        name = text(f.attrs.get("sweep", os.path.basename(folder.rstrip("/"))))
+        name = text(f.attrs.get("sweep_name", os.path.basename(folder.rstrip("/"))))
         for row in f["summary"][:]:
             run_id = text(row["run_id"])
             if text(row["status"]) != "completed" or run_id not in f["runs"]:
