@@ -16,11 +16,8 @@ runs' cost tables. Figures:
 """
 import datetime
 import os
-import sys
-import tomllib
 from collections import defaultdict
 
-import h5py
 import numpy as np
 
 import matplotlib
@@ -28,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sweep_summary import duration, results_page, text  # noqa: E402
+from sweep_summary import completed_runs, duration, results_page, text  # noqa: E402
 
 HEADER = """# goe: graph of experts on Rotated MNIST
 
@@ -84,40 +81,30 @@ def last(run, metric):
     return float(v[-1]) if len(v) else float("nan")
 
 
+def read_run(run_id, run, config):
+    rows, _, values = read_table(run, "cost")
+    rec = run.get("tensors/router/reconstructions/test")
+    return {
+        "id": run_id,
+        "seed": int(config["run"].get("seed", 0)),
+        "model": text(run.attrs.get("note.goe.model", "?")),
+        "p": int(config["model"].get("param_factor", 4)),
+        "acc": 100 * last(run, "test_accuracy"),
+        "random_acc": 100 * last(run, "test_random_routing_accuracy"),
+        "purity": last(run, "test_routing_purity"),
+        "perplexity": last(run, "test_vq_perplexity"),
+        "cost": {r: float(values[i][0]) for i, r in enumerate(rows)},
+        "routing": read_table(run, "test/routing_vs_group"),
+        "reconstructions": rec[()] if rec is not None else None,
+        "epochs": int(config.get("train", {}).get("epochs", 10)),
+        "time_s": float(np.nansum(run["metrics/time_s"][()])),
+        "start": text(run.attrs.get("start_time", "")),
+        "end": text(run.attrs.get("end_time", "")),
+    }
+
+
 def load_sweep(folder):
-    path = os.path.join(folder, "sweep.h5")
-    if not os.path.exists(path):
-        sys.exit(f"{path}: no sweep index (run the sweep first: modlab run SWEEP.toml --out {folder})")
-    runs = []
-    with h5py.File(path, "r") as f:
-        name = text(f.attrs.get("sweep_name", os.path.basename(folder.rstrip("/"))))
-        for row in f["summary"][:]:
-            run_id = text(row["run_id"])
-            if text(row["status"]) != "completed" or run_id not in f["runs"]:
-                continue
-            run = f["runs"][run_id]
-            config = tomllib.loads(text(run.attrs["config"]))
-            rows, _, values = read_table(run, "cost")
-            cost = {r: float(values[i][0]) for i, r in enumerate(rows)}
-            rec = run.get("tensors/router/reconstructions/test")
-            runs.append({
-                "id": run_id,
-                "seed": int(config["run"].get("seed", 0)),
-                "model": text(run.attrs.get("note.goe.model", "?")),
-                "p": int(config["model"].get("param_factor", 4)),
-                "acc": 100 * last(run, "test_accuracy"),
-                "random_acc": 100 * last(run, "test_random_routing_accuracy"),
-                "purity": last(run, "test_routing_purity"),
-                "perplexity": last(run, "test_vq_perplexity"),
-                "cost": cost,
-                "routing": read_table(run, "test/routing_vs_group"),
-                "reconstructions": rec[()] if rec is not None else None,
-                "epochs": int(config.get("train", {}).get("epochs", 10)),
-                "time_s": float(np.nansum(run["metrics/time_s"][()])),
-                "start": text(run.attrs.get("start_time", "")),
-                "end": text(run.attrs.get("end_time", "")),
-            })
-    return name, runs
+    return completed_runs(folder, read_run)
 
 
 ORDER = ["ref_sqB", "ref_sqA", "goe_oracle", "goe_latent", "goe_random"]

@@ -16,8 +16,6 @@ Without --doc the Markdown goes to stdout.
 """
 import math
 import os
-import sys
-import tomllib
 from collections import defaultdict
 
 import h5py
@@ -28,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sweep_summary import duration, results_page, text  # noqa: E402
+from sweep_summary import completed_runs, duration, results_page, text  # noqa: E402
 
 
 
@@ -52,53 +50,44 @@ def variant(config):
     return f"{data}, {net}, α={alpha:g}"
 
 
+def read_run(run_id, run, config):
+    """A run as a dict with config, seed, tables, masks, times."""
+    tables = {}
+
+    def visit(n, obj):
+        if isinstance(obj, h5py.Dataset) and "rows" in obj.attrs:
+            tables[n] = read_table(run, n)
+
+    if "tensors/tables" in run:
+        run["tensors/tables"].visititems(visit)
+    masks = {}
+    if "tensors/masks" in run:
+        for stage in run["tensors/masks"]:
+            masks[stage] = {}
+
+            def grab(n, obj, stage=stage):
+                if isinstance(obj, h5py.Dataset):
+                    masks[stage][n] = obj[()].astype(bool)
+
+            run[f"tensors/masks/{stage}"].visititems(grab)
+    return {
+        "id": run_id,
+        "config": config,
+        "seed": int(config["run"].get("seed", 0)),
+        "variant": variant(config),
+        "tables": tables,
+        "masks": masks,
+        "stages": text(run.attrs.get("note.masked_analyzer.stages", "")).split(","),
+        "params": text(run.attrs.get("note.masked_analyzer.parameters", "")).split(","),
+        "time_s": float(np.nansum(run["metrics/time_s"][()])),
+        "start": text(run.attrs.get("start_time", "")),
+        "end": text(run.attrs.get("end_time", "")),
+    }
+
+
 def load_sweep(folder):
-    """(sweep name, runs): each run a dict with config, seed, tables, masks, times."""
-    path = os.path.join(folder, "sweep.h5")
-    if not os.path.exists(path):
-        sys.exit(f"{path}: no sweep index (run the sweep first: modlab run SWEEP.toml --out {folder})")
-    runs = []
-    with h5py.File(path, "r") as f:
-        name = text(f.attrs.get("sweep_name", os.path.basename(folder.rstrip("/"))))
-        for row in f["summary"][:]:
-            run_id = text(row["run_id"])
-            if text(row["status"]) != "completed" or run_id not in f["runs"]:
-                continue
-            run = f["runs"][run_id]
-            config = tomllib.loads(text(run.attrs["config"]))
-            tables = {}
-
-            def visit(n, obj):
-                if isinstance(obj, h5py.Dataset) and "rows" in obj.attrs:
-                    tables[n] = read_table(run, n)
-
-            if "tensors/tables" in run:
-                run["tensors/tables"].visititems(visit)
-            masks = {}
-            if "tensors/masks" in run:
-                for stage in run["tensors/masks"]:
-                    masks[stage] = {}
-
-                    def grab(n, obj, stage=stage):
-                        if isinstance(obj, h5py.Dataset):
-                            masks[stage][n] = obj[()].astype(bool)
-
-                    run[f"tensors/masks/{stage}"].visititems(grab)
-            times = run["metrics/time_s"][()]
-            runs.append({
-                "id": run_id,
-                "config": config,
-                "seed": int(config["run"].get("seed", 0)),
-                "variant": variant(config),
-                "tables": tables,
-                "masks": masks,
-                "stages": text(run.attrs.get("note.masked_analyzer.stages", "")).split(","),
-                "params": text(run.attrs.get("note.masked_analyzer.parameters", "")).split(","),
-                "time_s": float(np.nansum(times)),
-                "start": text(run.attrs.get("start_time", "")),
-                "end": text(run.attrs.get("end_time", "")),
-            })
-    return name, runs
+    """(sweep name, runs) of a finished masked_analyzer sweep."""
+    return completed_runs(folder, read_run)
 
 
 def mean_table(runs, name):

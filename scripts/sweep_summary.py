@@ -33,6 +33,26 @@ def config_name(row, swept):
     return ", ".join(f"{k.split('.', 1)[1]}={row[k]}" for k in swept)
 
 
+def completed_runs(folder, read_run):
+    """(sweep name, [read_run(run_id, run group, config dict) for each completed run]) of the
+    finished sweep folder `folder`, in sweep order; the sweep file stays open while `read_run` reads."""
+    import tomllib
+
+    path = os.path.join(folder, "sweep.h5")
+    if not os.path.exists(path):
+        sys.exit(f"{path}: no sweep index (run the sweep first: modlab run SWEEP.toml --out {folder})")
+    runs = []
+    with h5py.File(path, "r") as f:
+        name = text(f.attrs.get("sweep_name", os.path.basename(folder.rstrip("/"))))
+        for row in f["summary"][:]:
+            run_id = text(row["run_id"])
+            if text(row["status"]) != "completed" or run_id not in f["runs"]:
+                continue
+            run = f["runs"][run_id]
+            runs.append(read_run(run_id, run, tomllib.loads(text(run.attrs["config"]))))
+    return name, runs
+
+
 def duration(seconds):
     """Seconds as "42 s", "3.5 min" or "2.1 h"."""
     if seconds < 120:
