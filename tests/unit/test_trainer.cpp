@@ -302,3 +302,16 @@ BOOST_AUTO_TEST_CASE(amsgrad_trains) {
   BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
   BOOST_TEST(read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5)->final_metrics.at("test_accuracy") > 0.5);
 }
+
+// Warm-up: the rate rises linearly over the run's first optimizer steps (15 per epoch here).
+BOOST_AUTO_TEST_CASE(warmup_raises_the_learning_rate_step_by_step) {
+  auto final_lr = [](std::int64_t epochs) {
+    TempDir d;
+    auto req = with({"train.warmup_steps=30", "train.epochs=" + std::to_string(epochs)}, d.path);
+    auto out = execute_run(registry(), req);
+    BOOST_TEST_REQUIRE((out.status == RunStatus::Completed), out.error);
+    return read_run_summary(RunPaths::of(d.path.string(), req.run_id).h5)->final_metrics.at("lr");
+  };
+  BOOST_TEST(final_lr(1) == 0.01 * 15 / 30);  // the epoch's last step was step 15 of 30
+  BOOST_TEST(final_lr(3) == 0.01);            // 45 steps: warm
+}

@@ -67,6 +67,7 @@ PhaseOptimizer build_optimizer(const TrainOptions& o, const std::vector<ParamGro
                         "' (it has: " + names + ")");
     }
   }
+  b.warmup = o.warmup_steps;
   if (pgs.empty()) return b;
   auto defaults = make_options(o, o.lr, o.weight_decay);
   namespace optim = torch::optim;
@@ -84,7 +85,18 @@ PhaseOptimizer build_optimizer(const TrainOptions& o, const std::vector<ParamGro
 void PhaseOptimizer::schedule(const TrainOptions& o, std::int64_t epoch) {
   if (!opt) return;
   auto& groups = opt->param_groups();
-  for (std::size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(scheduled_lr(o, base_lr[g], epoch));
+  epoch_lr.resize(groups.size());
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    epoch_lr[g] = scheduled_lr(o, base_lr[g], epoch);
+    groups[g].options().set_lr(epoch_lr[g]);
+  }
+}
+
+void PhaseOptimizer::warm_up(std::int64_t step) {
+  if (!opt || warmup <= 0 || epoch_lr.empty()) return;
+  const double f = std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(warmup));
+  auto& groups = opt->param_groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) groups[g].options().set_lr(epoch_lr[g] * f);
 }
 
 double PhaseOptimizer::lr() const { return opt->param_groups()[0].options().get_lr(); }
@@ -96,6 +108,7 @@ void StepCtx::zero_grad() {
 void StepCtx::apply() {
   if (!o_.opt) return;
   if (clip_ > 0) torch::nn::utils::clip_grad_norm_(o_.params, clip_);
+  o_.warm_up(step_);
   o_.opt->step();
   ++step_;
 }

@@ -15,10 +15,14 @@ namespace modlab::runner {
 struct PhaseOptimizer {
   std::unique_ptr<torch::optim::Optimizer> opt;  ///< null when no group has parameters
   std::vector<double> base_lr;                   ///< per optimizer group
+  std::vector<double> epoch_lr;                  ///< per group, the schedule's value this epoch
+  std::int64_t warmup = 0;                       ///< warm-up steps (0 = none)
   std::vector<torch::Tensor> params;             ///< every optimized parameter (for clipping)
 
   /// Sets each group's learning rate for `epoch` of the schedule.
   void schedule(const TrainOptions& options, std::int64_t epoch);
+  /// Scales the epoch's rates by min(1, (step + 1) / warmup) before optimizer step `step` of the run.
+  void warm_up(std::int64_t step);
   /// Learning rate of the first group now.
   double lr() const;
 };

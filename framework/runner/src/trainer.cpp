@@ -42,6 +42,8 @@ const Options<TrainOptions>& train_options() {
           .key("gamma", &T::gamma, "step / exponential schedule: decay factor").greater_than(0).finite()
           .key("eta_min", &T::eta_min, "cosine schedule: final lr").at_least(0).finite()
           .key("grad_clip", &T::grad_clip, "clip the global gradient norm to this (0 = off)").at_least(0).finite()
+          .key("warmup_steps", &T::warmup_steps, "lr rises linearly over the run's first N optimizer steps (0 = off)")
+          .at_least(0)
           .key("eval_every", &T::eval_every, "evaluate every N epochs (and after the last)").at_least(1)
           .key("eval_splits", &T::eval_splits, "splits to evaluate (default: all)")
           .key("train_split", &T::train_split, "split to train on (default: the dataset's first)")

@@ -31,6 +31,7 @@ struct TrainOptions {
   double momentum = 0.0;
   bool nesterov = false;
   bool amsgrad = false;
+  std::int64_t warmup_steps = 0;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double alpha = 0.99;               ///< RMSprop smoothing
