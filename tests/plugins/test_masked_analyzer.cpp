@@ -322,3 +322,94 @@ BOOST_AUTO_TEST_CASE(bad_configs_are_refused_with_the_key) {
   msg = error_of([&] { fixtures.create_model("masked_analyzer", make_config(t, "model"), flat); });
   BOOST_TEST(msg.find("the inner model 'fixture_prior' has nothing to mask") != std::string::npos, msg);
 }
+
+namespace {
+
+/// dm_math's shape: tokens 0 <pad>, 1 <start>, 2 <end>, then digits.
+DatasetSpec math_spec() {
+  DatasetSpec s;
+  s.name = "math";
+  s.task = TaskKind::Sequence;
+  s.input_shape = {5};
+  s.vocabulary = {"<pad>", "<start>", "<end>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  s.splits = {"train", "test"};
+  s.info = {{"start_token", "1"}, {"end_token", "2"}, {"max_question_length", "5"}, {"max_answer_length", "4"}};
+  return s;
+}
+
+std::shared_ptr<Model> small_transformer(Value::Table extra = {}) {
+  Value::Table t{{"plugin", str("mask_transformer")}, {"dim", Value::integer(16)}, {"heads", Value::integer(2)},
+                 {"encoder_layers", Value::integer(1)}, {"decoder_layers", Value::integer(2)},
+                 {"dropout", Value::floating(0.0)}};
+  for (auto& [k, v] : extra) t[k] = v;
+  return test_model::make_model("mask_transformer", t, math_spec());
+}
+
+Batch math_batch() {
+  Batch b;
+  b.inputs = torch::tensor({{4, 5, 6, 0, 0}, {7, 3, 9, 8, 4}}, torch::kLong);
+  b.lengths = torch::tensor({3, 5}, torch::kLong);
+  b.targets = torch::tensor({{5, 2, 0, 0}, {3, 4, 6, 2}}, torch::kLong);
+  b.target_lengths = torch::tensor({2, 4}, torch::kLong);
+  b.indices = torch::arange(2, torch::kLong);
+  return b;
+}
+
+}  // namespace
+
+// Teacher forcing: the decoder reads <start> and the answer shifted right, so the prediction at
+// position t depends on answer tokens before t only; the loss ignores padding.
+BOOST_AUTO_TEST_CASE(transformer_teacher_forcing_and_its_loss) {
+  torch::manual_seed(3);
+  auto m = small_transformer();
+  m->eval();
+  torch::NoGradGuard ng;
+  Batch b = math_batch();
+  const auto p = m->forward(b).prediction;
+  BOOST_TEST((p.sizes().vec() == std::vector<std::int64_t>{2, 4, 13}));
+  Batch changed = b;
+  changed.targets = b.targets.clone();
+  changed.targets[1][1] = 9;  // answer token 1
+  const auto q = m->forward(changed).prediction;
+  BOOST_TEST(torch::allclose(p.narrow(1, 0, 2), q.narrow(1, 0, 2)));  // positions 0 and 1 do not see it
+  BOOST_TEST(!torch::allclose(p.narrow(1, 2, 1), q.narrow(1, 2, 1)));
+  // Cross-entropy over the 6 non-padding answer tokens.
+  const auto logp = torch::log_softmax(p, -1);
+  double want = 0;
+  int n = 0;
+  for (int r = 0; r < 2; ++r)
+    for (int t = 0; t < 4; ++t) {
+      const auto tok = b.targets[r][t].item<std::int64_t>();
+      if (tok == 0) continue;
+      want -= logp[r][t][tok].item<double>();
+      ++n;
+    }
+  BOOST_TEST(total(m->loss(b, m->forward(b))).item<double>() == want / n, boost::test_tools::tolerance(1e-5));
+}
+
+// Greedy decoding stops at <end>: an output layer that always prefers <end> decodes [<end>, pad, …].
+BOOST_AUTO_TEST_CASE(transformer_greedy_decoding_stops_at_the_end_token) {
+  auto m = small_transformer({{"tied_embeddings", Value::boolean(false)}});
+  {
+    torch::NoGradGuard ng;
+    auto params = test_model::params(*m);
+    params.at("output.weight").zero_();
+    params.at("output.bias").zero_();
+    params.at("output.bias")[2] = 10.0;
+  }
+  m->eval();
+  torch::NoGradGuard ng;
+  Batch b = math_batch();
+  const auto out = m->forward(b);
+  BOOST_TEST(torch::equal(out.aux.at("greedy"), torch::tensor({{2, 0, 0, 0}, {2, 0, 0, 0}}, torch::kLong)));
+  BOOST_TEST(torch::equal(m->correct(b, out), torch::zeros({2})));
+  b.targets = torch::tensor({{2, 0, 0, 0}, {3, 2, 0, 0}}, torch::kLong);
+  BOOST_TEST(torch::equal(m->correct(b, m->forward(b)), torch::tensor({1.0f, 0.0f})));
+  MetricSet ms;
+  m->eval_batch("test", b, m->forward(b), ms);
+  BOOST_TEST(ms.get("char_accuracy") == 1.0 / 3.0, boost::test_tools::tolerance(1e-9));  // <end>, then 3 vs <end>, 2 vs pad
+  auto msg = error_of([&] { small_transformer({{"max_length", Value::integer(4)}}); });
+  BOOST_TEST(msg.find("model.max_length: dataset math has max_question_length 5, longer than max_length = 4") !=
+                 std::string::npos,
+             msg);
+}

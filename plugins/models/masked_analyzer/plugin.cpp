@@ -36,6 +36,15 @@ void register_plugin(Registrar& r) {
   l.factory = &make_lstm;
   l.variants = {"state_size = 8\nn_layers = 1"};
   r.add_model(std::move(l));
+
+  ModelEntry t;
+  t.name = "mask_transformer";
+  t.description = "encoder-decoder Transformer of the DeepMind Mathematics experiments (tied embeddings, greedy decoding)";
+  t.keys = transformer_options().specs();
+  t.factory = &make_transformer;
+  t.variants = {"dim = 16\nheads = 2\nencoder_layers = 1\ndecoder_layers = 1",
+                "dim = 8\nheads = 2\nencoder_layers = 1\ndecoder_layers = 2\ntied_embeddings = false"};
+  r.add_model(std::move(t));
 }
 
 }  // namespace

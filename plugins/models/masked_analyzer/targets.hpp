@@ -26,4 +26,14 @@ struct LstmOptions {
 const Options<LstmOptions>& lstm_options();
 std::shared_ptr<Model> make_lstm(const Config& c, const DatasetSpec& spec, Host& host);
 
+/// The DeepMind Mathematics Transformer (§4.3 f): the reference's d, heads, ff factor and layers.
+struct TransformerOptions {
+  std::int64_t dim = 512, heads = 8, ff_factor = 4, encoder_layers = 6, decoder_layers = 6;
+  double dropout = 0.1;
+  bool tied_embeddings = true;
+  std::int64_t max_length = 512;  ///< longest question / answer accepted
+};
+const Options<TransformerOptions>& transformer_options();
+std::shared_ptr<Model> make_transformer(const Config& c, const DatasetSpec& spec, Host& host);
+
 }  // namespace modlab::masked
