@@ -93,6 +93,11 @@ def section(name, runs, figures, doc_dir):
     for r in runs:
         if np.isnan(r["easy"]) or np.isnan(r["control"]):
             continue
+        if r["trained"] == 0:
+            found.append(f"- {r['module']}: the trained model answers no hard-test question exactly (character accuracy "
+                         f"{r['char']:.3f}), so the masks have nothing to keep or lose: this run says nothing about "
+                         f"the question above; the model is too small or trained too briefly.")
+            continue
         found.append(f"- {r['module']}: the easy mask keeps {r['easy']:.3f} hard-test exact match against the control "
                      f"mask's {r['control']:.3f} and the trained model's {r['trained']:.3f} "
                      f"({'lower' if r['easy'] < r['control'] else 'not lower'} than the control).")
