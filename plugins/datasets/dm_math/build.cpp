@@ -18,13 +18,13 @@ std::string short_difficulty(const std::string& folder) {
   return folder.rfind("train-", 0) == 0 ? folder.substr(6) : folder;
 }
 
-namespace {
-
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
   return h;
 }
+
+namespace {
 
 bool matches(const std::string& pattern, const std::string& name) { return fnmatch(pattern.c_str(), name.c_str(), 0) == 0; }
 

@@ -30,6 +30,9 @@ struct BuildReport {
 };
 std::unique_ptr<BuiltCorpus> build_corpus(const Release& release, const Selection& sel, BuildReport& report);
 
+/// 64-bit FNV-1a: stable across builds (question identity, cache names).
+std::uint64_t fnv1a(const std::string& s);
+
 /// "train-easy" → "easy".
 std::string short_difficulty(const std::string& folder);
 

@@ -92,12 +92,6 @@ std::string cache_folder(const Settings& s, Host& host) {
   return (fs::path(home ? home : ".") / ".cache/modlab/dm_math").string();
 }
 
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 /// What the cache depends on: the release's files and the options that select and split them.
 std::string cache_key(const Release& r, const Settings& s) {
   std::ostringstream o;
