@@ -340,6 +340,25 @@ BOOST_AUTO_TEST_CASE(the_decoder_never_sees_a_later_position) {
   BOOST_TEST(close(trafo(src, tgt, padding)[1], trafo(src2, tgt, padding)[1]));
 }
 
+BOOST_AUTO_TEST_CASE(incremental_decoding_equals_the_full_decoder) {
+  torch::manual_seed(6);
+  Transformer trafo(8, 2, 1, 2, 16, 0.0);
+  trafo->to(torch::kFloat64);
+  trafo->eval();
+  const auto src = randn({3, 4, 8}), tgt = randn({3, 5, 8});
+  auto padding = torch::zeros({3, 4}, torch::kBool);
+  padding[2][3] = true;
+  const auto memory = trafo->encode(src, padding);
+  const auto full = trafo->decode(tgt, memory, padding);
+  TransformerImpl::DecodeCache cache;
+  for (std::int64_t t = 0; t < 5; ++t) {
+    const auto y = trafo->decode_step(cache, tgt.narrow(1, t, 1), memory, padding);
+    BOOST_TEST(close(y, full.narrow(1, t, 1)), "position " << t);
+  }
+  BOOST_TEST(cache.memory_kv.size() == 2u);
+  BOOST_TEST(cache.self_kv.at(1).size(1) == 5);  // each layer's keys and values at every position so far
+}
+
 BOOST_AUTO_TEST_CASE(override_scope_sets_and_clears_and_checks_shapes) {
   Linear layer(3, 2);
   BOOST_TEST(folded_samples() == 1);

@@ -99,9 +99,16 @@ MultiHeadAttentionImpl::~MultiHeadAttentionImpl() = default;
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const torch::Tensor& memory,
                                               const torch::Tensor& key_padding, const torch::Tensor& causal) {
-  const auto rows = query.size(0), tq = query.size(1), tk = memory.size(1), p = dim / heads;
+  return attend(query, keys_values(memory), key_padding, causal);
+}
+
+torch::Tensor MultiHeadAttentionImpl::keys_values(const torch::Tensor& memory) { return data_to_kv(memory); }
+
+torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& memory_kv,
+                                             const torch::Tensor& key_padding, const torch::Tensor& causal) {
+  const auto rows = query.size(0), tq = query.size(1), tk = memory_kv.size(1), p = dim / heads;
   // [rows, T, heads, (2,) P] → [rows·heads, T, (2,) P]
-  const auto kv = data_to_kv(memory).view({rows, tk, heads, 2, p}).permute({0, 2, 1, 3, 4}).reshape({rows * heads, tk, 2, p});
+  const auto kv = memory_kv.view({rows, tk, heads, 2, p}).permute({0, 2, 1, 3, 4}).reshape({rows * heads, tk, 2, p});
   const auto q = data_to_q(query).view({rows, tq, heads, p}).permute({0, 2, 1, 3}).reshape({rows * heads, tq, p});
   auto logits = torch::bmm(q, kv.select(2, 0).transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(p)));
   if (causal.defined() || key_padding.defined()) {
@@ -159,13 +166,30 @@ TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(std::int64_t d, std::in
 }
 TransformerDecoderLayerImpl::~TransformerDecoderLayerImpl() = default;
 
+namespace {
+/// A decoder layer on the query rows `x`, given the self-attention and memory keys and values.
+torch::Tensor decoder_layer(TransformerDecoderLayerImpl& l, const torch::Tensor& x, const torch::Tensor& self_kv,
+                            const torch::Tensor& memory_kv, const torch::Tensor& causal,
+                            const torch::Tensor& memory_padding) {
+  const bool train = l.is_training();
+  const double dropout = l.dropout;
+  auto h = l.norm1(x + torch::dropout(l.self_attn->attend(x, self_kv, {}, causal), dropout, train));
+  h = l.norm2(h + torch::dropout(l.cross_attn->attend(h, memory_kv, memory_padding), dropout, train));
+  const auto ff = l.linear2(torch::dropout(torch::relu(l.linear1(h)), dropout, train));
+  return l.norm3(h + torch::dropout(ff, dropout, train));
+}
+}  // namespace
+
 torch::Tensor TransformerDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& memory,
                                                    const torch::Tensor& causal, const torch::Tensor& memory_padding) {
-  const bool train = is_training();
-  auto h = norm1(x + torch::dropout(self_attn->forward(x, x, {}, causal), dropout, train));
-  h = norm2(h + torch::dropout(cross_attn->forward(h, memory, memory_padding), dropout, train));
-  const auto ff = linear2(torch::dropout(torch::relu(linear1(h)), dropout, train));
-  return norm3(h + torch::dropout(ff, dropout, train));
+  return decoder_layer(*this, x, self_attn->keys_values(x), cross_attn->keys_values(memory), causal, memory_padding);
+}
+
+torch::Tensor TransformerDecoderLayerImpl::step(const torch::Tensor& x, torch::Tensor& self_kv,
+                                                const torch::Tensor& memory_kv, const torch::Tensor& memory_padding) {
+  const auto kv = self_attn->keys_values(x);
+  self_kv = self_kv.defined() ? torch::cat({self_kv, kv}, 1) : kv;
+  return decoder_layer(*this, x, self_kv, memory_kv, {}, memory_padding);
 }
 
 TransformerImpl::TransformerImpl(std::int64_t d, std::int64_t h, std::int64_t enc, std::int64_t dec, std::int64_t ff,
@@ -194,6 +218,16 @@ torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt, const torch::Ten
   const auto causal = causal_mask(tgt.size(1), tgt.device());
   auto h = tgt;
   for (auto& layer : decoder) h = layer->forward(h, memory, causal, src_padding);
+  return h;
+}
+
+torch::Tensor TransformerImpl::decode_step(DecodeCache& cache, const torch::Tensor& x, const torch::Tensor& memory,
+                                           const torch::Tensor& src_padding) {
+  if (cache.memory_kv.empty())
+    for (auto& layer : decoder) cache.memory_kv.push_back(layer->cross_attn->keys_values(memory));
+  cache.self_kv.resize(decoder.size());
+  auto h = x;
+  for (std::size_t l = 0; l < decoder.size(); ++l) h = decoder[l]->step(h, cache.self_kv[l], cache.memory_kv[l], src_padding);
   return h;
 }
 

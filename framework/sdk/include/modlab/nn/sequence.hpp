@@ -65,6 +65,11 @@ class MODLAB_API MultiHeadAttentionImpl : public torch::nn::Module {
   /// (true = padding, never attended) and `causal` [Tq, Tk] (true = masked) are optional.
   torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& memory,
                         const torch::Tensor& key_padding = {}, const torch::Tensor& causal = {});
+  /// The keys and values of `memory` [rows, Tk, d] (data_to_kv, [rows, Tk, 2d]), to reuse for many queries.
+  torch::Tensor keys_values(const torch::Tensor& memory);
+  /// forward() with the memory's keys_values computed beforehand.
+  torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& kv, const torch::Tensor& key_padding = {},
+                       const torch::Tensor& causal = {});
   std::int64_t dim, heads;
   double dropout;
   Linear data_to_q{nullptr}, data_to_kv{nullptr}, multi_head_merge{nullptr};
@@ -93,6 +98,12 @@ class MODLAB_API TransformerDecoderLayerImpl : public torch::nn::Module {
   ~TransformerDecoderLayerImpl() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& memory, const torch::Tensor& causal,
                         const torch::Tensor& memory_padding = {});
+  /// The layer's output at the next position `x` [rows, 1, d] only: `self_kv` holds the
+  /// self-attention keys and values of the earlier positions (undefined at the first; this call
+  /// appends x's), `memory_kv` cross_attn->keys_values(memory). Equals the last row of forward()
+  /// over all positions so far.
+  torch::Tensor step(const torch::Tensor& x, torch::Tensor& self_kv, const torch::Tensor& memory_kv,
+                     const torch::Tensor& memory_padding = {});
   MultiHeadAttention self_attn{nullptr}, cross_attn{nullptr};
   Linear linear1{nullptr}, linear2{nullptr};
   LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
@@ -111,6 +122,16 @@ class MODLAB_API TransformerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt, const torch::Tensor& src_padding = {});
   torch::Tensor encode(const torch::Tensor& src, const torch::Tensor& src_padding = {});
   torch::Tensor decode(const torch::Tensor& tgt, const torch::Tensor& memory, const torch::Tensor& src_padding = {});
+  /// What incremental decoding keeps per decoder layer: the keys and values of the earlier target
+  /// positions and of the encoder memory.
+  struct DecodeCache {
+    std::vector<torch::Tensor> self_kv, memory_kv;
+  };
+  /// Incremental decoding (greedy or beam search without recomputing earlier positions): `x`
+  /// [rows, 1, d] is the input at the next target position; `cache` starts empty and is updated.
+  /// Returns the output at that position, equal to the last row of decode() over all positions so far.
+  torch::Tensor decode_step(DecodeCache& cache, const torch::Tensor& x, const torch::Tensor& memory,
+                            const torch::Tensor& src_padding = {});
   std::vector<TransformerEncoderLayer> encoder;
   std::vector<TransformerDecoderLayer> decoder;
 };
