@@ -2,6 +2,7 @@
 #include "analyzer.hpp"
 
 #include "subtasks.hpp"
+#include "targets.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/nn/layers.hpp>
@@ -66,7 +67,7 @@ Analyzer::Analyzer(const AnalyzerOptions& o, const DatasetSpec& spec, Host& host
         return i < frozen_.size() ? g.masked_fill(frozen_[i], 0) : g;
       });
   }
-  build_stages(spec_);
+  stages_ = stage_list(opt_, spec_);
   for (std::size_t s = 0; s < stages_.size(); ++s) {
     auto holder = register_module("masks" + std::to_string(s), std::make_shared<torch::nn::Module>());
     std::vector<torch::Tensor> l;
@@ -78,25 +79,34 @@ Analyzer::Analyzer(const AnalyzerOptions& o, const DatasetSpec& spec, Host& host
   last_phase_ = phases().back().name;
 }
 
-void Analyzer::build_stages(const DatasetSpec& spec) {
-  if (opt_.control_stage) stages_.push_back({"full", nullptr});
-  std::vector<std::string> names = opt_.stages;
+std::vector<Stage> stage_list(const AnalyzerOptions& o, const DatasetSpec& spec) {
+  const bool control = o.control_stage && o.protocol != "sequential";  // sequential: every stage is a task
+  std::vector<Stage> out;
+  if (control) out.push_back({"full", nullptr});
+  std::vector<std::string> names = o.stages;
   if (names.empty())
     for (const auto& t : spec.subtasks) names.push_back(t.name);
-  std::set<std::string> seen(opt_.control_stage ? std::set<std::string>{"full"} : std::set<std::string>{});
+  std::set<std::string> seen(control ? std::set<std::string>{"full"} : std::set<std::string>{});
   for (const auto& n : names) {
     const SubTask& t = find_subtask(spec, n, "model.stages");
     if (!seen.insert(n).second)
       throw ConfigError("model.stages: stage '" + n + "' appears twice" +
                         (n == "full" ? " (\"full\" is the control stage's name)" : ""));
     check_subtask(spec, t);
-    stages_.push_back({t.name, &t});
+    out.push_back({t.name, &t});
   }
-  if (stages_.empty())
+  if (out.empty())
     throw ConfigError("masked_analyzer: nothing to analyse: dataset '" + spec.name +
                       "' declares no sub-tasks and model.control_stage = false");
-  if (opt_.inverse_exclude_io == "fullmask" && !opt_.control_stage)
+  if (o.inverse_exclude_io == "fullmask" && !control)
     throw ConfigError("model.inverse_exclude_io = \"fullmask\" takes the control mask, but model.control_stage = false");
+  return out;
+}
+
+void check_analyzer(const Config& c, const DatasetSpec& spec) {
+  const auto o = analyzer_options().parse(c);
+  stage_list(o, spec);
+  if (o.inner.has("plugin") && o.inner.get<std::string>("plugin") == "mask_transformer") check_transformer(o.inner, spec);
 }
 
 std::vector<Phase> Analyzer::phases() const {

@@ -46,6 +46,13 @@ struct Stage {
   const SubTask* task = nullptr;
 };
 
+/// The stages `o` asks for on `spec`, in order (pointers into `spec`); ConfigError naming the key
+/// for an unknown or repeated sub-task, or nothing to analyse.
+std::vector<Stage> stage_list(const AnalyzerOptions& o, const DatasetSpec& spec);
+/// ModelEntry::check of masked_analyzer: the stages, and the inner model's needs where it is one of
+/// this plugin's networks with a check of its own.
+void check_analyzer(const Config& c, const DatasetSpec& spec);
+
 class Analyzer : public Model {
  public:
   Analyzer(const AnalyzerOptions& o, const DatasetSpec& spec, Host& host);
@@ -73,7 +80,6 @@ class Analyzer : public Model {
   StageMasks stage_masks() const;
 
  private:
-  void build_stages(const DatasetSpec& spec);
   int stage_of_phase(const std::string& phase) const;
   Output masked_forward(const Batch& batch, const std::vector<torch::Tensor>& masks);
   std::vector<torch::Tensor> eval_masks(std::size_t stage) const;

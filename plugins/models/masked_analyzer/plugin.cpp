@@ -17,6 +17,7 @@ void register_plugin(Registrar& r) {
   a.description = "differentiable weight masks per sub-task on any model (Csordas et al. 2021)";
   a.keys = analyzer_options().specs();
   a.factory = &make_analyzer;
+  a.check = &check_analyzer;
   a.variants = {"inner = { plugin = \"mask_fnn\", layer_sizes = [16, 16] }",
                 "inner = { plugin = \"mask_fnn\", layer_sizes = [16] }\nbias_no_mask = false\nsamples = 2"};
   r.add_model(std::move(a));
@@ -42,6 +43,7 @@ void register_plugin(Registrar& r) {
   t.description = "encoder-decoder Transformer of the DeepMind Mathematics experiments (tied embeddings, greedy decoding)";
   t.keys = transformer_options().specs();
   t.factory = &make_transformer;
+  t.check = &check_transformer;
   t.variants = {"dim = 16\nheads = 2\nencoder_layers = 1\ndecoder_layers = 1",
                 "dim = 8\nheads = 2\nencoder_layers = 1\ndecoder_layers = 2\ntied_embeddings = false"};
   r.add_model(std::move(t));

@@ -35,5 +35,8 @@ struct TransformerOptions {
 };
 const Options<TransformerOptions>& transformer_options();
 std::shared_ptr<Model> make_transformer(const Config& c, const DatasetSpec& spec, Host& host);
+/// What the Transformer needs of its dataset (sequences with start and end tokens, no question or
+/// answer longer than max_length) and of its options (d even, a multiple of heads); ConfigError.
+void check_transformer(const Config& c, const DatasetSpec& spec);
 
 }  // namespace modlab::masked

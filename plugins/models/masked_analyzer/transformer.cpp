@@ -43,7 +43,6 @@ torch::Tensor positions(std::int64_t steps, std::int64_t d, const torch::TensorO
 class TransformerNet : public Model {
  public:
   TransformerNet(const TransformerOptions& o, const DatasetSpec& spec) : o_(o), spec_(spec) {
-    check(spec);
     const auto v = static_cast<std::int64_t>(spec.vocabulary.size());
     embed_ = register_module("embedding", modlab::nn::Embedding(v, o.dim));
     if (!o.tied_embeddings) {
@@ -91,23 +90,6 @@ class TransformerNet : public Model {
   }
 
  private:
-  void check(const DatasetSpec& spec) const {
-    if (spec.task != TaskKind::Sequence || spec.vocabulary.empty() || !spec.info.count("start_token") ||
-        !spec.info.count("end_token"))
-      throw ConfigError("model 'mask_transformer' needs a sequence dataset with start and end tokens (dm_math); '" +
-                        spec.name + "' is " + task_kind_name(spec.task));
-    if (o_.dim % o_.heads != 0 || o_.dim % 2 != 0)
-      throw ConfigError("model.dim: " + std::to_string(o_.dim) + " must be even and a multiple of heads = " +
-                        std::to_string(o_.heads));
-    for (const char* key : {"max_question_length", "max_answer_length"}) {
-      const auto it = spec.info.find(key);
-      if (it != spec.info.end() && std::stoll(it->second) > o_.max_length)
-        throw ConfigError("model.max_length: dataset " + spec.name + " has " + key + " " + it->second +
-                          ", longer than max_length = " + std::to_string(o_.max_length) +
-                          " (raise it; nothing is truncated)");
-    }
-  }
-
   /// The embedding table the answers and the output layer use, read through the layer so that an
   /// override (a mask, K samples folded) reaches it: [K, V, d].
   torch::Tensor answer_table_rows() {
@@ -118,10 +100,11 @@ class TransformerNet : public Model {
   }
   modlab::nn::EmbeddingImpl& answer_table() { return o_.tied_embeddings ? *embed_ : *answer_embed_; }
 
-  /// Scaled embeddings plus positions, with dropout.
+  /// Embeddings plus positions, with dropout. The embeddings are N(0, 1) and not scaled by √d
+  /// (the reference's default scale mode "none"): scaled, they drown the positions and the model
+  /// cannot tell one place in the question from another.
   torch::Tensor embed(const torch::Tensor& tokens, modlab::nn::EmbeddingImpl& table) {
-    const auto x = table.forward(tokens) * std::sqrt(static_cast<double>(o_.dim)) +
-                   positions(tokens.size(1), o_.dim, table.weight.options());
+    const auto x = table.forward(tokens) + positions(tokens.size(1), o_.dim, table.weight.options());
     return torch::dropout(x, o_.dropout, is_training());
   }
 
@@ -133,23 +116,24 @@ class TransformerNet : public Model {
     return torch::bmm(h.reshape({k, -1, o_.dim}), table.transpose(1, 2)).view({h.size(0), h.size(1), -1});
   }
 
-  /// Greedy decoding for `steps` tokens; a row that produced <end> keeps producing padding.
+  /// Greedy decoding for `steps` tokens, one position at a time (the keys and values of earlier
+  /// positions and of the memory are kept, not recomputed); a row that produced <end> keeps producing padding.
   torch::Tensor greedy(const torch::Tensor& memory, const torch::Tensor& pad, std::int64_t steps) {
     const auto rows = memory.size(0);
-    auto tokens = torch::full({rows, 1}, start_, torch::TensorOptions(memory.device()).dtype(torch::kLong));
-    auto done = torch::zeros({rows}, tokens.options().dtype(torch::kBool));
+    const auto opt = torch::TensorOptions(memory.device()).dtype(torch::kLong);
+    auto out = torch::full({rows, steps}, spec_.pad_token, opt);
+    auto next = torch::full({rows}, start_, opt);
+    auto done = torch::zeros({rows}, opt.dtype(torch::kBool));
+    const auto pe = positions(steps, o_.dim, memory.options());
+    modlab::nn::TransformerImpl::DecodeCache cache;
     for (std::int64_t t = 0; t < steps; ++t) {
-      const auto h = net_->decode(embed(tokens, answer_table()), memory, pad);
-      auto next = logits(h.narrow(1, t, 1)).argmax(-1).squeeze(1);
-      next = next.masked_fill(done, spec_.pad_token);
+      const auto x = answer_table().forward(next.unsqueeze(1)) + pe.narrow(0, t, 1);
+      next = logits(net_->decode_step(cache, x, memory, pad)).argmax(-1).squeeze(1).masked_fill(done, spec_.pad_token);
+      out.select(1, t).copy_(next);
       done = done | next.eq(end_);
-      tokens = torch::cat({tokens, next.unsqueeze(1)}, 1);
-      if (done.all().item<bool>()) {
-        tokens = torch::cat({tokens, torch::full({rows, steps - t - 1}, spec_.pad_token, tokens.options())}, 1);
-        break;
-      }
+      if (done.all().item<bool>()) break;
     }
-    return tokens.narrow(1, 1, steps);
+    return out;
   }
 
   torch::Tensor decoded(const Output& out) const {
@@ -167,7 +151,24 @@ class TransformerNet : public Model {
 
 }  // namespace
 
+void check_transformer(const Config& c, const DatasetSpec& spec) {
+  const auto o = transformer_options().parse(c);
+  if (spec.task != TaskKind::Sequence || spec.vocabulary.empty() || !spec.info.count("start_token") ||
+      !spec.info.count("end_token"))
+    c.fail("plugin", "model 'mask_transformer' needs a sequence dataset with start and end tokens (dm_math); '" +
+                         spec.name + "' is " + task_kind_name(spec.task));
+  if (o.dim % o.heads != 0 || o.dim % 2 != 0)
+    c.fail("dim", std::to_string(o.dim) + " must be even and a multiple of heads = " + std::to_string(o.heads));
+  for (const char* key : {"max_question_length", "max_answer_length"}) {
+    const auto it = spec.info.find(key);
+    if (it != spec.info.end() && std::stoll(it->second) > o.max_length)
+      c.fail("max_length", "dataset " + spec.name + " has " + key + " " + it->second + ", longer than max_length = " +
+                               std::to_string(o.max_length) + " (raise it; nothing is truncated)");
+  }
+}
+
 std::shared_ptr<Model> make_transformer(const Config& c, const DatasetSpec& spec, Host&) {
+  check_transformer(c, spec);
   return std::make_shared<TransformerNet>(transformer_options().parse(c), spec);
 }
 
