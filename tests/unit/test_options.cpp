@@ -216,7 +216,7 @@ BOOST_AUTO_TEST_CASE(train_keys_keep_their_defaults_and_gain_ranges) {
       {"beta1", "0.9"},
       {"beta2", "0.999"},        {"eps", "1e-08"},           {"alpha", "0.99"},           {"schedule", "\"constant\""},
       {"step_size", "30"},       {"gamma", "0.1"},           {"eta_min", "0.0"},          {"grad_clip", "0.0"},
-      {"warmup_steps", "0"},
+      {"warmup_steps", "0"},     {"bucket", "0"},
       {"eval_every", "1"},       {"eval_splits", "[]"},      {"train_split", "\"\""},     {"lr_groups", "{}"},
       {"checkpoint_every", "1"}, {"phases", "{}"}};
   BOOST_TEST(keys.size() == today.size());

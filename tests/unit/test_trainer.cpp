@@ -315,3 +315,44 @@ BOOST_AUTO_TEST_CASE(warmup_raises_the_learning_rate_step_by_step) {
   BOOST_TEST(final_lr(1) == 0.01 * 15 / 30);  // the epoch's last step was step 15 of 30
   BOOST_TEST(final_lr(3) == 0.01);            // 45 steps: warm
 }
+
+BOOST_AUTO_TEST_CASE(bucketing_sorts_windows_by_length_and_draws_every_example_once) {
+  const std::int64_t n = 50;
+  Batch data;
+  data.inputs = torch::zeros({n, 3});
+  data.targets = torch::zeros({n}, torch::kLong);
+  data.lengths = (torch::arange(n, torch::kLong) * 17) % 41 + 1;  // lengths 1 … 41, in no order
+  const TensorSplit split(data);
+  TrainOptions o;
+  o.batch_size = 4;
+  auto padded = [&](const std::vector<torch::Tensor>& batches) {  // tokens a padded batch costs
+    std::int64_t cost = 0;
+    for (const auto& b : batches) cost += data.lengths.index_select(0, b).max().item<std::int64_t>() * b.size(0);
+    return cost;
+  };
+  const auto plain = epoch_batches(split, o, 7);
+  o.bucket = 3;
+  const auto bucketed = epoch_batches(split, o, 7);
+  BOOST_TEST(bucketed.size() == 13u);
+  BOOST_TEST(torch::equal(std::get<0>(torch::cat(bucketed).sort()), torch::arange(n, torch::kLong)));
+  for (const auto& b : bucketed) {  // a slice of a sorted window: ascending lengths
+    const auto len = data.lengths.index_select(0, b);
+    BOOST_TEST(torch::equal(len, std::get<0>(len.sort())));
+  }
+  BOOST_TEST(padded(bucketed) < padded(plain));
+  // The same seed draws the same batches; bucket = 0 keeps the draw of an unbucketed trainer.
+  const auto again = epoch_batches(split, o, 7);
+  for (std::size_t i = 0; i < again.size(); ++i) BOOST_TEST(torch::equal(again[i], bucketed[i]));
+  auto gen = at::detail::createCPUGenerator(7);
+  BOOST_TEST(torch::equal(plain[0], torch::randperm(n, gen, torch::kLong).slice(0, 0, 4)));
+  o.steps_per_epoch = 5;
+  BOOST_TEST(epoch_batches(split, o, 7).size() == 5u);
+  // A split without lengths cannot be bucketed.
+  Batch flat = data;
+  flat.lengths = torch::Tensor();
+  const TensorSplit no_lengths(flat);
+  BOOST_CHECK_EXCEPTION(epoch_batches(no_lengths, o, 7), DataError, [](const DataError& e) {
+    return std::string(e.what()).find("train.bucket: this dataset's training split gives no example lengths") !=
+           std::string::npos;
+  });
+}

@@ -248,29 +248,17 @@ class RunTrainer {
   EpochLoss train_epoch(const PhaseSetup& s, PhaseOptimizer& bo, std::int64_t ep) {
     const TrainOptions& opt = s.opt;
     // Batch order depends only on (seed, phase, epoch), so a resumed run sees the same batches.
-    auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(req_.seed) * 1000003ULL +
-                                              static_cast<std::uint64_t>(s.index) * 7919ULL +
-                                              static_cast<std::uint64_t>(ep));
-    const std::int64_t n = s.train->size();
-    torch::Tensor order;
-    std::int64_t nbatches;
-    if (opt.steps_per_epoch > 0) {
-      order = torch::randint(n, {opt.steps_per_epoch * opt.batch_size}, gen, torch::kLong);
-      nbatches = opt.steps_per_epoch;
-    } else {
-      order = opt.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
-      nbatches = opt.drop_last ? n / opt.batch_size : (n + opt.batch_size - 1) / opt.batch_size;
-    }
+    const auto batches = epoch_batches(*s.train, opt,
+                                       static_cast<std::uint64_t>(req_.seed) * 1000003ULL +
+                                           static_cast<std::uint64_t>(s.index) * 7919ULL + static_cast<std::uint64_t>(ep));
     EpochLoss loss;
     StepCtx sctx(bo, opt.grad_clip, pos_.step, ep);
-    for (std::int64_t b = 0; b < nbatches; ++b) {
+    for (const auto& indices : batches) {
       if (req_.stop && req_.stop->load()) throw Interrupted{};
-      std::int64_t lo = b * opt.batch_size;
-      std::int64_t hi = std::min<std::int64_t>(lo + opt.batch_size, order.size(0));
-      Batch batch = s.train->get(order.slice(0, lo, hi), /*training=*/true).to(req_.device);
+      Batch batch = s.train->get(indices, /*training=*/true).to(req_.device);
       const std::int64_t step_index = pos_.step;  // the step this batch belongs to
       Losses losses = model_->train_step(batch, sctx);
-      add_batch_loss(loss, losses, static_cast<double>(hi - lo), step_index, s.phase->name, ep);
+      add_batch_loss(loss, losses, static_cast<double>(indices.size(0)), step_index, s.phase->name, ep);
     }
     return loss;
   }

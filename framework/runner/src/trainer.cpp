@@ -9,6 +9,8 @@
 
 #include <modlab_internal/closest_match.hpp>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -27,6 +29,8 @@ const Options<TrainOptions>& train_options() {
           .at_least(0)
           .key("shuffle", &T::shuffle, "shuffle the training split every epoch")
           .key("drop_last", &T::drop_last, "drop the last incomplete batch")
+          .key("bucket", &T::bucket, "0: off; N: sort each window of N batches by example length, then shuffle the batches")
+          .at_least(0)
           .key("optimizer", &T::optimizer, "optimizer").choices({"adam", "adamw", "sgd", "rmsprop"})
           .key("lr", &T::lr, "learning rate").greater_than(0).finite()
           .key("momentum", &T::momentum, "momentum (sgd, rmsprop)").at_least(0).less_than(1)
@@ -51,6 +55,49 @@ const Options<TrainOptions>& train_options() {
           .greater_than(0).finite()
           .key("checkpoint_every", &T::checkpoint_every, "epochs between checkpoints (0 = never)").at_least(0);
   return o;
+}
+
+namespace {
+
+/// `order` cut into batches, each window of `bucket` batches sorted by example length first.
+std::vector<torch::Tensor> bucketed(const Split& split, const torch::Tensor& order, std::int64_t batch,
+                                    std::int64_t bucket) {
+  std::vector<torch::Tensor> out;
+  const std::int64_t window = batch * bucket, n = order.size(0);
+  for (std::int64_t lo = 0; lo < n; lo += window) {
+    const auto part = order.slice(0, lo, std::min(lo + window, n));
+    const auto len = split.lengths(part);
+    if (!len.defined())
+      throw DataError("train.bucket: this dataset's training split gives no example lengths (Split::lengths); set bucket = 0");
+    const auto sorted = part.index_select(0, std::get<1>(len.to(torch::kLong).sort(/*stable=*/true, 0, false)));
+    for (std::int64_t b = 0; b < sorted.size(0); b += batch) out.push_back(sorted.slice(0, b, std::min(b + batch, sorted.size(0))));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> epoch_batches(const Split& split, const TrainOptions& opt, std::uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const std::int64_t n = split.size();
+  torch::Tensor order;
+  if (opt.steps_per_epoch > 0) {
+    order = torch::randint(n, {opt.steps_per_epoch * opt.batch_size}, gen, torch::kLong);
+  } else {
+    order = opt.shuffle ? torch::randperm(n, gen, torch::kLong) : torch::arange(n, torch::kLong);
+    if (opt.drop_last) order = order.slice(0, 0, n / opt.batch_size * opt.batch_size);
+  }
+  std::vector<torch::Tensor> out;
+  if (opt.bucket > 0) {
+    out = bucketed(split, order, opt.batch_size, opt.bucket);
+    const auto perm = torch::randperm(static_cast<std::int64_t>(out.size()), gen, torch::kLong);
+    std::vector<torch::Tensor> shuffled;
+    for (std::int64_t i = 0; i < perm.size(0); ++i) shuffled.push_back(out[static_cast<std::size_t>(perm[i].item<std::int64_t>())]);
+    return shuffled;
+  }
+  for (std::int64_t lo = 0; lo < order.size(0); lo += opt.batch_size)
+    out.push_back(order.slice(0, lo, std::min(lo + opt.batch_size, order.size(0))));
+  return out;
 }
 
 const std::vector<KeySpec>& train_keys() {

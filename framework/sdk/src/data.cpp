@@ -57,6 +57,15 @@ std::int64_t DatasetSpec::input_numel() const {
 }
 
 Batch Split::all() const { return get(torch::arange(size(), torch::kLong)); }
+torch::Tensor Split::lengths(const torch::Tensor&) const { return {}; }
+
+torch::Tensor TensorSplit::lengths(const torch::Tensor& indices) const {
+  if (!data_.lengths.defined()) return {};
+  const auto idx = indices.to(torch::kLong).cpu();
+  auto n = data_.lengths.index_select(0, idx).to(torch::kLong);
+  if (data_.target_lengths.defined()) n = n + data_.target_lengths.index_select(0, idx).to(torch::kLong);
+  return n;
+}
 
 TensorSplit::TensorSplit(Batch data, double train_noise_std) : data_(std::move(data)), train_noise_std_(train_noise_std) {
   if (!data_.inputs.defined() || !data_.targets.defined())
@@ -100,6 +109,10 @@ std::int64_t SubsetSplit::size() const { return indices_.size(0); }
 
 Batch SubsetSplit::get(const torch::Tensor& indices, bool training) const {
   return parent_->get(indices_.index_select(0, indices.to(torch::kLong).cpu()), training);
+}
+
+torch::Tensor SubsetSplit::lengths(const torch::Tensor& indices) const {
+  return parent_->lengths(indices_.index_select(0, indices.to(torch::kLong).cpu()));
 }
 
 TensorDataset::TensorDataset(DatasetSpec spec, std::map<std::string, std::shared_ptr<const Split>> splits)

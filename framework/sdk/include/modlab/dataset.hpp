@@ -77,6 +77,10 @@ class MODLAB_API Split {
   virtual Batch get(const torch::Tensor& indices, bool training = false) const = 0;
   /// Every example in order (`get(arange(size()))`).
   virtual Batch all() const;
+  /// The length in tokens of the examples at `indices` (int64 [B]; a sequence pair counts both
+  /// sides), read without building the batch. Training with `bucket` sorts by it. The default
+  /// returns an undefined tensor: the split has no lengths.
+  virtual torch::Tensor lengths(const torch::Tensor& indices) const;
 };
 
 /// A split backed by whole tensors: `get` is index_select on each defined tensor of `data`.
@@ -88,6 +92,8 @@ class MODLAB_API TensorSplit : public Split {
   std::int64_t size() const override;
   Batch get(const torch::Tensor& indices, bool training = false) const override;
   Batch all() const override;
+  /// `lengths` (plus `target_lengths`) of `data`, when it has them.
+  torch::Tensor lengths(const torch::Tensor& indices) const override;
   const Batch& data() const { return data_; }
 
  private:
@@ -113,6 +119,7 @@ class MODLAB_API SubsetSplit : public Split {
   ~SubsetSplit() override;
   std::int64_t size() const override;
   Batch get(const torch::Tensor& indices, bool training = false) const override;
+  torch::Tensor lengths(const torch::Tensor& indices) const override;
 
  private:
   std::shared_ptr<const Split> parent_;

@@ -29,7 +29,8 @@ namespace modlab {
 /// Phase::train_split, SubsetSplit, Recorder::table.
 /// 4: Host::share and SharedFile (files made once per results folder), Phase::defaults,
 /// ModelEntry::check.
-inline constexpr std::uint32_t kAbiVersion = 4;
+/// 5: Split::lengths (length bucketing).
+inline constexpr std::uint32_t kAbiVersion = 5;
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";

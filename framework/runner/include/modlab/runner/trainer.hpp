@@ -3,6 +3,7 @@
 // checkpoints, and writes the run file.
 
 #include <modlab/config.hpp>
+#include <modlab/dataset.hpp>
 #include <modlab/options.hpp>
 #include <modlab/runner/registry.hpp>
 
@@ -26,6 +27,7 @@ struct TrainOptions {
   std::int64_t steps_per_epoch = 0;  ///< 0: one pass over the training split; >0: that many random batches
   bool shuffle = true;
   bool drop_last = false;
+  std::int64_t bucket = 0;           ///< 0: off; N: each window of N batches sorted by example length
   std::string optimizer = "adam";    ///< adam | adamw | sgd | rmsprop
   double lr = 1e-3;
   double momentum = 0.0;
@@ -65,6 +67,13 @@ const std::vector<KeySpec>& run_keys();
 /// Parses `[train]`, merged with a phase's `defaults` (TOML text of trainer keys, see
 /// Phase::defaults), merged with `[train.phases.<phase>]` (phase "" = base only).
 TrainOptions parse_train_options(const Config& train, const std::string& phase = "", const std::string& defaults = "");
+
+/// One epoch's training batches (int64 index tensors into `split`), drawn from `seed`:
+/// `steps_per_epoch` random batches, or one pass over the split (shuffled unless `shuffle` is off,
+/// `drop_last` honoured). With `bucket = N`, each window of N batches is sorted by `split.lengths`
+/// (ties in draw order) and the batches are then shuffled, so a batch holds examples of similar
+/// length and every example is still drawn as often. DataError when the split has no lengths.
+std::vector<torch::Tensor> epoch_batches(const Split& split, const TrainOptions& opt, std::uint64_t seed);
 
 /// Validates a resolved run config against the registry before anything runs: top-level tables,
 /// `[run]` and `[train]` keys, plugins exist, each plugin's keys and types. ConfigError on the first problem.
