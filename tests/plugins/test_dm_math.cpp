@@ -224,6 +224,12 @@ BOOST_AUTO_TEST_CASE(batches_are_padded_sequences_with_lengths_and_groups) {
   BOOST_TEST(b.targets[1][2].item<std::int64_t>() == kEnd);
   BOOST_TEST(spec.vocabulary[static_cast<std::size_t>(b.targets[1][0].item<std::int64_t>())] == "2");
   BOOST_TEST(b.groups[0].item<std::int64_t>() == 1);  // group names: easy, interpolate, extrapolate
+  // Lengths for bucketing come from the index alone: question + answer, without the end token.
+  const auto idx = torch::tensor({1, 0}, torch::kLong);
+  const auto len = d->split("interpolate")->lengths(idx);
+  BOOST_TEST(torch::equal(len, (b.lengths + b.target_lengths - 1).index_select(0, idx)));
+  const auto train = d->split("train");
+  BOOST_TEST(train->lengths(torch::arange(train->size(), torch::kLong)).size(0) == train->size());
   const auto e = error_of([&] {
     test_model::host().create_dataset("dm_math", dataset({{"root", str((t.path / "rel").string())}, {"modules", strs({"q"})},
                                                           {"cache", Value::boolean(false)}}));

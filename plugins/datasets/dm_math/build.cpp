@@ -122,11 +122,9 @@ void append(BuiltCorpus& c, const std::string& name, const std::vector<Example>&
   c.splits.push_back(Range{name, c.size(), static_cast<std::int64_t>(xs.size())});
   for (const auto& x : xs) {
     const auto offset = c.stream.size();
-    if (offset + x.question.size() + x.answer.size() > 0xffffffffULL)
-      throw DataError("dm_math: the selection holds more than 4 GiB of text; select fewer modules");
     for (unsigned char ch : x.question) c.stream.push_back(static_cast<std::uint8_t>(id[ch]));
     for (unsigned char ch : x.answer) c.stream.push_back(static_cast<std::uint8_t>(id[ch]));
-    c.index.push_back(Entry{static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(x.question.size() + x.answer.size()),
+    c.index.push_back(Entry{static_cast<std::uint64_t>(offset), static_cast<std::uint32_t>(x.question.size() + x.answer.size()),
                             static_cast<std::uint16_t>(x.question.size()), x.module});
   }
 }

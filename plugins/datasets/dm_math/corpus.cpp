@@ -39,7 +39,7 @@ std::pair<std::int64_t, std::int64_t> Corpus::longest() const {
 
 namespace {
 
-constexpr char kMagic[8] = {'M', 'L', 'D', 'M', 'A', 'T', 'H', '1'};
+constexpr char kMagic[8] = {'M', 'L', 'D', 'M', 'A', 'T', 'H', '2'};
 
 // File layout (little-endian): magic; u64 header bytes; header text (vocabulary, modules and
 // splits, one per line); u64 examples; index [examples] × Entry; u64 stream bytes; stream.
@@ -85,7 +85,7 @@ class MappedCorpus : public Corpus {
     return v;
   }
   void parse() {
-    if (std::memcmp(at(0, 8), kMagic, 8) != 0) throw DataError(path_ + ": not a modlab dm_math cache (format 1)");
+    if (std::memcmp(at(0, 8), kMagic, 8) != 0) throw DataError(path_ + ": not a modlab dm_math cache (format 2)");
     const auto hb = u64(8);
     std::istringstream h(std::string(at(16, hb), hb));
     std::getline(h, vocabulary);

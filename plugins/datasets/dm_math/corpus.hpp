@@ -15,12 +15,14 @@ namespace modlab::dm_math {
 inline constexpr std::int64_t kPad = 0, kStart = 1, kEnd = 2, kFirstChar = 3;
 
 /// One example's place in the token stream: question tokens [offset, offset + question), answer
-/// tokens after them up to offset + length.
+/// tokens after them up to offset + length. 64-bit offsets: the whole release's stream is larger
+/// than 4 GiB.
 struct Entry {
-  std::uint32_t offset, length;
+  std::uint64_t offset;
+  std::uint32_t length;
   std::uint16_t question, module;
 };
-static_assert(sizeof(Entry) == 12, "the cache's index entries are 12 bytes");
+static_assert(sizeof(Entry) == 16, "the cache's index entries are 16 bytes");
 
 /// A contiguous range of examples.
 struct Range {

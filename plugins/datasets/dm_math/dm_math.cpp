@@ -95,7 +95,7 @@ std::string cache_folder(const Settings& s, Host& host) {
 /// What the cache depends on: the release's files and the options that select and split them.
 std::string cache_key(const Release& r, const Settings& s) {
   std::ostringstream o;
-  o << "format 1\n" << r.identity() << "modules";
+  o << "format 2\n" << r.identity() << "modules";
   for (const auto& m : s.modules) o << " " << m;
   o << "\ndifficulties";
   for (const auto& d : s.difficulties) o << " " << d;
@@ -143,15 +143,8 @@ class CorpusSplit : public Split {
   std::int64_t size() const override { return size_; }
   Batch get(const torch::Tensor& indices, bool) const override {
     const auto idx = indices.to(torch::kCPU, torch::kLong).contiguous();
-    std::vector<std::int64_t> abs(static_cast<std::size_t>(idx.numel()));
     auto groups = torch::empty({idx.numel()}, torch::kLong);
-    for (std::int64_t i = 0; i < idx.numel(); ++i) {
-      std::int64_t k = idx.data_ptr<std::int64_t>()[i], part = 0;
-      if (k < 0 || k >= size_) throw ArgumentError("dm_math: example " + std::to_string(k) + " out of range");
-      while (k >= parts_[static_cast<std::size_t>(part)].count) k -= parts_[static_cast<std::size_t>(part++)].count;
-      abs[static_cast<std::size_t>(i)] = parts_[static_cast<std::size_t>(part)].first + k;
-      groups.data_ptr<std::int64_t>()[i] = groups_[static_cast<std::size_t>(part)];
-    }
+    const auto abs = absolute(idx, groups.data_ptr<std::int64_t>());
     SequenceBatch s = gather(*c_, abs);
     Batch b;
     b.inputs = s.questions;
@@ -162,8 +155,30 @@ class CorpusSplit : public Split {
     b.indices = idx;
     return b;
   }
+  /// Question plus answer tokens, from the index alone.
+  torch::Tensor lengths(const torch::Tensor& indices) const override {
+    const auto idx = indices.to(torch::kCPU, torch::kLong).contiguous();
+    const auto abs = absolute(idx, nullptr);
+    auto out = torch::empty({idx.numel()}, torch::kLong);
+    for (std::size_t i = 0; i < abs.size(); ++i) out.data_ptr<std::int64_t>()[i] = c_->entries()[abs[i]].length;
+    return out;
+  }
 
  private:
+  /// Example numbers of the corpus for split indices `idx`; their groups into `groups` if given.
+  std::vector<std::int64_t> absolute(const torch::Tensor& idx, std::int64_t* groups) const {
+    std::vector<std::int64_t> abs(static_cast<std::size_t>(idx.numel()));
+    for (std::int64_t i = 0; i < idx.numel(); ++i) {
+      std::int64_t k = idx.data_ptr<std::int64_t>()[i];
+      std::size_t part = 0;
+      if (k < 0 || k >= size_) throw ArgumentError("dm_math: example " + std::to_string(k) + " out of range");
+      while (k >= parts_[part].count) k -= parts_[part++].count;
+      abs[static_cast<std::size_t>(i)] = parts_[part].first + k;
+      if (groups) groups[i] = groups_[part];
+    }
+    return abs;
+  }
+
   std::shared_ptr<const Corpus> c_;
   std::vector<Range> parts_;
   std::vector<std::int64_t> groups_;
