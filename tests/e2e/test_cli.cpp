@@ -298,6 +298,9 @@ BOOST_AUTO_TEST_CASE(out_of_range_value_in_one_run_stops_the_sweep_before_it_sta
       {"nested_model", base.substr(0, base.find("[model]")) +
                            "[model]\nplugin = \"fixture_wrapper\"\n[model.inner]\nplugin = \"fixture_mlp\"\nsleep_ms = -5\n",
        ":10:12: model.inner.sleep_ms: expected an integer >= 0, got -5"},
+      // Found by building the dataset once before any run: blobs have no lengths to bucket by.
+      {"bucket", base.substr(0, base.find("[sweep]")) + "bucket = 2\n" + base.substr(base.find("[sweep]")),
+       ":12:10: train.bucket: dataset 'fixture_blobs' gives no example lengths to bucket by"},
   };
   for (const auto& c : cases) {
     TempDir d("range_" + c.name);
@@ -334,4 +337,83 @@ BOOST_AUTO_TEST_CASE(results_read_back_with_h5py_and_h5dump) {
     BOOST_TEST(one.code == 0, one.output);
     BOOST_TEST(one.output.find("DATASPACE  SIMPLE { ( 3 ) / ( H5S_UNLIMITED ) }") != std::string::npos, one.output);
   }
+}
+
+// A completed run is trusted only when its file is intact and is the file of that run: a file
+// replaced by another run's, or with bytes changed, is reported by `modlab verify`, moved aside
+// (never deleted) by the next `modlab run`, and the run is done again.
+BOOST_AUTO_TEST_CASE(a_results_folder_cannot_lie) {
+  TempDir d("lie");
+  write(d.path / "fx.toml", kSweep);
+  const fs::path out = d.path / "out";
+  const std::string run = "run " + quote((d.path / "fx.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug();
+  BOOST_TEST_REQUIRE(run_modlab(run).code == 0);
+  auto v = run_modlab("verify " + quote(out.string()));
+  BOOST_TEST(v.code == 0, v.output);
+  BOOST_TEST(v.output.find("4 run files, 0 with a problem") != std::string::npos, v.output);
+  const auto rows = modlab::runner::read_sweep_index(out.string());
+  const std::string a = rows[0].run_id, b = rows[1].run_id, c = rows[2].run_id;
+  const auto runs = out / "runs";
+  fs::copy_file(runs / (b + ".h5"), runs / (a + ".h5"), fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(runs / (c + ".h5"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(runs / (c + ".h5")) / 2));
+    f.write(std::string(64, '\x5a').data(), 64);
+  }
+  v = run_modlab("verify " + quote(out.string()));
+  BOOST_TEST(v.code == 1, v.output);
+  BOOST_TEST(v.output.find(a + ".h5: it is the file of run " + b + ", not " + a) != std::string::npos, v.output);
+  BOOST_TEST(v.output.find(c + ".h5: its contents changed after it was written") != std::string::npos, v.output);
+  BOOST_TEST(v.output.find("4 run files, 2 with a problem") != std::string::npos, v.output);
+
+  auto again = run_modlab(run);
+  BOOST_TEST(again.code == 0, again.output);
+  BOOST_TEST(again.output.find("run " + a + ": its file cannot be trusted (it is the file of run " + b) != std::string::npos,
+             again.output);
+  BOOST_TEST(again.output.find("2 already completed, 2 to run") != std::string::npos, again.output);
+  std::size_t aside = 0;
+  for (const auto& e : fs::directory_iterator(runs)) aside += e.path().filename().string().find(".h5.rejected-") != std::string::npos;
+  BOOST_TEST(aside == 2u);  // kept, not deleted
+  for (const auto& [id, s] : by_id(out)) BOOST_TEST(s.status == "completed", id);
+  BOOST_TEST(run_modlab("verify " + quote(out.string())).code == 0);
+
+  // Another sweep never replaces this folder's index.
+  std::string other = kSweep;
+  other.replace(other.find("name = \"fx\""), 11, "name = \"other\"");
+  write(d.path / "other.toml", other);
+  auto refused = run_modlab("run " + quote((d.path / "other.toml").string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(refused.code == 2, refused.output);
+  BOOST_TEST(refused.output.find("holds the results of sweep 'fx', not 'other'") != std::string::npos, refused.output);
+  BOOST_TEST(modlab::runner::read_sweep_index(out.string()).size() == 4u);
+}
+
+// Two runners of one sweep on one folder split the runs (a lock per run) and leave the results a
+// lone runner leaves.
+BOOST_AUTO_TEST_CASE(two_runners_on_one_folder_share_the_work) {
+  TempDir d("two");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("plugin = \"fixture_mlp\""), 22, "plugin = \"fixture_mlp\"\nsleep_ms = 10");
+  sweep.replace(sweep.find("seeds = [0, 1]"), 14, "seeds = [0, 1, 2]");
+  write(d.path / "two.toml", sweep);
+  const fs::path out = d.path / "out", lone = d.path / "lone";
+  std::vector<pid_t> pids;
+  for (const char* log : {"a.log", "b.log"})
+    pids.push_back(start_modlab({"run", (d.path / "two.toml").string(), "--jobs", "1", "--out", out.string(),
+                                 "--plugin-path", fixture_plugins()},
+                                (d.path / log).string()));
+  for (pid_t p : pids) BOOST_TEST(wait_exit(p) == 0);
+  const std::string logs = slurp(d.path / "a.log") + slurp(d.path / "b.log");
+  std::size_t ran = 0;
+  for (std::size_t at = logs.find("completed in"); at != std::string::npos; at = logs.find("completed in", at + 1)) ++ran;
+  BOOST_TEST(ran == 6u, logs);  // every run once, by one of the two
+  BOOST_TEST(logs.find("FAILED") == std::string::npos, logs);
+  BOOST_TEST(run_modlab("run " + quote((d.path / "two.toml").string()) + " --out " + quote(lone.string()) + " " + plug()).code == 0);
+  const auto shared = by_id(out), alone = by_id(lone);
+  BOOST_TEST_REQUIRE(shared.size() == 6u);
+  for (const auto& [id, s] : alone) {
+    BOOST_TEST_REQUIRE(shared.count(id) == 1u, id);
+    BOOST_TEST(shared.at(id).status == "completed", id);
+    BOOST_TEST(shared.at(id).final_metrics.at("test_accuracy") == s.final_metrics.at("test_accuracy"), id);
+  }
+  BOOST_TEST(run_modlab("verify " + quote(out.string())).code == 0);
 }

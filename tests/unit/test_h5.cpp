@@ -24,6 +24,7 @@ using modlab::runner::kSchemaVersion;
 using modlab::runner::read_run_summary;
 using modlab::runner::RunHistory;
 using modlab::runner::RunSummary;
+using modlab::runner::run_file_checksum_problem;
 using modlab::runner::RunWriter;
 
 namespace {
@@ -340,6 +341,39 @@ BOOST_AUTO_TEST_CASE(history_mirrors_what_was_written) {
   BOOST_REQUIRE(gates.second.size() == x.gates.size());
   for (std::size_t i = 0; i < x.gates.size(); ++i) BOOST_TEST(torch::equal(gates.second[i], x.gates[i]));
   BOOST_TEST(h.notes.at("classes") == "cat,dog");
+}
+
+BOOST_AUTO_TEST_CASE(finished_files_carry_a_checksum_that_catches_any_changed_byte) {
+  TmpDir dir;
+  const std::string p = dir / "run.h5";
+  {
+    RunWriter w(p, sample_attrs(), sample_ints());
+    write_sample(w);
+    w.finish("completed");
+  }
+  BOOST_TEST(run_file_checksum_problem(p) == "");
+  { File f(p); }  // HDF5 skips the 512-byte user block the checksum lives in
+  std::ifstream in(p, std::ios::binary);
+  std::string block(512, '\0');
+  in.read(block.data(), 512);
+  BOOST_TEST(block.rfind("modlab run file checksum 1\ncrc32 ", 0) == 0u, block);
+  const auto size = fs::file_size(p);
+  auto poke = [&](std::uintmax_t at, const std::string& bytes) {
+    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  fs::copy_file(p, dir / "good.h5");
+  poke(size / 2, std::string(64, '\x5a'));  // 64 bytes anywhere after the block
+  BOOST_TEST(run_file_checksum_problem(p).find("its contents changed after it was written") == 0u,
+             run_file_checksum_problem(p));
+  fs::copy_file(dir / "good.h5", p, fs::copy_options::overwrite_existing);
+  fs::resize_file(p, size - 100);
+  BOOST_TEST(run_file_checksum_problem(p).find("(truncated or appended to)") != std::string::npos,
+             run_file_checksum_problem(p));
+  fs::copy_file(dir / "good.h5", p, fs::copy_options::overwrite_existing);
+  poke(0, std::string(16, '\0'));  // no seal: a file from before run files were sealed
+  BOOST_TEST(run_file_checksum_problem(p) == "no checksum");
 }
 
 BOOST_AUTO_TEST_CASE(partial_and_rename_semantics) {

@@ -7,6 +7,7 @@
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/verify.hpp>
 
 #include <boost/program_options.hpp>
 #include <torch/version.h>
@@ -30,7 +31,8 @@ const char* kUsage =
     "  run SWEEP.toml      expand a sweep and run it (resumes: finished runs are skipped)\n"
     "  expand SWEEP.toml   list the runs a sweep expands to, without running them\n"
     "  plugins             list loadable plugins with their config keys\n"
-    "  show DIR            print the summary table of a sweep's results\n\n"
+    "  show DIR            print the summary table of a sweep's results\n"
+    "  verify DIR          check every run file of a results folder (checksum, identity)\n\n"
     "options: --help (also after a command), --version\n\n";
 
 struct UsageError : Error {
@@ -271,6 +273,23 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
   return exit_status(ExitCode::Ok);
 }
 
+int cmd_verify(const std::vector<std::string>& args, bool help) {
+  po::options_description d(
+      "modlab verify DIR\n\nChecks every run file in DIR/runs: its bytes against the checksum written when it was\n"
+      "finished, and that it is the run its name says (run id and config); and that DIR/sweep.h5 reads.\n"
+      "Exit status 1 when a file has a problem (`modlab run` moves such files aside and reruns them).\n\noptions");
+  d.add_options()("help,h", "this help")("dir", po::value<std::string>(), "results folder");
+  po::positional_options_description pos;
+  pos.add("dir", 1);
+  auto vm = parse(args, d, pos);
+  if (help || vm.count("help")) {
+    std::cout << d;
+    return exit_status(ExitCode::Ok);
+  }
+  if (!vm.count("dir")) throw UsageError("verify: missing the results folder");
+  return exit_status(verify_folder(vm["dir"].as<std::string>(), std::cout) == 0 ? ExitCode::Ok : ExitCode::RunsFailed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -294,6 +313,7 @@ int main(int argc, char** argv) {
         if (sub == "expand") return cmd_expand(rest, true);
         if (sub == "plugins") return cmd_plugins(rest, true);
         if (sub == "show") return cmd_show(rest, true);
+        if (sub == "verify") return cmd_verify(rest, true);
       }
       std::cout << kUsage << exit_codes_help();
       return exit_status(ExitCode::Ok);
@@ -302,8 +322,9 @@ int main(int argc, char** argv) {
     if (cmd == "expand") return cmd_expand(rest, false);
     if (cmd == "plugins") return cmd_plugins(rest, false);
     if (cmd == "show") return cmd_show(rest, false);
+    if (cmd == "verify") return cmd_verify(rest, false);
     if (cmd == "_worker") return worker_main(rest);
-    throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, show)");
+    throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, show, verify)");
   } catch (const UsageError& e) {
     std::cerr << "modlab: " << e.what() << " (see modlab --help)\n";
     return exit_status(ExitCode::BadInput);

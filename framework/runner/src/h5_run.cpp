@@ -16,13 +16,16 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
 
+#include <fcntl.h>
 #include <hdf5_hl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -33,6 +36,8 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr hsize_t kRowChunk = 1024;              // rows per metrics chunk
 constexpr std::size_t kChunkBytes = 1 << 20;     // target chunk size for tensors
+constexpr hsize_t kUserBlock = 512;              // finished files: the checksum block before the HDF5 data
+constexpr const char* kSealMagic = "modlab run file checksum 1\n";
 const std::set<std::string> kRowColumns = {"epoch", "step", "phase"};
 
 // Metric names are link names in the flat metrics/ group (one xarray dimension); tensor names may
@@ -272,7 +277,10 @@ struct RunWriter::Impl {
   // the live file; the compact copy gets tensors/ by H5Ocopy).
   void create_file(const std::string& path) {
     writing = path;
-    file = h5::Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+    // The compact copy reserves a user block for its checksum (seal_run_file).
+    h5::Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose, "cannot create a file creation property list");
+    if (compact) h5::check(H5Pset_userblock(fcpl.get(), kUserBlock), "cannot reserve the run file's user block");
+    file = h5::Handle(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose,
                       "cannot create run file '" + path + "'");
     const hid_t f = file.get();
     h5::write_attr(f, "schema_version", std::int64_t{kSchemaVersion}, at("/"));
@@ -473,6 +481,65 @@ void RunWriter::set_attribute(const std::string& name, const std::string& value)
   impl_->attrs[name] = value;
 }
 
+namespace {
+
+/// CRC-32 of the bytes of `fd` from `offset` to its end, and how many there were.
+std::pair<std::uint32_t, std::uint64_t> crc_from(int fd, off_t offset, const std::string& path) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::uint64_t n = 0;
+  std::vector<unsigned char> buf(1 << 20);
+  for (;;) {
+    const ssize_t got = ::pread(fd, buf.data(), buf.size(), offset + static_cast<off_t>(n));
+    if (got < 0) throw OutputError("cannot read '" + path + "': " + std::strerror(errno));
+    if (got == 0) break;
+    crc = crc32(crc, buf.data(), static_cast<uInt>(got));
+    n += static_cast<std::uint64_t>(got);
+  }
+  return {static_cast<std::uint32_t>(crc), n};
+}
+
+struct Fd {
+  int fd;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+void seal_run_file(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDWR | O_CLOEXEC)};
+  if (f.fd < 0) throw OutputError("cannot open '" + path + "' to seal it: " + std::strerror(errno));
+  const auto [crc, size] = crc_from(f.fd, static_cast<off_t>(kUserBlock), path);
+  char block[kUserBlock] = {};
+  std::snprintf(block, sizeof block, "%scrc32 %08x\nbytes %llu\n", kSealMagic, crc, static_cast<unsigned long long>(size));
+  if (::pwrite(f.fd, block, sizeof block, 0) != static_cast<ssize_t>(sizeof block) || ::fsync(f.fd) != 0)
+    throw OutputError("cannot write the checksum of '" + path + "': " + std::strerror(errno));
+}
+
+std::string run_file_checksum_problem(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return std::string("cannot open it: ") + std::strerror(errno);
+  char block[kUserBlock + 1] = {};
+  if (::pread(f.fd, block, kUserBlock, 0) != static_cast<ssize_t>(kUserBlock) ||
+      std::strncmp(block, kSealMagic, std::strlen(kSealMagic)) != 0)
+    return "no checksum";
+  unsigned crc = 0;
+  unsigned long long bytes = 0;
+  if (std::sscanf(block + std::strlen(kSealMagic), "crc32 %8x\nbytes %llu", &crc, &bytes) != 2)
+    return "its checksum block is damaged";
+  const auto [actual, size] = crc_from(f.fd, static_cast<off_t>(kUserBlock), path);
+  if (size != bytes)
+    return "it has " + std::to_string(size) + " bytes after its checksum block, the checksum was taken over " +
+           std::to_string(bytes) + " (truncated or appended to)";
+  if (actual != crc) {
+    char hex[64];
+    std::snprintf(hex, sizeof hex, "crc32 %08x, written %08x", actual, crc);
+    return std::string("its contents changed after it was written (") + hex + ")";
+  }
+  return "";
+}
+
 void RunWriter::finish(const std::string& status, const std::string& error) {
   Impl& m = *impl_;
   m.require_open("finish");
@@ -488,6 +555,7 @@ void RunWriter::finish(const std::string& status, const std::string& error) {
   const std::string tmp = target + ".tmp";
   try {
     m.write_compact(tmp);
+    seal_run_file(tmp);
   } catch (...) {
     m.file.reset();
     ::unlink(tmp.c_str());

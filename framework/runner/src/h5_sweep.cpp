@@ -136,6 +136,14 @@ void write_sweep_index(const std::string& dir, const std::string& sweep_name, co
   }
 }
 
+std::optional<std::string> read_sweep_name(const std::string& dir) {
+  const std::string path = dir + "/sweep.h5";
+  if (!is_file(path)) return std::nullopt;
+  h5::Handle file = h5::open_read(path);
+  if (!file) return std::nullopt;
+  return h5::read_string_attr(file.get(), "sweep_name", "sweep index '" + path + "'");
+}
+
 std::vector<RunSummary> read_sweep_index(const std::string& dir, std::vector<std::string>* varied_keys) {
   const std::string path = dir + "/sweep.h5";
   const std::string at = "sweep index '" + path + "'";

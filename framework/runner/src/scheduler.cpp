@@ -2,6 +2,7 @@
 // abort or OOM kill takes down one run, not the sweep. This file decides which runs to run, hands
 // them out, records how each ended, and keeps the sweep index current; the worker protocol, the
 // pool of processes and the status line are in files of their own.
+#include "file_lock.hpp"
 #include "interrupts.hpp"
 #include "status_line.hpp"
 #include "worker_pool.hpp"
@@ -14,6 +15,7 @@
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/verify.hpp>
 
 #include <torch/torch.h>
 
@@ -25,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -125,7 +128,12 @@ RunSummary summarize(const RunSpec& r, const std::string& out_dir) {
 
 }  // namespace
 
+namespace {
+std::string index_lock_path(const std::string& out_dir) { return (fs::path(out_dir) / "sweep.h5.lock").string(); }
+}  // namespace
+
 void write_index(const Sweep& sweep, const std::string& out_dir) {
+  FileLock lock(index_lock_path(out_dir), /*wait=*/true);
   std::vector<RunSummary> rows;
   for (const auto& r : sweep.runs) rows.push_back(summarize(r, out_dir));
   write_sweep_index(out_dir, sweep.name, sweep.file, sweep.text, sweep.varied_keys, rows);
@@ -172,6 +180,7 @@ class SweepRun {
   void plan() {
     for (const auto& r : sweep_.runs) {
       row_of_[r.run_id] = index_.size();
+      reject_if_untrusted(r);
       index_.push_back(summarize(r, out_));
       if (r.index % o_.shard_count != o_.shard_index) continue;
       ++in_shard_;
@@ -184,6 +193,47 @@ class SweepRun {
     int total_threads = o_.threads > 0 ? o_.threads : default_threads();
     int nworkers = std::max(1, std::min<int>(o_.jobs, static_cast<int>(todo_.size())));
     per_run_threads_ = std::max(1, total_threads / nworkers);
+  }
+
+  // A run file that fails its checksum or belongs to another run is moved aside, so the run is
+  // done again; the user is told which file and why.
+  void reject_if_untrusted(const RunSpec& r) {
+    const std::string h5 = RunPaths::of(out_, r.run_id).h5;
+    std::error_code ec;
+    if (!fs::exists(h5, ec)) return;
+    const std::string problem = run_file_problem(h5, r.run_id);
+    if (problem.empty()) return;
+    std::string aside;
+    try {
+      aside = move_aside(h5);
+    } catch (const OutputError&) {
+      if (!fs::exists(h5, ec)) return;  // another runner of this folder moved it first
+      throw;
+    }
+    status_.print("run " + r.run_id + ": its file cannot be trusted (" + problem + "); moved to " + aside +
+                  ", the run is done again");
+  }
+
+  // The next run of todo_ this runner takes: one that no other runner holds (its lock) and that
+  // none completed since plan(); nullptr when none is left.
+  const RunSpec* next_run() {
+    while (next_ < todo_.size()) {
+      const RunSpec& r = *todo_[next_++];
+      FileLock lock((fs::path(out_) / "runs" / (r.run_id + ".lock")).string(), /*wait=*/false);
+      if (!lock.held()) {
+        ++elsewhere_;
+        continue;
+      }
+      const auto done = read_run_summary(RunPaths::of(out_, r.run_id).h5);
+      if (done && done->status == "completed" && run_file_problem(RunPaths::of(out_, r.run_id).h5, r.run_id).empty()) {
+        ++elsewhere_;
+        index_[row_of_.at(r.run_id)] = summarize(r, out_);
+        continue;
+      }
+      locks_.emplace(r.run_id, std::move(lock));
+      return &r;
+    }
+    return nullptr;
   }
 
   void announce() const {
@@ -224,19 +274,17 @@ class SweepRun {
   // Idle workers get the next runs, then new workers up to --jobs; idle workers are closed when
   // nothing is left.
   void hand_out(WorkerPool& pool) {
-    bool more = !interrupts::stop_requested() && next_ < todo_.size();
+    const bool stopping = interrupts::stop_requested();
     for (auto& [pid, w] : pool.workers()) {
       if (w.run || w.command_fd < 0) continue;
-      if (more) {
-        assign(pool, w, *todo_[next_++]);
-        more = next_ < todo_.size();
-      } else {
-        pool.close_input(w);
-      }
+      const RunSpec* r = stopping ? nullptr : next_run();
+      if (r) assign(pool, w, *r);
+      else pool.close_input(w);
     }
-    while (more && static_cast<int>(pool.size()) < o_.jobs) {
-      assign(pool, pool.spawn(), *todo_[next_++]);
-      more = next_ < todo_.size();
+    while (!stopping && static_cast<int>(pool.size()) < o_.jobs) {
+      const RunSpec* r = next_run();
+      if (!r) break;
+      assign(pool, pool.spawn(), *r);
     }
   }
 
@@ -287,12 +335,22 @@ class SweepRun {
       RunPaths p = RunPaths::of(out_, r.run_id);
       status_.print(line + " FAILED: " + failure_reason(r, code) + " (log: " + p.log + ")");
     }
+    locks_.erase(r.run_id);
     try {
       index_[row_of_.at(r.run_id)] = summarize(r, out_);
-      write_sweep_index(out_, sweep_.name, sweep_.file, sweep_.text, sweep_.varied_keys, index_);
+      update_index();
     } catch (const std::exception& e) {
       status_.print(std::string("warning: could not update sweep.h5: ") + e.what());
     }
+  }
+
+  // Rewrites sweep.h5 under its lock. Rows not completed in memory are read again from disk,
+  // since another runner of this folder may have finished them (a stat or two per row).
+  void update_index() {
+    FileLock lock(index_lock_path(out_), /*wait=*/true);
+    for (std::size_t i = 0; i < index_.size(); ++i)
+      if (index_[i].status != "completed") index_[i] = summarize(sweep_.runs[i], out_);
+    write_sweep_index(out_, sweep_.name, sweep_.file, sweep_.text, sweep_.varied_keys, index_);
   }
 
   std::string headline_metric(const RunSpec& r) const {
@@ -336,6 +394,8 @@ class SweepRun {
     std::cerr << "done in " << hms(elapsed) << ": " << (done_ - failed_ - interrupted_) << " completed, " << failed_
               << " failed, " << interrupted_ << " interrupted, " << skipped_ << " skipped. Results: " << out_
               << "/sweep.h5 (modlab show " << out_ << ")\n";
+    if (elsewhere_ > 0)
+      std::cerr << elsewhere_ << " run(s) were left to another runner of this folder, which held or had completed them\n";
   }
 
   const Sweep& sweep_;
@@ -345,7 +405,8 @@ class SweepRun {
   std::vector<RunSummary> index_;
   std::map<std::string, std::size_t> row_of_;
   std::vector<const RunSpec*> todo_;
-  std::size_t skipped_ = 0, in_shard_ = 0, next_ = 0, done_ = 0, failed_ = 0, interrupted_ = 0;
+  std::size_t skipped_ = 0, in_shard_ = 0, next_ = 0, done_ = 0, failed_ = 0, interrupted_ = 0, elsewhere_ = 0;
+  std::map<std::string, FileLock> locks_;  ///< run id → its lock, while this runner runs it
   int per_run_threads_ = 1;
   bool killed_ = false, told_ = false;
   std::chrono::steady_clock::time_point t0_;
@@ -353,36 +414,82 @@ class SweepRun {
 
 }  // namespace
 
+namespace {
+
+/// The `[train]` or phase table that asks for length bucketing (bucket > 0), if any.
+std::optional<Config> bucket_table(const Config& root) {
+  const Config train = root.sub("train");
+  if (train.get_or<std::int64_t>("bucket", 0) > 0) return train;
+  if (!train.has("phases")) return std::nullopt;
+  const Config phases = train.sub("phases");
+  for (const auto& name : phases.keys())
+    if (phases.sub(name).get_or<std::int64_t>("bucket", 0) > 0) return phases.sub(name);
+  return std::nullopt;
+}
+
+/// What preflight learns from building a dataset once.
+struct BuiltDataset {
+  DatasetSpec spec;
+  bool has_lengths = false;  ///< its first split answers Split::lengths
+};
+
+BuiltDataset build_once(const Sweep& sweep, const RunSpec& r, const Registry& registry, const SweepOptions& o,
+                        const Config& data) {
+  HostOptions h;
+  h.seed = static_cast<std::uint64_t>(r.seed);
+  h.threads = o.threads > 0 ? o.threads : default_threads();
+  h.sweep_dir = sweep.dir;
+  h.results_dir = o.out_dir;
+  h.run_dir = o.out_dir;
+  h.logger = [](const std::string&) {};
+  RunHost host(registry, h);
+  const auto ds = host.create_dataset(data.get<std::string>("plugin"), data);
+  BuiltDataset b{ds->spec(), false};
+  const auto first = ds->split(b.spec.splits.at(0));
+  b.has_lengths = first->lengths(torch::zeros({first->size() > 0 ? 1 : 0}, torch::kLong)).defined();
+  return b;
+}
+
+}  // namespace
+
 void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
-  std::map<std::string, DatasetSpec> specs;  // canonical [dataset] text → its spec
+  std::map<std::string, BuiltDataset> built;  // canonical [dataset] text → what it gave
   for (const auto& r : sweep.runs) {
     const Config root(r.config, "");
     const Config model = root.sub("model"), data = root.sub("dataset");
     const auto& entry = registry.model(model.get<std::string>("plugin"));
-    if (!entry.check) continue;
+    const auto bucket = bucket_table(root);
+    if (!entry.check && !bucket) continue;
     const std::string key = canonical_text(data.value());
-    auto it = specs.find(key);
-    if (it == specs.end()) {
-      HostOptions h;
-      h.seed = static_cast<std::uint64_t>(r.seed);
-      h.threads = o.threads > 0 ? o.threads : default_threads();
-      h.sweep_dir = sweep.dir;
-      h.results_dir = o.out_dir;
-      h.run_dir = o.out_dir;
-      h.logger = [](const std::string&) {};
-      RunHost host(registry, h);
+    auto it = built.find(key);
+    if (it == built.end()) {
       try {
-        it = specs.emplace(key, host.create_dataset(data.get<std::string>("plugin"), data)->spec()).first;
+        it = built.emplace(key, build_once(sweep, r, registry, o, data)).first;
       } catch (const DataError&) {
         continue;  // data missing: every run of it reports that itself
       }
     }
-    entry.check(model, it->second);
+    if (entry.check) entry.check(model, it->second.spec);
+    if (bucket && !it->second.has_lengths)
+      bucket->fail("bucket", "dataset '" + it->second.spec.name +
+                                 "' gives no example lengths to bucket by (it is not a sequence dataset); set it to 0");
   }
 }
 
+namespace {
+/// A results folder holds one sweep: its index is never replaced by another sweep's.
+void check_folder_belongs_to(const Sweep& sweep, const std::string& out_dir) {
+  const auto held = read_sweep_name(out_dir);
+  if (held && *held != sweep.name)
+    throw OutputError("output folder " + out_dir + " holds the results of sweep '" + *held + "', not '" + sweep.name +
+                      "': give this sweep its own --out (a folder keeps one sweep; rerunning the same sweep, even "
+                      "edited, resumes it there)");
+}
+}  // namespace
+
 int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
   preflight(sweep, registry, o);
+  check_folder_belongs_to(sweep, o.out_dir);
   check_model_datasets(sweep, registry, o);
   fs::create_directories(fs::path(o.out_dir) / "runs");
   return SweepRun(sweep, o).run();

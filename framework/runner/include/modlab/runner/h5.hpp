@@ -75,6 +75,14 @@ class RunWriter : public Recorder {
   std::unique_ptr<Impl> impl_;
 };
 
+/// Writes the checksum of a finished run file into its 512-byte HDF5 user block (which HDF5 tools
+/// skip): the text "modlab run file checksum 1", the CRC-32 of every byte after the block and their
+/// count. RunWriter::finish seals every file it writes. OutputError when the file cannot be written.
+void seal_run_file(const std::string& path);
+/// "" when the file's bytes still match its seal; "no checksum" when it has none (written before
+/// run files were sealed); otherwise what is wrong (truncated, changed, unreadable).
+std::string run_file_checksum_problem(const std::string& path);
+
 /// What `sweep.h5` and `modlab show` list for a run.
 struct RunSummary {
   std::string run_id;
@@ -111,6 +119,9 @@ std::vector<RunTable> read_run_tables(const std::string& path);
 void write_sweep_index(const std::string& dir, const std::string& sweep_name, const std::string& sweep_file,
                        const std::string& sweep_text, const std::vector<std::string>& varied_keys,
                        const std::vector<RunSummary>& runs);
+
+/// The `sweep_name` attribute of `<dir>/sweep.h5`; nullopt when there is no readable index.
+std::optional<std::string> read_sweep_name(const std::string& dir);
 
 /// Reads the summary table of `<dir>/sweep.h5` back (for `modlab show`); NaN metric cells are left
 /// out of `final_metrics`. Throws OutputError if the index is missing or unreadable.
