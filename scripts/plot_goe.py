@@ -14,7 +14,6 @@ runs' cost tables. Figures:
     /usr/bin/python3 scripts/plot_goe.py results/goe_rotated_mnist --figures docs/results/goe \\
         --doc docs/results/goe.md --with-header
 """
-import datetime
 import os
 from collections import defaultdict
 
@@ -25,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sweep_summary import completed_runs, duration, results_page, text  # noqa: E402
+from sweep_summary import completed_runs, duration, results_page, text, wall  # noqa: E402
 
 HEADER = """# goe: graph of experts on Rotated MNIST
 
@@ -295,15 +294,6 @@ def latent_routing_findings(runs):
     out.append(f"- The router's own inference cost, counted here: {int(rm):,} MACs per sample (encoder, codebook "
                f"search, k-means), {rm / 30000:.0f}× the +30,000 the reference's figure adds to the latent curve.")
     return out
-
-
-def wall(runs):
-    starts = sorted(r["start"] for r in runs if r["start"])
-    ends = sorted(r["end"] for r in runs if r["end"])
-    if not starts or not ends:
-        return "?", "?", "?"
-    t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-    return starts[0], ends[-1], duration((t(ends[-1]) - t(starts[0])).total_seconds())
 
 
 def section(name, runs, figures, doc_dir):

@@ -53,6 +53,19 @@ def completed_runs(folder, read_run):
     return name, runs
 
 
+def wall(runs):
+    """(first start, last end, span as text) of runs carrying "start" and "end" (ISO times of the
+    run files' start_time / end_time attributes)."""
+    import datetime
+
+    starts = sorted(r["start"] for r in runs if r.get("start"))
+    ends = sorted(r["end"] for r in runs if r.get("end"))
+    if not starts or not ends:
+        return "?", "?", "?"
+    t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return starts[0], ends[-1], duration((t(ends[-1]) - t(starts[0])).total_seconds())
+
+
 def duration(seconds):
     """Seconds as "42 s", "3.5 min" or "2.1 h"."""
     if seconds < 120:
