@@ -83,6 +83,10 @@ BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
   BOOST_TEST(r.output.find("dataset fixture_blobs") != std::string::npos, r.output);
   BOOST_TEST(r.output.find("sleep_ms") != std::string::npos, r.output);
   BOOST_TEST(r.output.find("trainer [train]") != std::string::npos, r.output);
+  // one plugin named by its file
+  auto one = run_modlab("plugins fixture_mlp --plugin-path " + quote(fixture_plugins() + "/fixture_basic.so"));
+  BOOST_TEST(one.code == 0, one.output);
+  BOOST_TEST(one.output.find("model fixture_mlp") != std::string::npos, one.output);
 }
 
 BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
@@ -140,7 +144,7 @@ BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
   TempDir d("crash");
   std::string sweep = kSweep;
   sweep.replace(sweep.find("grid = {"), std::string::npos,
-                "grid = { \"model.fail\" = [\"\", \"segv\", \"abort\", \"throw\"] }\n");
+                "grid = { \"model.fail\" = [\"\", \"segv\", \"abort\", \"throw\", \"torch\"] }\n");
   write(d.path / "crash.toml", sweep);
   fs::path out = d.path / "out";
   auto r = run_modlab("run " + quote((d.path / "crash.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
@@ -156,12 +160,20 @@ BOOST_AUTO_TEST_CASE(a_crashing_run_does_not_take_the_sweep_down) {
   BOOST_TEST(status_by_fail.at("\"abort\"").find("SIGABRT") != std::string::npos, status_by_fail.at("\"abort\""));
   BOOST_TEST(status_by_fail.at("\"throw\"").find("fixture model failed on purpose") != std::string::npos,
              status_by_fail.at("\"throw\""));
+  // LibTorch's own error: one line in the index, the backtrace only in the run log
+  const std::string torch_error = status_by_fail.at("\"torch\"");
+  BOOST_TEST(torch_error.find("mat1 and mat2 shapes cannot be multiplied") != std::string::npos, torch_error);
+  BOOST_TEST(torch_error.find('\n') == std::string::npos, torch_error);
+  BOOST_TEST(torch_error.find("the whole message is in the run log") != std::string::npos, torch_error);
+  for (auto& s : modlab::runner::read_sweep_index(out.string()))
+    if (s.params.at("model.fail") == "\"torch\"")
+      BOOST_TEST(slurp(out / "runs" / (s.run_id + ".log")).find("Exception raised from") != std::string::npos);
   BOOST_TEST(r.output.find("FAILED") != std::string::npos);
 
   // rerunning retries only the failed ones (they fail again, the completed one is skipped)
   auto again = run_modlab("run " + quote((d.path / "crash.toml").string()) + " --out " + quote(out.string()) + " " + plug());
   BOOST_TEST(again.code == 1);
-  BOOST_TEST(again.output.find("1 already completed, 3 to run") != std::string::npos, again.output);
+  BOOST_TEST(again.output.find("1 already completed, 4 to run") != std::string::npos, again.output);
 }
 
 BOOST_AUTO_TEST_CASE(a_non_finite_loss_fails_its_run_with_one_line_naming_step_and_term_exit_1) {
@@ -292,7 +304,7 @@ BOOST_AUTO_TEST_CASE(out_of_range_value_in_one_run_stops_the_sweep_before_it_sta
   };
   const std::vector<Case> cases = {
       {"grid_lr", base.substr(0, base.find("[sweep]")) + "[sweep]\ngrid = { \"train.lr\" = [0.01, 0.0] }\n",
-       ":13:30: train.lr: expected a finite number > 0, got 0.0"},
+       ":13:30: train.lr: expected a finite number in (0, 1000], got 0.0"},
       {"model_hidden", base.substr(0, base.find("[model]")) + "[model]\nplugin = \"fixture_mlp\"\nhidden = 0\n[train]\n",
        ":8:10: model.hidden: expected an integer >= 1, got 0"},
       {"nested_model", base.substr(0, base.find("[model]")) +

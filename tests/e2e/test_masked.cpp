@@ -18,8 +18,10 @@ namespace {
 std::string small_tuple(const std::string& name, const std::string& model) {
   return "[run]\nname = \"" + name + "\"\n[dataset]\nplugin = \"tuple_rnn\"\ntrain_size = 3000\nvalid_size = 500\n"
          "test_size = 500\n" + model +
-         "[train]\nbatch_size = 64\nepochs = 2\nsteps_per_epoch = 20\neval_splits = [\"valid\"]\n"
-         "[train.phases.mask]\nlr = 0.01\nepochs = 1\nsteps_per_epoch = 20\n[sweep]\nseeds = [0]\n";
+         "[train]\nbatch_size = 64\nepochs = 2\nsteps_per_epoch = 20\neval_splits = [\"valid\"]\n" +
+         // the mask phase exists only when the analyzer wraps the model: a plain model has no such phase
+         (model.find("masked_analyzer") != std::string::npos ? "[train.phases.mask]\nlr = 0.01\nepochs = 1\nsteps_per_epoch = 20\n" : "") +
+         "[sweep]\nseeds = [0]\n";
 }
 
 const std::string kFnn = "plugin = \"mask_fnn\"\nlayer_sizes = [32]\nrun_per_subtask = true\n";
@@ -69,12 +71,14 @@ BOOST_AUTO_TEST_CASE(an_earlier_run_is_analysed_and_another_architecture_is_refu
                                "print(sorted(set(n[c] for c in m['phase'][()])))") +
                          " " + quote((d.path / "b_out" / b[0].file).string()));
   BOOST_TEST(phases.output.find("['mask_full', 'mask_pair1', 'mask_pair2']") != std::string::npos, phases.output);
+  // weights of another architecture: refused before the run starts (the model is built once to
+  // check its phase table), naming the model table and the parameters that do not fit
   r = run_modlab("run " + quote((d.path / "c.toml").string()) + " --out " + quote((d.path / "c_out").string()));
-  BOOST_TEST(r.code == 1, r.output);
-  const auto c = modlab::runner::read_sweep_index((d.path / "c_out").string());
-  BOOST_TEST_REQUIRE(c.size() == 1u);
-  BOOST_TEST(c[0].status == "failed");
-  BOOST_TEST(c[0].error.find("layers0.weight") != std::string::npos, c[0].error);
+  BOOST_TEST(r.code == 2, r.output);
+  BOOST_TEST(r.output.find("c.toml:") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("model.inner_weights: run 'a_out/same-seed'") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("layers0.weight") != std::string::npos, r.output);
+  BOOST_TEST(!fs::exists(d.path / "c_out"));
 }
 
 BOOST_AUTO_TEST_CASE(bad_analyzer_values_stop_the_sweep_before_it_starts) {

@@ -248,7 +248,7 @@ BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
                  std::string::npos,
              m);
   m = err(base + "[train.phases.finetune]\nlr = 0\n");
-  BOOST_TEST(m.find("v.toml:14:6: train.phases.finetune.lr: expected a finite number > 0, got 0") != std::string::npos, m);
+  BOOST_TEST(m.find("v.toml:14:6: train.phases.finetune.lr: expected a finite number in (0, 1000], got 0") != std::string::npos, m);
   m = err("[model]\nplugin = \"fixture_mlp\"\n");
   BOOST_TEST(m.find("dataset.plugin: required key is missing") != std::string::npos, m);
 }

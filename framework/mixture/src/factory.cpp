@@ -71,4 +71,23 @@ torch::Tensor network_input(const std::string& kind, const torch::Tensor& inputs
   return inputs.reshape(sizes).to(torch::kFloat);
 }
 
+namespace {
+double count(const torch::nn::Module& m) {
+  double n = 0;
+  for (const auto& p : m.parameters()) n += static_cast<double>(p.numel());
+  return n;
+}
+}  // namespace
+
+double mixture_parameters(const std::string& model, const std::string& expert, const std::vector<std::int64_t>& expert_hidden,
+                          const std::string& gate, const std::vector<std::int64_t>& gate_hidden, std::int64_t members,
+                          const DatasetSpec& spec) {
+  const double e1 = count(*make_experts(model, expert, 1, expert_hidden, spec));
+  const double e2 = count(*make_experts(model, expert, 2, expert_hidden, spec));
+  const double g1 = count(*make_gate(model, gate, gate_hidden, 1, spec));
+  const double g2 = count(*make_gate(model, gate, gate_hidden, 2, spec));
+  const double m = static_cast<double>(members);
+  return e1 + (m - 1) * (e2 - e1) + g1 + (m - 1) * (g2 - g1);
+}
+
 }  // namespace modlab::mixture

@@ -13,6 +13,7 @@
 #include <torch/version.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -51,8 +52,26 @@ po::variables_map parse(const std::vector<std::string>& args, po::options_descri
   return vm;
 }
 
+/// Every entry named on the command line or in MODLAB_PLUGIN_PATH must be a folder of plugins or
+/// a plugin's .so file.
+void check_plugin_folders(const std::vector<std::string>& plugin_path) {
+  auto check = [](const std::string& dir, const std::string& from) {
+    std::error_code ec;
+    if (fs::is_directory(dir, ec) || (fs::is_regular_file(dir, ec) && fs::path(dir).extension() == ".so")) return;
+    throw UsageError(from + " " + dir + ": " +
+                     (fs::exists(dir, ec) ? "is neither a folder nor a plugin's .so file" : "no such folder or file"));
+  };
+  for (const auto& d : plugin_path) check(d, "--plugin-path");
+  if (const char* env = std::getenv("MODLAB_PLUGIN_PATH")) {
+    std::istringstream in(env);
+    for (std::string d; std::getline(in, d, ':');)
+      if (!d.empty()) check(d, "MODLAB_PLUGIN_PATH entry");
+  }
+}
+
 Registry& load_registry(const std::vector<std::string>& plugin_path) {
   static Registry registry;
+  check_plugin_folders(plugin_path);
   registry.load_directories(plugin_search_path(plugin_path));
   return registry;
 }
@@ -77,7 +96,7 @@ std::string table(const std::vector<std::string>& header, const std::vector<std:
 
 void add_sweep_options(po::options_description& d) {
   d.add_options()("set", po::value<std::vector<std::string>>()->composing(), "override a config key: --set train.lr=0.01 (repeatable)")(
-      "plugin-path", po::value<std::vector<std::string>>()->composing(), "extra folder to load plugins from (repeatable)");
+      "plugin-path", po::value<std::vector<std::string>>()->composing(), "extra folder of plugins, or one plugin's .so file (repeatable)");
 }
 
 std::vector<std::string> strings(const po::variables_map& vm, const char* k) {
@@ -135,6 +154,7 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
     return exit_status(ExitCode::Ok);
   }
   if (!vm.count("sweep")) throw UsageError("run: missing the sweep file");
+  if (vm.count("out") && o.out_dir.empty()) throw UsageError("--out: expected a folder, found an empty path");
   o.verbose = vm.count("verbose") > 0;
   o.plugin_path = strings(vm, "plugin-path");
   if (!shard.empty()) parse_shard(shard, o);
@@ -143,6 +163,7 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
   auto& reg = load_registry(o.plugin_path);
   if (vm.count("dry-run")) {
     preflight(s, reg, o);
+    check_model_datasets(s, reg, o);
     std::cout << format_expansion(s) << s.runs.size() << " runs -> " << o.out_dir << "\n";
     return exit_status(ExitCode::Ok);
   }
@@ -330,6 +351,10 @@ int main(int argc, char** argv) {
     return exit_status(ExitCode::BadInput);
   } catch (const Error& e) {
     std::cerr << "modlab: error: " << e.what() << "\n";
+    return exit_status(ExitCode::BadInput);
+  } catch (const fs::filesystem_error& e) {
+    // e.g. a results folder that cannot be made: the path and the system's reason
+    std::cerr << "modlab: error: " << e.path1().string() << ": " << e.code().message() << "\n";
     return exit_status(ExitCode::BadInput);
   } catch (const std::exception& e) {
     std::cerr << "modlab: internal error: " << e.what() << "\n";

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 namespace fs = std::filesystem;
@@ -54,7 +55,13 @@ void Registry::load_file(const std::string& path) {
   boost::dll::shared_library lib;
   boost::system::error_code lec;
   lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, lec);
-  if (lec) throw PluginLoadError(path + ": cannot load: " + lec.message());
+  if (lec) {
+    char magic[4] = {};
+    std::ifstream(path, std::ios::binary).read(magic, 4);
+    if (std::string(magic, 4) != "\x7f" "ELF")
+      throw PluginLoadError(path + ": not a shared library (a plugin folder holds only modlab plugins)");
+    throw PluginLoadError(path + ": cannot load: " + lec.message());
+  }
   if (!lib.has(kEntrySymbol))
     throw PluginLoadError(path + ": no entry symbol '" + std::string(kEntrySymbol) +
                           "' (not a modlab plugin; declare it with MODLAB_PLUGIN)");
@@ -105,6 +112,10 @@ void Registry::load_file(const std::string& path) {
 void Registry::load_directories(const std::vector<std::string>& dirs) {
   for (const auto& d : dirs) {
     std::error_code ec;
+    if (fs::is_regular_file(d, ec) && fs::path(d).extension() == ".so") {
+      load_file(d);  // one plugin named by its file
+      continue;
+    }
     if (!fs::is_directory(d, ec)) continue;
     std::vector<std::string> files;
     for (const auto& e : fs::directory_iterator(d, ec))

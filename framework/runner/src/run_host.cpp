@@ -144,6 +144,18 @@ class LockedSharedFile : public SharedFile {
   int fd_ = -1;
 };
 
+/// What share() gives a model built only to be inspected: never ready, never written.
+class InspectedSharedFile : public SharedFile {
+ public:
+  explicit InspectedSharedFile(std::string name) : name_(std::move(name)) {}
+  bool ready() const override { return false; }
+  std::string path() const override { return "/dev/null"; }
+  void publish() override { throw ArgumentError("SharedFile::publish: '" + name_ + "' belongs to a model built for preflight"); }
+
+ private:
+  std::string name_;
+};
+
 /// Canonical text of the value at dotted `key` of `root`, or "<absent>".
 std::string value_text(const Value* root, const std::string& key) {
   const Value* v = root;
@@ -167,6 +179,7 @@ std::unique_ptr<SharedFile> RunHost::share(const std::string& name, const std::v
   for (char ch : name)
     if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-')
       throw ArgumentError("Host::share: name '" + name + "' may hold only letters, digits, '_' and '-'");
+  if (options_.inspect_only) return std::make_unique<InspectedSharedFile>(name);
   std::string identity = name + "\nseed = " + std::to_string(options_.seed) + "\n";
   for (const auto& k : config_keys) identity += "[" + k + "]\n" + value_text(options_.config.get(), k) + "\n";
   identity += "[extra]\n" + extra;

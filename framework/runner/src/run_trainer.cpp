@@ -122,11 +122,12 @@ HostOptions seeded_host_options(const RunRequest& req, const RunPaths& paths) {
 }
 
 // c10 errors carry a long backtrace after the first line; a run's recorded error is one line.
+/// A run's `error`: one line. LibTorch's messages go on with a backtrace ("Exception raised
+/// from ..."), some plugins' with detail: those stay in the run log.
 std::string first_line_of(const std::exception& e) {
-  std::string msg = e.what();
-  auto nl = msg.find("\nException raised from");
-  if (nl != std::string::npos) msg = msg.substr(0, nl);
-  return msg;
+  const std::string msg = e.what();
+  const auto nl = msg.find('\n');
+  return nl == std::string::npos ? msg : msg.substr(0, nl) + " (the whole message is in the run log)";
 }
 
 class RunTrainer {
@@ -157,6 +158,7 @@ class RunTrainer {
       if (writer_) writer_->finish("interrupted", "interrupted by the user");
       return RunOutcome{RunStatus::Interrupted, "interrupted"};
     } catch (const std::exception& e) {
+      if (std::string(e.what()).find('\n') != std::string::npos) log(std::string("error: ") + e.what());
       return fail(first_line_of(e));
     }
   }

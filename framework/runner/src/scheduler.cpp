@@ -11,13 +11,11 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/h5.hpp>
-#include <modlab/runner/run_host.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 #include <modlab/runner/verify.hpp>
 
-#include <torch/torch.h>
 
 #include <unistd.h>
 
@@ -27,7 +25,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -78,29 +75,6 @@ std::string last_lines(const std::string& path, std::size_t n) {
 int default_threads() {
   unsigned n = std::thread::hardware_concurrency();
   return n ? static_cast<int>(n) : 1;
-}
-
-void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
-  for (const auto& r : sweep.runs)
-    validate_run_config(*r.config, registry, "run #" + std::to_string(r.index) + " (" + r.run_id + ")");
-  if (o.jobs < 1) throw ConfigError("--jobs: expected a positive number, found " + std::to_string(o.jobs));
-  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
-    throw ConfigError("--shard: expected i/n with 0 <= i < n");
-  std::error_code ec;
-  fs::path out(o.out_dir);
-  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw OutputError("output path " + o.out_dir + " exists and is not a folder");
-  for (fs::path p = out.parent_path(); !p.empty(); p = p.parent_path()) {
-    if (fs::exists(p, ec)) {
-      if (!fs::is_directory(p, ec)) throw OutputError("output path " + o.out_dir + ": " + p.string() + " is a file");
-      break;
-    }
-    if (p == p.parent_path()) break;
-  }
-  if (fs::exists(out / "runs", ec) && !fs::is_directory(out / "runs", ec))
-    throw OutputError("output path " + (out / "runs").string() + " exists and is not a folder");
-  if (o.device.rfind("cuda", 0) == 0 && !torch::cuda::is_available())
-    throw ConfigError("--device " + o.device + ": CUDA is not available in this build or on this machine");
 }
 
 namespace {
@@ -413,68 +387,6 @@ class SweepRun {
 };
 
 }  // namespace
-
-namespace {
-
-/// The `[train]` or phase table that asks for length bucketing (bucket > 0), if any.
-std::optional<Config> bucket_table(const Config& root) {
-  const Config train = root.sub("train");
-  if (train.get_or<std::int64_t>("bucket", 0) > 0) return train;
-  if (!train.has("phases")) return std::nullopt;
-  const Config phases = train.sub("phases");
-  for (const auto& name : phases.keys())
-    if (phases.sub(name).get_or<std::int64_t>("bucket", 0) > 0) return phases.sub(name);
-  return std::nullopt;
-}
-
-/// What preflight learns from building a dataset once.
-struct BuiltDataset {
-  DatasetSpec spec;
-  bool has_lengths = false;  ///< its first split answers Split::lengths
-};
-
-BuiltDataset build_once(const Sweep& sweep, const RunSpec& r, const Registry& registry, const SweepOptions& o,
-                        const Config& data) {
-  HostOptions h;
-  h.seed = static_cast<std::uint64_t>(r.seed);
-  h.threads = o.threads > 0 ? o.threads : default_threads();
-  h.sweep_dir = sweep.dir;
-  h.results_dir = o.out_dir;
-  h.run_dir = o.out_dir;
-  h.logger = [](const std::string&) {};
-  RunHost host(registry, h);
-  const auto ds = host.create_dataset(data.get<std::string>("plugin"), data);
-  BuiltDataset b{ds->spec(), false};
-  const auto first = ds->split(b.spec.splits.at(0));
-  b.has_lengths = first->lengths(torch::zeros({first->size() > 0 ? 1 : 0}, torch::kLong)).defined();
-  return b;
-}
-
-}  // namespace
-
-void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
-  std::map<std::string, BuiltDataset> built;  // canonical [dataset] text → what it gave
-  for (const auto& r : sweep.runs) {
-    const Config root(r.config, "");
-    const Config model = root.sub("model"), data = root.sub("dataset");
-    const auto& entry = registry.model(model.get<std::string>("plugin"));
-    const auto bucket = bucket_table(root);
-    if (!entry.check && !bucket) continue;
-    const std::string key = canonical_text(data.value());
-    auto it = built.find(key);
-    if (it == built.end()) {
-      try {
-        it = built.emplace(key, build_once(sweep, r, registry, o, data)).first;
-      } catch (const DataError&) {
-        continue;  // data missing: every run of it reports that itself
-      }
-    }
-    if (entry.check) entry.check(model, it->second.spec);
-    if (bucket && !it->second.has_lengths)
-      bucket->fail("bucket", "dataset '" + it->second.spec.name +
-                                 "' gives no example lengths to bucket by (it is not a sequence dataset); set it to 0");
-  }
-}
 
 namespace {
 /// A results folder holds one sweep: its index is never replaced by another sweep's.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <modlab/errors.hpp>
 #include <modlab/runner/sweep.hpp>
@@ -65,6 +66,9 @@ Value convert(const toml::node& n, const Origin& o, const std::string& path) {
 }
 
 std::string read_text(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw ConfigError("cannot read sweep file '" + path + "': it is a folder, not a sweep file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError("cannot read sweep file '" + path + "': " + std::strerror(errno));
   std::ostringstream os;

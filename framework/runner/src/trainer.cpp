@@ -32,7 +32,7 @@ const Options<TrainOptions>& train_options() {
           .key("bucket", &T::bucket, "0: off; N: sort each window of N batches by example length, then shuffle the batches")
           .at_least(0)
           .key("optimizer", &T::optimizer, "optimizer").choices({"adam", "adamw", "sgd", "rmsprop"})
-          .key("lr", &T::lr, "learning rate").greater_than(0).finite()
+          .key("lr", &T::lr, "learning rate (at most 1000: larger ones only overflow)").greater_than(0).at_most(1e3).finite()
           .key("momentum", &T::momentum, "momentum (sgd, rmsprop)").at_least(0).less_than(1)
           .key("nesterov", &T::nesterov, "Nesterov momentum (sgd)")
           .key("amsgrad", &T::amsgrad, "AMSGrad variant (adam, adamw)")
@@ -52,7 +52,7 @@ const Options<TrainOptions>& train_options() {
           .key("eval_splits", &T::eval_splits, "splits to evaluate (default: all)")
           .key("train_split", &T::train_split, "split to train on (default: the dataset's first)")
           .key("lr_groups", &T::lr_groups, "learning rate per named parameter group, e.g. {routing = 0.1}")
-          .greater_than(0).finite()
+          .greater_than(0).at_most(1e3).finite()
           .key("checkpoint_every", &T::checkpoint_every, "epochs between checkpoints (0 = never)").at_least(0);
   return o;
 }
@@ -165,7 +165,11 @@ void validate_run_config(const Value& config, const Registry& registry, const st
   }
   Config run = c.sub("run");
   validate_keys(run, run_keys());
-  run_options().parse(run);
+  const RunSettings settings = run_options().parse(run);
+  // The name is the default results folder, results/<name>: one plain folder name.
+  const std::string& name = settings.name;
+  if (run.has("name") && (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos))
+    run.fail("name", "expected a folder name for results/<name> (not empty, no '/', not '.' or '..'), found '" + name + "'");
   Config train = c.sub("train");
   validate_keys(train, train_keys());
   parse_train_options(train);

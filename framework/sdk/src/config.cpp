@@ -268,7 +268,8 @@ void Config::check_choice(const std::string& key, const std::string& value,
     if (c == value) return;
     list += (list.empty() ? "\"" : ", \"") + c + "\"";
   }
-  fail(key, "expected one of " + list + ", got \"" + value + "\"");
+  const std::string near = closest_match(value, choices);
+  fail(key, "expected one of " + list + ", got \"" + value + "\"" + (near.empty() ? "" : " (did you mean '" + near + "'?)"));
 }
 
 std::string Config::get_choice(const std::string& key, const std::string& fallback,

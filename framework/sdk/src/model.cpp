@@ -1,11 +1,16 @@
 // The defaults of `Model`, so that a plain classifier implements only `forward`: the loss by task
 // and output kind, the one-phase training step, one parameter group, accuracy.
+#include <modlab/config.hpp>
 #include <modlab/model.hpp>
 
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include <unistd.h>
 
 namespace modlab {
 
@@ -85,6 +90,21 @@ torch::Tensor Model::correct(const Batch& batch, const Output& out) {
     case Output::Kind::LogProbabilities: bits = p > std::log(0.5); break;
   }
   return (bits == (batch.targets > 0.5)).to(torch::kFloat);
+}
+
+void check_model_size(const Config& config, const std::string& key, double parameters) {
+  const double bytes = 16.0 * parameters;
+  const double memory = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (memory <= 0 || bytes <= memory) return;
+  auto gb = [](double b) {
+    std::ostringstream os;
+    os << std::setprecision(3) << b / 1e9 << " GB";
+    return os.str();
+  };
+  std::ostringstream n;
+  n << std::setprecision(3) << parameters;
+  config.fail(key, "makes a model of about " + n.str() + " parameters, " + gb(bytes) +
+                       " to train (16 bytes each: weights, gradients, Adam moments); this machine has " + gb(memory));
 }
 
 }  // namespace modlab

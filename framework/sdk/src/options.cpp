@@ -3,6 +3,7 @@
 // worker is rejected before the first run starts, with the same message.
 #include <modlab/errors.hpp>
 #include <modlab/options.hpp>
+#include <modlab_internal/closest_match.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -152,6 +153,15 @@ std::string KeySpec::constraint() const {
   return out.empty() || !each ? out : "each " + out;
 }
 
+namespace {
+/// " (did you mean 'adam'?)" for a string close to one of the choices, else "".
+std::string near_choice(const KeySpec& k, const Value& v) {
+  if (k.choices.empty() || v.type() != ValueType::String) return "";
+  const std::string near = closest_match(v.as_string(), k.choices);
+  return near.empty() ? "" : " (did you mean '" + near + "'?)";
+}
+}  // namespace
+
 void KeySpec::check(const Config& table) const {
   const Value* v = peek(table, name);
   if (!v) return;
@@ -159,11 +169,13 @@ void KeySpec::check(const Config& table) const {
     table.fail(name, "expected " + type_text() + ", found " + type_name(v->type()) + " " + v->literal());
   if (choices.empty() && !has_bounds(*this)) return;
   if (v->type() != ValueType::Array && v->type() != ValueType::Table) {
-    if (!allowed(*this, *v)) table.fail(name, "expected " + wanted(*this, false) + ", got " + v->literal());
+    if (!allowed(*this, *v))
+      table.fail(name, "expected " + wanted(*this, false) + ", got " + v->literal() + near_choice(*this, *v));
     return;
   }
   for_each_scalar(*v, "", [&](const Value& e, const std::string& where) {
-    if (!allowed(*this, e)) table.fail(name, "expected " + wanted(*this, true) + ", " + where + " is " + e.literal());
+    if (!allowed(*this, e))
+      table.fail(name, "expected " + wanted(*this, true) + ", " + where + " is " + e.literal() + near_choice(*this, e));
   });
 }
 

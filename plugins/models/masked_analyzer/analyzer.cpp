@@ -52,7 +52,12 @@ Analyzer::Analyzer(const AnalyzerOptions& o, const DatasetSpec& spec, Host& host
   if (inner_name_ == "masked_analyzer") opt_.inner.fail("plugin", "an analyzer cannot analyse another analyzer");
   inner_ = register_module("inner", host.create_model(inner_name_, opt_.inner, spec_));
   if (!opt_.inner_weights.empty()) {
-    host.load_weights(*inner_, opt_.inner_weights, opt_.inner_weights_part);
+    try {
+      host.load_weights(*inner_, opt_.inner_weights, opt_.inner_weights_part);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      opt_.table.fail("inner_weights", what.substr(0, what.find('\n')));
+    }
     train_inner_ = false;
   }
   params_ = select_masked(*inner_, MaskFilter{!opt_.bias_no_mask, !opt_.norm_no_mask}, inner_name_);

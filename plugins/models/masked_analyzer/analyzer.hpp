@@ -20,6 +20,7 @@
 namespace modlab::masked {
 
 struct AnalyzerOptions {
+  Config table;                          ///< the analyzer's own table (errors are located in it); not a key
   Config inner;                          ///< the analysed model's table ([model.inner])
   std::string inner_weights;             ///< earlier run whose weights the inner model takes; "" = train it here
   std::string inner_weights_part;        ///< dotted prefix of those weights ("inner" for an earlier analyzer run)

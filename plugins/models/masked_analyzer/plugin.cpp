@@ -8,7 +8,9 @@ namespace modlab::masked {
 namespace {
 
 std::shared_ptr<Model> make_analyzer(const Config& c, const DatasetSpec& spec, Host& host) {
-  return std::make_shared<Analyzer>(analyzer_options().parse(c), spec, host);
+  AnalyzerOptions o = analyzer_options().parse(c);
+  o.table = c;
+  return std::make_shared<Analyzer>(o, spec, host);
 }
 
 void register_plugin(Registrar& r) {

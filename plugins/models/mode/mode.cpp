@@ -280,6 +280,15 @@ std::shared_ptr<Model> make_mode(const Config& config, const DatasetSpec& spec, 
   return std::make_shared<ModeModel>(std::move(opt), spec);
 }
 
+/// Before any run starts: the dataset is a classification one, and the model fits the machine.
+void check_mode(const Config& config, const DatasetSpec& spec) {
+  const ModeOptions opt = read_options(config);
+  mixture::require_classification("mode", spec);
+  check_model_size(config, "num_experts",
+                   mixture::mixture_parameters("mode", opt.expert, opt.expert_hidden, opt.gate, opt.gate_hidden,
+                                               opt.num_experts, spec));
+}
+
 void register_mode(Registrar& registrar) {
   ModelEntry e;
   e.name = "mode";
@@ -291,6 +300,7 @@ void register_mode(Registrar& registrar) {
   };
   e.keys = mode_options().specs();
   e.factory = &make_mode;
+  e.check = &check_mode;
   registrar.add_model(std::move(e));
 }
 

@@ -803,6 +803,15 @@ std::shared_ptr<Model> make_moe(const Config& config, const DatasetSpec& spec, H
   return model;
 }
 
+/// Before any run starts: what make_moe checks of the dataset, and the model's size against the
+/// machine's memory (num_experts = 10^9 is refused here, not in a worker's allocation).
+void check_moe(const Config& config, const DatasetSpec& spec) {
+  const MoeOptions opt = read_options(config);
+  require_classification("moe", spec);
+  check_model_size(config, "num_experts",
+                   mixture_parameters("moe", opt.expert, opt.expert_hidden, opt.gate, opt.gate_hidden, opt.num_experts, spec));
+}
+
 void register_moe(Registrar& registrar) {
   ModelEntry e;
   e.name = "moe";
@@ -816,6 +825,7 @@ void register_moe(Registrar& registrar) {
   };
   e.keys = moe_options().specs();
   e.factory = &make_moe;
+  e.check = &check_moe;
   registrar.add_model(std::move(e));
 }
 

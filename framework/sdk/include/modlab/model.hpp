@@ -140,4 +140,12 @@ class MODLAB_API Model : public torch::nn::Module {
   virtual std::map<std::string, std::string> unmaskable_parameters() const { return {}; }
 };
 
+class Config;
+
+/// Refuses a model too large to train on this machine, before it is built: `parameters` (an
+/// estimate the plugin computes from its options) at 16 bytes each — weights, gradients and two
+/// Adam moments in float32 — must fit in the machine's physical memory. Throws ConfigError through
+/// `config.fail(key, ...)`, naming the key that sets the size.
+MODLAB_API void check_model_size(const Config& config, const std::string& key, double parameters);
+
 }  // namespace modlab

@@ -40,6 +40,13 @@ std::shared_ptr<ExpertBank> make_experts(const std::string& model, const std::st
 std::shared_ptr<Gate> make_gate(const std::string& model, const std::string& kind, const std::vector<std::int64_t>& hidden,
                                 std::int64_t experts, const DatasetSpec& spec);
 
+/// About how many parameters `members` experts of `expert` and a gate of `gate` over them have,
+/// counted on banks and gates of one and two members (both grow linearly with the count), so that
+/// a size can be checked (modlab::check_model_size) before the model is built.
+double mixture_parameters(const std::string& model, const std::string& expert, const std::vector<std::int64_t>& expert_hidden,
+                          const std::string& gate, const std::vector<std::int64_t>& gate_hidden, std::int64_t members,
+                          const DatasetSpec& spec);
+
 /// A batch's inputs as network `kind` reads them: images [B, C, H, W] of `shape`, or float rows.
 torch::Tensor network_input(const std::string& kind, const torch::Tensor& inputs, const std::vector<std::int64_t>& shape);
 

@@ -18,6 +18,9 @@ struct HostOptions {
   std::string results_dir = ".";  ///< output folder of the sweep (holds runs/ and shared/)
   std::shared_ptr<const Value> config;  ///< the run's resolved config (identity of shared files); may be null
   std::function<void(const std::string&)> logger;  ///< null: stderr
+  /// Preflight builds models only to ask for their phases and parameter groups: share() then
+  /// touches no file and answers "not ready", so nothing is written or locked.
+  bool inspect_only = false;
 };
 
 class RunHost : public Host {

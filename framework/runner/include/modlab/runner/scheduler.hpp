@@ -23,9 +23,12 @@ struct SweepOptions {
 /// Checks everything that can be checked before a run starts (runs validate, output folder usable).
 /// Throws ConfigError / OutputError; writes nothing.
 void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
-/// For every run whose model declares a dataset check (ModelEntry::check): builds each distinct
-/// dataset once and checks the model table against its spec. ConfigError on the first run that
-/// cannot be built; datasets whose files are missing are skipped (their runs report it).
+/// What needs the data or the model to be known (preflight.cpp): for runs that name splits, bucket
+/// by length, set phase tables or lr groups, or whose model declares a dataset check
+/// (ModelEntry::check), builds each distinct dataset once and checks split names, the model's
+/// check and bucketing against it; with phase tables or lr groups it also builds each distinct
+/// model once and checks the phase and parameter-group names. ConfigError on the first run that
+/// fails; datasets whose files are missing are skipped (their runs report it).
 void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
 
 /// Runs the sweep. Returns the process exit status (exit_codes.hpp): Ok when every run completed,
