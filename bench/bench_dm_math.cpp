@@ -32,12 +32,6 @@ double open_seconds(modlab::runner::RunHost& host, const std::string& toml, std:
   return s;
 }
 
-std::string fmt(double v, int digits) {
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(digits) << v;
-  return o.str();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -67,8 +61,8 @@ int main(int argc, char** argv) {
   std::cout << "dm_math open, " << root << ": " << pairs << " question/answer pairs, cache " << bytes
             << " bytes; fastest of " << repeat << "\n\n";
   bench::table({"open", "seconds", "pairs per second", "× the cached open"},
-               {{"parse the text (cache = false)", fmt(parse, 4), fmt(pairs / parse, 0), fmt(parse / mapped, 1)},
-                {"first open: parse and write the cache", fmt(first, 4), fmt(pairs / first, 0), fmt(first / mapped, 1)},
-                {"later open: map the cache", fmt(mapped, 4), fmt(pairs / mapped, 0), "1.0"}});
+               {{"parse the text (cache = false)", bench::fixed(parse, 4), bench::fixed(pairs / parse, 0), bench::fixed(parse / mapped, 1)},
+                {"first open: parse and write the cache", bench::fixed(first, 4), bench::fixed(pairs / first, 0), bench::fixed(first / mapped, 1)},
+                {"later open: map the cache", bench::fixed(mapped, 4), bench::fixed(pairs / mapped, 0), "1.0"}});
   return 0;
 }

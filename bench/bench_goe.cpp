@@ -79,24 +79,12 @@ std::pair<double, double> kmeans_seconds() {
   return {std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t2 - t1).count()};
 }
 
-std::string fmt(double v, int digits = 3) {
-  std::ostringstream o;
-  o << std::fixed << std::setprecision(digits) << v;
-  return o.str();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  int threads = 1, steps = 300, rounds = 3;
-  bool python = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--skip-python") python = false;
-    if (i + 1 < argc && a == "--threads") threads = std::stoi(argv[i + 1]);
-    if (i + 1 < argc && a == "--steps") steps = std::stoi(argv[i + 1]);
-    if (i + 1 < argc && a == "--rounds") rounds = std::stoi(argv[i + 1]);
-  }
+  const auto opt = bench::step_options(argc, argv, {});
+  const int threads = opt.threads, steps = opt.steps, rounds = opt.rounds;
+  bool python = opt.python;
   torch::set_num_threads(threads);
   modlab::runner::RunHost host(modlab::runner::default_registry(), modlab::runner::HostOptions{});
   const std::vector<std::int64_t> widths = {4, 8, 16};
@@ -129,12 +117,12 @@ int main(int argc, char** argv) {
   std::vector<std::vector<std::string>> rows;
   for (auto p : widths) {
     const bool have = py.count(p) > 0;
-    rows.push_back({std::to_string(p), fmt(cpp[p]), have ? fmt(py[p]) : "unavailable (scripts/setup --bench)",
-                    have ? fmt(py[p] / cpp[p], 2) + "×" : "-"});
+    rows.push_back({std::to_string(p), bench::fixed(cpp[p], 3), have ? bench::fixed(py[p], 3) : "unavailable (scripts/setup --bench)",
+                    have ? bench::fixed(py[p] / cpp[p], 2) + "×" : "-"});
   }
   bench::table({"p", "modlab ms/step", "PyTorch (Python) ms/step", "speed-up"}, rows);
   const auto [km, split] = kmeans_seconds();
-  std::cout << "\nk-means, 8,400 × 196, K = 4, 10 restarts: " << fmt(km) << " s; balanced 2-means of the 4 centres: "
-            << fmt(split * 1000.0) << " ms\n";
+  std::cout << "\nk-means, 8,400 × 196, K = 4, 10 restarts: " << bench::fixed(km, 3) << " s; balanced 2-means of the 4 centres: "
+            << bench::fixed(split * 1000.0, 3) << " ms\n";
   return 0;
 }

@@ -55,6 +55,31 @@ inline std::string python_allocator_env() {
   return "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824 ";
 }
 
+/// `v` with `digits` decimals.
+inline std::string fixed(double v, int digits) {
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(digits) << v;
+  return o.str();
+}
+
+/// The options of the training-step benchmarks that race a Python reference.
+struct StepOptions {
+  int threads = 1, steps = 300, rounds = 3;
+  bool python = true;  ///< false with --skip-python
+};
+
+/// Reads --threads N, --steps N, --rounds N and --skip-python over `defaults`.
+inline StepOptions step_options(int argc, char** argv, StepOptions o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--skip-python") o.python = false;
+    if (i + 1 < argc && a == "--threads") o.threads = std::stoi(argv[i + 1]);
+    if (i + 1 < argc && a == "--steps") o.steps = std::stoi(argv[i + 1]);
+    if (i + 1 < argc && a == "--rounds") o.rounds = std::stoi(argv[i + 1]);
+  }
+  return o;
+}
+
 /// Runs a shell command and returns its stdout.
 inline std::string capture(const std::string& cmd, int* code = nullptr) {
   std::string out;

@@ -117,6 +117,7 @@ def read_run(run_id, run, config):
         "kept_control": cell(kept, "total", "full"),
         "kept_easy": cell(kept, "total", "easy"),
         "differs": differences(config, module),
+        "test_items": int(config["dataset"].get("test_size", 10000)),
         "time_s": float(np.nansum(run["metrics/time_s"][()])),
         "start": text(run.attrs.get("start_time", "")),
         "end": text(run.attrs.get("end_time", "")),
@@ -143,9 +144,16 @@ def finding(r):
         return (f"- {r['module']}: the trained model answers no hard-test question exactly (character accuracy "
                 f"{hard['char']:.3f}), so this run says nothing about the question above.")
     drop = hard["control"] - hard["easy"]
+    # 95 % half-width of the difference from sampling the test items alone (two proportions on n
+    # items each); reseeding the model and the masks moves it further.
+    n = r["test_items"]
+    half = 1.96 * np.sqrt((hard["control"] * (1 - hard["control"]) + hard["easy"] * (1 - hard["easy"])) / n)
+    seen = "seen" if drop > half else "not seen"
     line = (f"- {r['module']}: on the hard test the easy mask reaches {hard['easy']:.3f} exact match, the control "
             f"mask {hard['control']:.3f} and the trained model {hard['trained']:.3f}: the easy mask "
-            f"{'loses' if drop > 0 else 'gains'} {abs(drop):.3f} against the control")
+            f"{'loses' if drop > 0 else 'gains'} {abs(drop):.3f} against the control (±{half:.3f} at 95 % from "
+            f"the {n:,} test items alone), so the reference's finding — the easy mask loses hard-test accuracy — "
+            f"is {seen} here")
     if easy is not None and not np.isnan(easy["easy"]):
         line += f" (on the easy test it {'loses' if easy['control'] > easy['easy'] else 'gains'} " \
                 f"{abs(easy['control'] - easy['easy']):.3f})"
@@ -162,7 +170,12 @@ def section(name, runs, figures, doc_dir):
            f"{first}, last end {final}); training time summed over runs {duration(sum(r['time_s'] for r in runs))}.\n"]
     found = [f for f in (finding(r) for r in runs) if f]
     if found:
+        seeds = len({r["seed"] for r in runs})
         out.append("Findings (computed from the tables below):\n\n" + "\n".join(found) + "\n")
+        if seeds < 3:
+            out.append(f"With {seeds} seed(s) per module these are single measurements: a rerun with another seed "
+                       "can move each exact-match figure by more than the interval above, which counts only "
+                       "the sampling of test items.\n")
     for r in runs:
         trained = f"weights of run {r['loaded']}" if r["loaded"] else f"{r['steps']:,} training steps"
         out.append(f"\n### {r['module']} (run {r['id']})\n\n{r['net']}, {trained}, "
