@@ -1,13 +1,16 @@
 // Helpers for end-to-end tests that drive the real `modlab` executable.
 #pragma once
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -97,6 +100,27 @@ struct TempDir {
     if (!std::getenv("MODLAB_KEEP_TEST_FILES")) fs::remove_all(path);
   }
 };
+
+/// Polls `cond` every 5 ms for up to `seconds`.
+inline bool wait_for(const std::function<bool()>& cond, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+/// Files in `dir` whose names end with `suffix` (0 when `dir` does not exist).
+inline std::size_t count_files(const fs::path& dir, const std::string& suffix) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); ++it) {
+    const auto s = it->path().filename().string();
+    n += s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  }
+  return n;
+}
 
 inline std::string fixture_plugins() { return std::string(MODLAB_FIXTURE_PLUGIN_DIR) + "/basic"; }
 

@@ -35,24 +35,6 @@ std::map<std::string, modlab::runner::RunSummary> by_id(const fs::path& out) {
   return m;
 }
 
-bool wait_for(const std::function<bool()>& cond, double seconds) {
-  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
-}
-
-std::size_t count_files(const fs::path& dir, const std::string& suffix) {
-  std::size_t n = 0;
-  if (!fs::exists(dir)) return 0;
-  for (auto& e : fs::directory_iterator(dir)) {
-    std::string s = e.path().string();
-    if (s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0) ++n;
-  }
-  return n;
-}
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(version_and_help) {

@@ -44,16 +44,6 @@ grid = { "model.hidden" = [4, 8, 16] }
 seeds = [0, 1, 2]
 )";
 
-std::size_t count_suffix(const fs::path& dir, const std::string& suffix) {
-  std::size_t n = 0;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); ++it) {
-    const auto s = it->path().string();
-    n += s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  }
-  return n;
-}
-
 /// Processes whose parent is `pid` (the workers of a runner).
 std::vector<pid_t> children_of(pid_t pid) {
   std::vector<pid_t> out;
@@ -72,15 +62,6 @@ std::vector<pid_t> children_of(pid_t pid) {
     if (ppid == pid) out.push_back(static_cast<pid_t>(std::stoi(name)));
   }
   return out;
-}
-
-bool wait_for(const std::function<bool()>& cond, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
 }
 
 /// Every dataset below /metrics of a run file, as doubles.
@@ -115,10 +96,10 @@ const char* name_of(Target t) { return t == Target::Main ? "main" : t == Target:
 /// next run file appears), wait for the runner to end.
 std::string round(const std::vector<std::string>& args, const fs::path& log, Target target, int delay_ms,
                   const fs::path& runs) {
-  const std::size_t done_before = count_suffix(runs, ".h5");
+  const std::size_t done_before = count_files(runs, ".h5");
   const pid_t pid = start_modlab(args, log.string());
   if (delay_ms >= 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-  else if (!wait_for([&] { return count_suffix(runs, ".h5") > done_before; }, 60)) return "no run completed";
+  else if (!wait_for([&] { return count_files(runs, ".h5") > done_before; }, 60)) return "no run completed";
   std::string what = name_of(target);
   if (target == Target::Main) kill(pid, SIGKILL);
   if (target == Target::Group) kill(-pid, SIGKILL);
@@ -166,7 +147,7 @@ BOOST_AUTO_TEST_CASE(kill_minus_9_rounds_leave_results_identical_to_an_uninterru
       BOOST_TEST(s->run_id + ".h5" == e.path().filename().string());
     }
   }
-  BOOST_TEST(count_suffix(runs, ".h5") < 9u);  // the rounds left work for the last run
+  BOOST_TEST(count_files(runs, ".h5") < 9u);  // the rounds left work for the last run
 
   auto last = run_modlab("run " + quote((d.path / "t.toml").string()) + " --jobs 2 --out " + quote(out.string()) +
                          " --plugin-path " + quote(fixture_plugins()));
@@ -178,8 +159,8 @@ BOOST_AUTO_TEST_CASE(kill_minus_9_rounds_leave_results_identical_to_an_uninterru
 
   const auto rows = modlab::runner::read_sweep_index(out.string());
   BOOST_TEST_REQUIRE(rows.size() == 9u);
-  BOOST_TEST(count_suffix(runs, ".h5") == 9u);  // no run lost, none twice
-  BOOST_TEST(count_suffix(runs, ".partial") == 0u);
+  BOOST_TEST(count_files(runs, ".h5") == 9u);  // no run lost, none twice
+  BOOST_TEST(count_files(runs, ".partial") == 0u);
   for (const auto& row : rows) {
     BOOST_TEST(row.status == "completed", row.run_id);
     const auto killed = metrics_of(runs / (row.run_id + ".h5")), clean = metrics_of(lone / "runs" / (row.run_id + ".h5"));

@@ -99,6 +99,18 @@ void add_sweep_options(po::options_description& d) {
       "plugin-path", po::value<std::vector<std::string>>()->composing(), "extra folder of plugins, or one plugin's .so file (repeatable)");
 }
 
+/// Parses a command's arguments into `vm`, `positional` taking its one positional argument. False,
+/// after printing the help (and `after`), when help was asked for.
+bool parse_command(const std::vector<std::string>& args, po::options_description& d, const char* positional, bool help,
+                   po::variables_map& vm, const std::string& after = "") {
+  po::positional_options_description pos;
+  pos.add(positional, 1);
+  vm = parse(args, d, pos);
+  if (!help && !vm.count("help")) return true;
+  std::cout << d << after;
+  return false;
+}
+
 std::vector<std::string> strings(const po::variables_map& vm, const char* k) {
   return vm.count(k) ? vm[k].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
@@ -108,13 +120,8 @@ int cmd_expand(const std::vector<std::string>& args, bool help) {
   d.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "sweep file")(
       "no-validate", "do not load plugins to validate keys");
   add_sweep_options(d);
-  po::positional_options_description pos;
-  pos.add("sweep", 1);
-  auto vm = parse(args, d, pos);
-  if (help || vm.count("help")) {
-    std::cout << d;
-    return exit_status(ExitCode::Ok);
-  }
+  po::variables_map vm;
+  if (!parse_command(args, d, "sweep", help, vm)) return exit_status(ExitCode::Ok);
   if (!vm.count("sweep")) throw UsageError("expand: missing the sweep file");
   Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
   if (!vm.count("no-validate")) {
@@ -146,13 +153,8 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
       "shard", po::value<std::string>(&shard), "i/n: run only runs whose index % n == i (for job arrays)")(
       "dry-run", "print the runs and exit")("verbose,v", "per-epoch log lines");
   add_sweep_options(d);
-  po::positional_options_description pos;
-  pos.add("sweep", 1);
-  auto vm = parse(args, d, pos);
-  if (help || vm.count("help")) {
-    std::cout << d << "\n" << exit_codes_help();
-    return exit_status(ExitCode::Ok);
-  }
+  po::variables_map vm;
+  if (!parse_command(args, d, "sweep", help, vm, std::string("\n") + exit_codes_help())) return exit_status(ExitCode::Ok);
   if (!vm.count("sweep")) throw UsageError("run: missing the sweep file");
   if (vm.count("out") && o.out_dir.empty()) throw UsageError("--out: expected a folder, found an empty path");
   o.verbose = vm.count("verbose") > 0;
@@ -179,13 +181,8 @@ int cmd_plugins(const std::vector<std::string>& args, bool help) {
   po::options_description d("modlab plugins [options]\n\nLists loadable plugins and their config keys.\n\noptions");
   d.add_options()("help,h", "this help")("name", po::value<std::string>(), "show only this model/dataset");
   add_sweep_options(d);
-  po::positional_options_description pos;
-  pos.add("name", 1);
-  auto vm = parse(args, d, pos);
-  if (help || vm.count("help")) {
-    std::cout << d;
-    return exit_status(ExitCode::Ok);
-  }
+  po::variables_map vm;
+  if (!parse_command(args, d, "name", help, vm)) return exit_status(ExitCode::Ok);
   auto& reg = load_registry(strings(vm, "plugin-path"));
   std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
   auto keys_table = [](const std::vector<KeySpec>& keys) {
@@ -249,13 +246,8 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
       "comma-separated substrings selecting metric columns ('' = all)")(
       "tables", "print the tables each completed run recorded (masks, accuracies per sub-task ...)")(
       "run", po::value<std::string>(), "with --tables: only this run id");
-  po::positional_options_description pos;
-  pos.add("dir", 1);
-  auto vm = parse(args, d, pos);
-  if (help || vm.count("help")) {
-    std::cout << d;
-    return exit_status(ExitCode::Ok);
-  }
+  po::variables_map vm;
+  if (!parse_command(args, d, "dir", help, vm)) return exit_status(ExitCode::Ok);
   if (!vm.count("dir")) throw UsageError("show: missing the results folder");
   std::string dir = vm["dir"].as<std::string>();
   if (!fs::exists(fs::path(dir) / "sweep.h5")) throw OutputError(dir + ": no sweep.h5 here (is it a sweep's output folder?)");
@@ -300,13 +292,8 @@ int cmd_verify(const std::vector<std::string>& args, bool help) {
       "finished, and that it is the run its name says (run id and config); and that DIR/sweep.h5 reads.\n"
       "Exit status 1 when a file has a problem (`modlab run` moves such files aside and reruns them).\n\noptions");
   d.add_options()("help,h", "this help")("dir", po::value<std::string>(), "results folder");
-  po::positional_options_description pos;
-  pos.add("dir", 1);
-  auto vm = parse(args, d, pos);
-  if (help || vm.count("help")) {
-    std::cout << d;
-    return exit_status(ExitCode::Ok);
-  }
+  po::variables_map vm;
+  if (!parse_command(args, d, "dir", help, vm)) return exit_status(ExitCode::Ok);
   if (!vm.count("dir")) throw UsageError("verify: missing the results folder");
   return exit_status(verify_folder(vm["dir"].as<std::string>(), std::cout) == 0 ? ExitCode::Ok : ExitCode::RunsFailed);
 }
