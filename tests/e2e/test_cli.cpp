@@ -71,6 +71,25 @@ BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
   BOOST_TEST(one.output.find("model fixture_mlp") != std::string::npos, one.output);
 }
 
+// Every sweep example in docs/sweeps.md that names a dataset is a valid sweep: its dry run passes
+// every check modlab makes before a run (keys, values, splits, the model's own checks).
+BOOST_AUTO_TEST_CASE(the_sweep_examples_in_the_docs_pass_preflight) {
+  const std::string doc = slurp(fs::path(MODLAB_TEST_SOURCE_DIR) / ".." / "docs" / "sweeps.md");
+  TempDir d("docs");
+  std::size_t n = 0;
+  for (auto at = doc.find("```toml\n"); at != std::string::npos; at = doc.find("```toml\n", at + 1)) {
+    const auto start = at + 8;
+    const std::string block = doc.substr(start, doc.find("```", start) - start);
+    if (block.find("[dataset]") == std::string::npos) continue;
+    const auto file = d.path / ("example" + std::to_string(++n) + ".toml");
+    write(file, block);
+    auto r = run_modlab("run " + quote(file.string()) + " --dry-run --out " + quote((d.path / "out").string()));
+    BOOST_TEST(r.code == 0, "docs/sweeps.md, example " << n << ":\n" << block << r.output);
+  }
+  BOOST_TEST(n >= 3u);
+  BOOST_TEST(!fs::exists(d.path / "out"));
+}
+
 BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
   TempDir d("basic");
   write(d.path / "fx.toml", kSweep);
