@@ -582,6 +582,19 @@ BOOST_AUTO_TEST_CASE(truncated_raw_images_and_labels) {
   BOOST_TEST(contains(msg, "truncated"));
 }
 
+// Found by fuzz/fuzz_idx (fuzz/regressions/idx): a damaged header announcing ~60 GB made the
+// reader allocate it before reading; it must say "truncated" and allocate only what arrives.
+BOOST_AUTO_TEST_CASE(a_header_announcing_gigabytes_is_truncated_not_allocated) {
+  TempDir dir;
+  write_set(dir.path, 10, true);
+  const std::uint32_t n = 80'000'000;  // 80 M images of 28 x 28: 62.7 GB announced, 3 present
+  write_idx(dir.path / "train-images-idx3-ubyte.gz", 0x803, {n, kSide, kSide}, generated_images(3), true);
+  write_idx(dir.path / "train-labels-idx1-ubyte.gz", 0x801, {n}, std::vector<std::uint8_t>(3, 1), true);
+  auto msg = load_error<modlab::DataError>({{"root", str(dir.str())}});
+  BOOST_TEST_MESSAGE(msg);
+  BOOST_TEST(contains(msg, "truncated: the header announces 80,000,000 records"));
+}
+
 BOOST_AUTO_TEST_CASE(wrong_magic) {
   TempDir dir;
   write_set(dir.path, 10, true);

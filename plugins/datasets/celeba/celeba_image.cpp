@@ -65,7 +65,7 @@ void on_jpeg_message(j_common_ptr cinfo, int level) {
 
 }  // namespace
 
-bool decode_jpeg(const std::uint8_t* data, std::size_t size, RgbImage& out, std::string& error) {
+bool decode_jpeg(const std::uint8_t* data, std::size_t size, RgbImage& out, std::string& error, std::uint64_t max_pixels) {
   jpeg_decompress_struct cinfo;
   JpegErrors jerr;
   jerr.truncated = false;
@@ -84,6 +84,13 @@ bool decode_jpeg(const std::uint8_t* data, std::size_t size, RgbImage& out, std:
   if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
     jpeg_destroy_decompress(&cinfo);
     error = "CMYK JPEGs are not supported";
+    return false;
+  }
+  // A damaged header can announce 65,500 x 65,500 pixels in a few bytes: refuse before allocating.
+  if (static_cast<std::uint64_t>(cinfo.image_width) * cinfo.image_height > max_pixels) {
+    error = "its header announces " + std::to_string(cinfo.image_width) + " x " + std::to_string(cinfo.image_height) +
+            " pixels, more than the " + std::to_string(max_pixels) + " decoded (a damaged file?)";
+    jpeg_destroy_decompress(&cinfo);
     return false;
   }
   cinfo.out_color_space = JCS_RGB;

@@ -20,11 +20,16 @@ struct RgbImage {
 /// Reads a whole file into `bytes`; false with `error` set when it cannot be read.
 bool read_file(const std::string& path, std::vector<std::uint8_t>& bytes, std::string& error);
 
+/// The largest image decode_jpeg decodes (64 Mpixels, 192 MiB as RGB; CelebA's are 178 x 218).
+inline constexpr std::uint64_t kMaxJpegPixels = std::uint64_t{1} << 26;
+
 /// Decodes a JPEG held in memory into RGB with libjpeg's defaults (the same pixels as Pillow's
 /// decoder: accurate integer IDCT, fancy upsampling). Greyscale JPEGs are replicated into three
 /// channels. Returns false with `error` set for data that is not a complete, decodable JPEG
-/// (including a stream that ends early, which libjpeg alone would only warn about).
-bool decode_jpeg(const std::uint8_t* data, std::size_t size, RgbImage& out, std::string& error);
+/// (including a stream that ends early, which libjpeg alone would only warn about) or that is larger
+/// than `max_pixels`.
+bool decode_jpeg(const std::uint8_t* data, std::size_t size, RgbImage& out, std::string& error,
+                 std::uint64_t max_pixels = kMaxJpegPixels);
 
 /// Resizes RGB images of one input size to one output size exactly as Pillow's
 /// `Image.resize((w, h), Image.BILINEAR)` does, which is what torchvision's `Resize` does on PIL
