@@ -17,7 +17,10 @@
 #include <torch/torch.h>
 
 #include <unistd.h>
+#include <zlib.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -163,6 +166,82 @@ BOOST_AUTO_TEST_CASE(an_archive_reads_like_the_folder_and_a_truncated_one_is_nam
   t.write("empty/readme.txt", "x");
   BOOST_TEST(error_of([&] { Release::open((t.path / "empty").string()); })
                  .find("no train-easy/, train-medium/, train-hard/, interpolate/ or extrapolate/ folder") != std::string::npos);
+}
+
+namespace {
+
+/// A .tar.gz of one member header (size field `octal_size`, checksum right or off by one) and
+/// `data`, as a damaged archive might hold.
+void write_one_member_archive(const fs::path& path, const std::string& octal_size, bool good_checksum,
+                              const std::string& data) {
+  std::string h(512, '\0');
+  const std::string name = "mathematics_dataset-v1.0/train-easy/m.txt";
+  h.replace(0, name.size(), name);
+  h.replace(100, 7, "0000644");
+  h.replace(124, octal_size.size(), octal_size);
+  h[156] = '0';
+  h.replace(257, 5, "ustar");
+  h.replace(148, 8, "        ");
+  unsigned sum = 0;
+  for (unsigned char c : h) sum += c;
+  char field[8];
+  std::snprintf(field, sizeof field, "%06o", sum + (good_checksum ? 0 : 1));
+  h.replace(148, 7, std::string(field, 6) + '\0');
+  const std::string bytes = h + data + std::string(1024, '\0');
+  gzFile f = gzopen(path.c_str(), "wb");
+  BOOST_REQUIRE(f != nullptr);
+  BOOST_REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
+  gzclose(f);
+}
+
+}  // namespace
+
+// Found by fuzz/fuzz_dm_math_archive (fuzz/regressions/dm_math_archive): a member size field of
+// gigabytes was allocated before reading; a damaged header was read as a member.
+BOOST_AUTO_TEST_CASE(damaged_tar_headers_are_named_and_sizes_are_not_trusted) {
+  Temp t;
+  const auto archive = t.path / "release.tar.gz";
+  write_one_member_archive(archive, "77777777777", true, "What is 1 + 1?\n2\n");  // announces 8 GiB
+  BuildReport r;
+  const Selection sel{{"*"}, {"train-easy"}, 0, 1234, 0};
+  std::string e = error_of([&] { build_corpus(*Release::open(archive.string()), sel, r); });
+  BOOST_TEST(e.find("release.tar.gz: truncated or corrupt archive, it ends inside member") != std::string::npos, e);
+  write_one_member_archive(archive, "00000000021", false, "What is 1 + 1?\n2\n");
+  e = error_of([&] { build_corpus(*Release::open(archive.string()), sel, r); });
+  BOOST_TEST(e.find("corrupt archive: the tar header of 'mathematics_dataset-v1.0/train-easy/m.txt' fails its checksum") !=
+                 std::string::npos, e);
+  write_one_member_archive(archive, "00000000021", true, "What is 1 + 1?\n2\n");
+  BOOST_TEST(build_corpus(*Release::open(archive.string()), sel, r)->size() == 1);
+}
+
+// Found by fuzz/fuzz_dm_math_cache: the index was read in place at an unaligned offset, and a
+// damaged index pointed outside the token stream.
+BOOST_AUTO_TEST_CASE(the_cache_index_is_aligned_and_a_damaged_one_is_refused) {
+  Temp t;
+  small_release(t);
+  BuildReport report;
+  const auto built = build_corpus(*Release::open((t.path / "rel").string()), Selection{{"m"}, {"train-easy"}, 2, 1234, 0}, report);
+  const std::string file = (t.path / "c.cache").string();
+  write_cache(file, *built);
+  const auto mapped = map_cache(file);
+  BOOST_TEST(reinterpret_cast<std::uintptr_t>(mapped->entries()) % alignof(Entry) == 0u);
+  // Point the first example past the end of the stream.
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), {});
+  const std::size_t first = bytes.size() - built->stream.size() - 8 - built->index.size() * sizeof(Entry);
+  const std::uint64_t far = 1ull << 40;
+  bytes.replace(first, 8, reinterpret_cast<const char*>(&far), 8);
+  std::ofstream(file + ".bad", std::ios::binary) << bytes;
+  const std::string e = error_of([&] { map_cache(file + ".bad"); });
+  BOOST_TEST(e.find("c.cache.bad: damaged dm_math cache (index entry 0); delete it to rebuild it") != std::string::npos, e);
+  // A refused cache is unmapped again (the fuzzer ran out of address space when it was not).
+  auto mappings = [] {
+    std::ifstream maps("/proc/self/maps");
+    return std::count(std::istreambuf_iterator<char>(maps), {}, '\n');
+  };
+  const auto before = mappings();
+  for (int i = 0; i < 50; ++i) error_of([&] { map_cache(file + ".bad"); });
+  BOOST_TEST(mappings() == before);
 }
 
 BOOST_AUTO_TEST_CASE(the_cache_round_trips_and_is_rebuilt_when_a_source_changes) {

@@ -39,15 +39,17 @@ std::pair<std::int64_t, std::int64_t> Corpus::longest() const {
 
 namespace {
 
-constexpr char kMagic[8] = {'M', 'L', 'D', 'M', 'A', 'T', 'H', '2'};
+constexpr char kMagic[8] = {'M', 'L', 'D', 'M', 'A', 'T', 'H', '3'};
 
 // File layout (little-endian): magic; u64 header bytes; header text (vocabulary, modules and
-// splits, one per line); u64 examples; index [examples] × Entry; u64 stream bytes; stream.
+// splits, one per line, padded with newlines so that what follows is 8-byte aligned); u64
+// examples; index [examples] × Entry; u64 stream bytes; stream.
 std::string header_text(const Corpus& c) {
   std::string h = c.vocabulary + "\n" + std::to_string(c.modules.size()) + "\n";
   for (const auto& m : c.modules) h += m + "\n";
   h += std::to_string(c.splits.size()) + "\n";
   for (const auto& r : c.splits) h += r.name + " " + std::to_string(r.first) + " " + std::to_string(r.count) + "\n";
+  h.append((8 - h.size() % 8) % 8, '\n');  // the index after it is read in place as Entry structs
   return h;
 }
 
@@ -67,7 +69,12 @@ class MappedCorpus : public Corpus {
     base_ = bytes_ ? ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     ::close(fd);
     if (base_ == MAP_FAILED) throw DataError(path + ": cannot map the cache file");
-    parse();
+    try {
+      parse();
+    } catch (...) {
+      ::munmap(base_, bytes_);  // no destructor runs for a constructor that throws
+      throw;
+    }
   }
   ~MappedCorpus() override { ::munmap(base_, bytes_); }
   const std::uint8_t* tokens() const override { return tokens_; }
@@ -75,8 +82,11 @@ class MappedCorpus : public Corpus {
   std::int64_t size() const override { return examples_; }
 
  private:
+  [[noreturn]] void damaged(const std::string& what) const {
+    throw DataError(path_ + ": damaged dm_math cache (" + what + "); delete it to rebuild it");
+  }
   const char* at(std::size_t offset, std::size_t n) const {
-    if (offset + n > bytes_) throw DataError(path_ + ": cache file is truncated; delete it to rebuild it");
+    if (offset > bytes_ || n > bytes_ - offset) damaged("truncated");
     return static_cast<const char*>(base_) + offset;
   }
   std::uint64_t u64(std::size_t offset) const {
@@ -85,24 +95,48 @@ class MappedCorpus : public Corpus {
     return v;
   }
   void parse() {
-    if (std::memcmp(at(0, 8), kMagic, 8) != 0) throw DataError(path_ + ": not a modlab dm_math cache (format 2)");
+    if (std::memcmp(at(0, 8), kMagic, 8) != 0) throw DataError(path_ + ": not a modlab dm_math cache (format 3)");
     const auto hb = u64(8);
-    std::istringstream h(std::string(at(16, hb), hb));
-    std::getline(h, vocabulary);
-    std::size_t n = 0;
-    h >> n;
-    modules.resize(n);
-    for (auto& m : modules) h >> m;
-    h >> n;
-    splits.resize(n);
-    for (auto& r : splits) h >> r.name >> r.first >> r.count;
-    std::size_t pos = 16 + hb;
-    examples_ = static_cast<std::int64_t>(u64(pos));
-    entries_ = reinterpret_cast<const Entry*>(at(pos + 8, static_cast<std::size_t>(examples_) * sizeof(Entry)));
-    pos += 8 + static_cast<std::size_t>(examples_) * sizeof(Entry);
+    std::size_t pos = parse_header(std::string(at(16, hb), hb));
+    const std::uint64_t examples = u64(pos);
+    if (examples > (bytes_ - pos) / sizeof(Entry)) damaged("more examples than bytes");
+    examples_ = static_cast<std::int64_t>(examples);
+    entries_ = reinterpret_cast<const Entry*>(at(pos + 8, examples * sizeof(Entry)));
+    pos += 8 + examples * sizeof(Entry);
     const auto nt = u64(pos);
     tokens_ = reinterpret_cast<const std::uint8_t*>(at(pos + 8, nt));
-    if (pos + 8 + nt != bytes_) throw DataError(path_ + ": cache file has trailing bytes; delete it to rebuild it");
+    if (pos + 8 + nt != bytes_) damaged("trailing bytes");
+    check_index(nt);
+  }
+  // Vocabulary, modules and splits; returns where the index starts.
+  std::size_t parse_header(const std::string& text) {
+    std::istringstream h(text);
+    std::getline(h, vocabulary);
+    std::size_t n = 0;
+    if (!(h >> n) || n > text.size()) damaged("module count");
+    modules.resize(n);
+    for (auto& m : modules)
+      if (!(h >> m)) damaged("module names");
+    if (!(h >> n) || n > text.size()) damaged("split count");
+    splits.resize(n);
+    for (auto& r : splits)
+      if (!(h >> r.name >> r.first >> r.count)) damaged("split table");
+    const std::size_t pos = 16 + text.size();
+    if (pos % alignof(Entry) != 0) damaged("misaligned index");
+    return pos;
+  }
+  // Every example inside the stream with a known module, every split inside the examples: what
+  // gather() relies on. One pass over the index (as Corpus::longest).
+  void check_index(std::uint64_t stream_bytes) const {
+    for (std::int64_t i = 0; i < examples_; ++i) {
+      const Entry& e = entries_[i];
+      if (e.offset > stream_bytes || e.length > stream_bytes - e.offset || e.question > e.length ||
+          e.module >= modules.size())
+        damaged("index entry " + std::to_string(i));
+    }
+    for (const auto& r : splits)
+      if (r.first < 0 || r.count < 0 || r.first > examples_ || r.count > examples_ - r.first)
+        damaged("split " + r.name + " outside the examples");
   }
   std::string path_;
   void* base_ = MAP_FAILED;
@@ -160,6 +194,10 @@ SequenceBatch gather(const Corpus& c, const std::vector<std::int64_t>& indices) 
   for (std::int64_t r = 0; r < b; ++r) {
     const Entry& x = e[indices[static_cast<std::size_t>(r)]];
     const std::int64_t qn = x.question, an = static_cast<std::int64_t>(x.length) - x.question;
+    for (std::uint32_t k = 0; k < x.length; ++k)
+      if (static_cast<std::size_t>(t[x.offset + k]) >= static_cast<std::size_t>(kFirstChar) + c.vocabulary.size())
+        throw DataError("dm_math: token " + std::to_string(t[x.offset + k]) + " of example " +
+                        std::to_string(indices[static_cast<std::size_t>(r)]) + " is outside the vocabulary (damaged cache?)");
     std::copy(t + x.offset, t + x.offset + qn, q + r * lq);
     std::copy(t + x.offset + qn, t + x.offset + x.length, a + r * la);
     a[r * la + an] = kEnd;

@@ -95,7 +95,7 @@ std::string cache_folder(const Settings& s, Host& host) {
 /// What the cache depends on: the release's files and the options that select and split them.
 std::string cache_key(const Release& r, const Settings& s) {
   std::ostringstream o;
-  o << "format 2\n" << r.identity() << "modules";
+  o << "format 3\n" << r.identity() << "modules";
   for (const auto& m : s.modules) o << " " << m;
   o << "\ndifficulties";
   for (const auto& d : s.difficulties) o << " " << d;

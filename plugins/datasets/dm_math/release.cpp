@@ -126,7 +126,7 @@ class ArchiveRelease : public Release {
   void take(gzFile gz, std::size_t n, char* out, const std::string& member) const {
     std::array<char, 1 << 16> sink{};
     while (n > 0) {
-      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n, out ? n : sink.size()));
+      const auto chunk = static_cast<unsigned>(std::min<std::size_t>(n, out ? std::size_t{1} << 30 : sink.size()));
       const int got = gzread(gz, out ? out : sink.data(), chunk);
       if (got <= 0) {
         int err = 0;
@@ -138,6 +138,28 @@ class ArchiveRelease : public Release {
       if (out) out += got;
       n -= static_cast<std::size_t>(got);
     }
+  }
+
+  /// A member's data: `size` bytes then padding to 512. The buffer grows as the data arrives, so a
+  /// damaged size field cannot make it allocate more than twice what the archive holds.
+  std::string take_member(gzFile gz, std::size_t size, const std::string& member) const {
+    std::string data;
+    while (data.size() < size) {
+      const std::size_t n = std::min(size - data.size(), std::max<std::size_t>(data.size(), 1 << 20));
+      data.resize(data.size() + n);
+      take(gz, n, data.data() + data.size() - n, member);
+    }
+    take(gz, (512 - size % 512) % 512, nullptr, member);
+    return data;
+  }
+
+  /// The checksum of a ustar/GNU header: the byte sum with the checksum field read as spaces.
+  bool header_checksum_ok(const std::array<char, 512>& h) const {
+    unsigned sum = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) sum += (i >= 148 && i < 156) ? ' ' : static_cast<unsigned char>(h[i]);
+    char* end = nullptr;
+    const std::string field(h.data() + 148, 8);
+    return std::strtoul(field.c_str(), &end, 8) == sum;
   }
 
   void scan(gzFile gz, const std::function<bool(const TextFile&)>& wanted,
@@ -152,12 +174,14 @@ class ArchiveRelease : public Release {
       long_name.clear();
       if (!gnu_long && std::memcmp(h.data() + 257, "ustar", 5) == 0 && h[345] != 0)
         name = std::string(h.data() + 345, strnlen(h.data() + 345, 155)) + "/" + name;
+      if (!header_checksum_ok(h))
+        throw DataError(file_.string() + ": corrupt archive: the tar header of '" + name.substr(0, 100) +
+                        "' fails its checksum");
       const std::size_t size = std::strtoull(std::string(h.data() + 124, 12).c_str(), nullptr, 8);
       const std::size_t padded = (size + 511) / 512 * 512;
       const char type = h[156];
       if (type == 'L') {  // GNU long name: the next member's name is this member's data
-        std::string data(padded, '\0');
-        take(gz, padded, data.data(), name);
+        const std::string data = take_member(gz, size, name);
         long_name = data.substr(0, strnlen(data.data(), size));
         continue;
       }
@@ -166,10 +190,7 @@ class ArchiveRelease : public Release {
         take(gz, padded, nullptr, name);
         continue;
       }
-      std::string data(padded, '\0');
-      take(gz, padded, data.data(), name);
-      data.resize(size);
-      chosen.emplace_back(t, std::move(data));
+      chosen.emplace_back(t, take_member(gz, size, name));
     }
   }
 
