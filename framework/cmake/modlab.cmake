@@ -9,10 +9,26 @@ function(modlab_warnings target)
   endif()
 endfunction()
 
-if(MODLAB_SANITIZE)
-  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer)
+if(MODLAB_SANITIZE OR MODLAB_FUZZ)
+  add_compile_options(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
   add_link_options(-fsanitize=address,undefined)
 endif()
+if(MODLAB_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "MODLAB_FUZZ needs clang (libFuzzer): use the fuzz preset or -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  # Coverage for libFuzzer in every object; the fuzz targets alone link libFuzzer's main.
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()
+
+# modlab_no_undefined(<shared library>): every symbol must resolve at link time (-z defs), so a
+# missing library is a link error, not a dlopen failure. Not under clang's sanitizers: their
+# runtime lives in the executable, so sanitized shared objects legitimately leave its symbols open.
+function(modlab_no_undefined target)
+  if(NOT ((MODLAB_SANITIZE OR MODLAB_FUZZ) AND CMAKE_CXX_COMPILER_ID STREQUAL "Clang"))
+    target_link_options(${target} PRIVATE -Wl,-z,defs)
+  endif()
+endfunction()
 
 # The allocator. LibTorch allocates and frees every intermediate tensor: a training step of a small
 # model (the toy MoE: ~70 ops) spends about a tenth of its time in glibc's malloc/posix_memalign
@@ -21,7 +37,7 @@ endif()
 # libc, it serves every allocation of the process: LibTorch's and the plugins'. Not with the
 # sanitizers, which bring their own allocator.
 set(MODLAB_TCMALLOC_LIBRARY "")
-if(MODLAB_TCMALLOC AND NOT MODLAB_SANITIZE)
+if(MODLAB_TCMALLOC AND NOT MODLAB_SANITIZE AND NOT MODLAB_FUZZ)
   find_library(MODLAB_TCMALLOC_PATH NAMES tcmalloc_minimal libtcmalloc_minimal.so.4)
   if(MODLAB_TCMALLOC_PATH)
     set(MODLAB_TCMALLOC_LIBRARY "${MODLAB_TCMALLOC_PATH}")
@@ -74,7 +90,7 @@ function(modlab_add_plugin)
     LIBRARY_OUTPUT_DIRECTORY "${P_OUTPUT_DIR}"
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON)
-  target_link_options(${target} PRIVATE -Wl,-z,defs)
+  modlab_no_undefined(${target})
   modlab_warnings(${target})
   modlab_use_pch(${target})
   if(NOT P_NO_INSTALL AND DEFINED MODLAB_PLUGIN_INSTALL_DIR)

@@ -223,6 +223,23 @@ BOOST_AUTO_TEST_CASE(override_parsing) {
   BOOST_TEST(contains(error_of([] { parse_override("train..lr=1"); }), "empty part"));
 }
 
+// Found by fuzz/fuzz_sweep (inputs in fuzz/regressions/sweep): a run file stores canonical_text and
+// resume parses it back, so every string a sweep can hold must survive the trip.
+BOOST_AUTO_TEST_CASE(overrides_are_utf8_and_every_string_reads_back_from_canonical_text) {
+  const std::string msg = error_of([] { parse_override("run.name=e\xff\xfe"); });
+  BOOST_TEST(contains(msg, "--set: not UTF-8 text (byte 0xff at position 11"), msg);
+  BOOST_TEST(contains(error_of([] { parse_override("run.name=\xc0\xaf"); }), "not UTF-8"));        // overlong '/'
+  BOOST_TEST(contains(error_of([] { parse_override("run.name=\xed\xa0\x80"); }), "not UTF-8"));   // a surrogate
+  BOOST_TEST(parse_override("run.name=\xc3\xa9t\xc3\xa9").second.as_string() == "\xc3\xa9t\xc3\xa9");
+  for (const std::string& raw : {std::string("a\x7f" "b"), std::string("tab\there"), std::string("c\x01r\x1f"), std::string("q\"\\")}) {
+    Value t = Value::table({});
+    set_dotted(t, "run.name", Value::string(raw, {}));
+    const Value back = parse_toml(canonical_text(t), "canonical");
+    BOOST_TEST(back.as_table().at("run").as_table().at("name").as_string() == raw);
+    BOOST_TEST(run_id_of(back) == run_id_of(t));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(overrides_apply_to_base_and_sweep) {
   const std::string text =
       "[model]\nplugin = \"dense\"\n"

@@ -487,7 +487,7 @@ namespace {
 std::pair<std::uint32_t, std::uint64_t> crc_from(int fd, off_t offset, const std::string& path) {
   uLong crc = crc32(0L, Z_NULL, 0);
   std::uint64_t n = 0;
-  std::vector<unsigned char> buf(1 << 20);
+  std::vector<unsigned char> buf(1 << 16);
   for (;;) {
     const ssize_t got = ::pread(fd, buf.data(), buf.size(), offset + static_cast<off_t>(n));
     if (got < 0) throw OutputError("cannot read '" + path + "': " + std::strerror(errno));
@@ -616,9 +616,13 @@ std::vector<RunTable> read_run_tables(const std::string& path) {
   return out;
 }
 
-std::optional<RunSummary> read_run_summary(const std::string& path) {
+std::optional<RunSummary> read_run_summary(const std::string& path, bool checksum_verified) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  if (!checksum_verified) {
+    const std::string damage = run_file_checksum_problem(path);
+    if (!damage.empty() && damage != "no checksum") return std::nullopt;
+  }
   h5::Handle file = h5::open_read(path);
   if (!file) return std::nullopt;
   const std::string at = "run file '" + path + "'";

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,7 +99,40 @@ Value parse_toml(const std::string& text, const std::string& file_name) {
 
 Value parse_toml_file(const std::string& path) { return parse_toml(read_text(path), path); }
 
+namespace {
+
+// Position of the first byte that does not belong to well-formed UTF-8 (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or npos.
+std::size_t invalid_utf8_at(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    int n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : -1;
+    if (n < 0 || i + static_cast<std::size_t>(n) >= s.size()) return i;
+    std::uint32_t cp = n == 0 ? c : c & (0x3F >> n);
+    for (int k = 1; k <= n; ++k) {
+      const auto d = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
+      if ((d & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (d & 0x3F);
+    }
+    static const std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += static_cast<std::size_t>(n) + 1;
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
 std::pair<std::string, Value> parse_override(const std::string& text) {
+  // A sweep file is UTF-8 (TOML); an override must be too, or its value could not be written back
+  // into the run's config and read again.
+  if (const std::size_t bad = invalid_utf8_at(text); bad != std::string::npos) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(text[bad]));
+    throw ConfigError(std::string(kOverrideFile) + ": not UTF-8 text (byte " + hex + " at position " + std::to_string(bad + 1) +
+                      " of '" + text.substr(0, bad) + "...')");
+  }
   // the first '=' outside quotes ends the key: sweep.grid."a=b"=[1] is legal, if odd
   std::size_t eq = std::string::npos;
   char quote = 0;

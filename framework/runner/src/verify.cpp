@@ -15,7 +15,7 @@ namespace modlab::runner {
 std::string run_file_problem(const std::string& path, const std::string& run_id) {
   const std::string sum = run_file_checksum_problem(path);
   if (!sum.empty() && sum != "no checksum") return sum;
-  const auto s = read_run_summary(path);
+  const auto s = read_run_summary(path, /*checksum_verified=*/true);
   if (!s) return "HDF5 cannot read it";
   if (s->run_id != run_id) return "it is the file of run " + (s->run_id.empty() ? "(none)" : s->run_id) + ", not " + run_id;
   try {

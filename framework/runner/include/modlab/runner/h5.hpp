@@ -98,8 +98,11 @@ struct RunSummary {
 
 /// Reads a run file's root attributes (run_id, seed, index, status, error, config) and final
 /// metrics; `file` is set to `path`. Opens read-only, in SWMR-read mode if the file is being written.
-/// nullopt if the file does not exist or cannot be read (a crashed .partial).
-std::optional<RunSummary> read_run_summary(const std::string& path);
+/// nullopt if the file does not exist or cannot be read (a crashed .partial), or if its bytes no
+/// longer match its seal: damaged bytes are never handed to HDF5, whose reader can crash on them.
+/// `checksum_verified`: the caller has just checked the seal (run_file_checksum_problem), so it is
+/// not read twice.
+std::optional<RunSummary> read_run_summary(const std::string& path, bool checksum_verified = false);
 
 /// A labelled table a model recorded (Recorder::table).
 struct RunTable {
