@@ -503,15 +503,9 @@ std::string group_name(std::size_t g, const std::vector<std::string>& attrs) {
   return s.empty() ? "none" : s;
 }
 
-std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Options o = read_options(c, host);
-  const PartitionTable parts = read_partition(o.partition_file);
-  const AttrTable attrs = read_attributes(o.attr_file);
-  const Selection sel = select_rows(c, o, attrs, parts, host);
-  const auto m = static_cast<std::int64_t>(sel.rows.size());
-
-  // Every selected image must exist; their sizes and times also key the cache.
+// The selected images' files; every one must exist (DataError naming the first missing ones and
+// their annotation lines). Their sizes and times also key the cache.
+std::vector<ImageFile> selected_image_files(const Options& o, const AttrTable& attrs, const Selection& sel) {
   std::vector<ImageFile> files(sel.rows.size());
   std::vector<std::size_t> missing;
   for (std::size_t i = 0; i < sel.rows.size(); ++i) {
@@ -531,11 +525,23 @@ std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
       first += (k ? ", " : "") + attrs.files[r] + " (" + attrs.path + ":" + std::to_string(attrs.lines[r]) + ")";
     }
     throw DataError(std::string(kName) + ": " + with_commas(static_cast<std::int64_t>(missing.size())) + " of the " +
-                    with_commas(m) + " images this configuration selects are missing from " + o.image_dir +
+                    with_commas(static_cast<std::int64_t>(sel.rows.size())) + " images this configuration selects are missing from " + o.image_dir +
                     "; first: " + first +
                     ". The annotation files describe images that are not there: supply the full img_align_celeba "
                     "folder, or lower [dataset] samples / use annotation files that match the images");
   }
+  return files;
+}
+
+std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Options o = read_options(c, host);
+  const PartitionTable parts = read_partition(o.partition_file);
+  const AttrTable attrs = read_attributes(o.attr_file);
+  const Selection sel = select_rows(c, o, attrs, parts, host);
+  const auto m = static_cast<std::int64_t>(sel.rows.size());
+
+  const std::vector<ImageFile> files = selected_image_files(o, attrs, sel);
 
   std::ostringstream key_text;
   key_text << "modlab celeba cache v1\nsize " << o.height << "x" << o.width << "\nresize pillow-bilinear-8bit\nrgb\n"
