@@ -533,16 +533,11 @@ std::vector<ImageFile> selected_image_files(const Options& o, const AttrTable& a
   return files;
 }
 
-std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Options o = read_options(c, host);
-  const PartitionTable parts = read_partition(o.partition_file);
-  const AttrTable attrs = read_attributes(o.attr_file);
-  const Selection sel = select_rows(c, o, attrs, parts, host);
-  const auto m = static_cast<std::int64_t>(sel.rows.size());
-
-  const std::vector<ImageFile> files = selected_image_files(o, attrs, sel);
-
+// The selected images as uint8 [m, 3, height, width]: from a cache file keyed by the options and
+// the files' sizes and times, or decoded (and then cached). `source` says which.
+torch::Tensor load_images(const Options& o, const std::vector<ImageFile>& files, Host& host, std::string& cache_file,
+                          std::string& source) {
+  const auto m = static_cast<std::int64_t>(files.size());
   std::ostringstream key_text;
   key_text << "modlab celeba cache v1\nsize " << o.height << "x" << o.width << "\nresize pillow-bilinear-8bit\nrgb\n"
            << o.image_dir << "\n";
@@ -552,7 +547,6 @@ std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
       "celeba_" + std::to_string(o.height) + "x" + std::to_string(o.width) + "_" + std::to_string(m) + "_" + hex64(key) + ".u8";
 
   torch::Tensor images = torch::empty({m, 3, o.height, o.width}, torch::kUInt8);
-  std::string cache_file, source;
   if (o.cache) {
     for (const auto& dir : cache_folders(o)) {
       std::string why;
@@ -595,6 +589,21 @@ std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
   } else {
     host.log(std::string(kName) + ": loaded " + with_commas(m) + " images from cache " + cache_file);
   }
+  return images;
+}
+
+std::shared_ptr<Dataset> make_celeba(const Config& c, Host& host) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Options o = read_options(c, host);
+  const PartitionTable parts = read_partition(o.partition_file);
+  const AttrTable attrs = read_attributes(o.attr_file);
+  const Selection sel = select_rows(c, o, attrs, parts, host);
+  const auto m = static_cast<std::int64_t>(sel.rows.size());
+
+  const std::vector<ImageFile> files = selected_image_files(o, attrs, sel);
+
+  std::string cache_file, source;
+  torch::Tensor images = load_images(o, files, host, cache_file, source);
 
   // Split order (torch random_split with a seeded generator); each split becomes one slice.
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.split_seed);
