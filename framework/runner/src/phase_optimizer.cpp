@@ -58,7 +58,8 @@ PhaseOptimizer build_optimizer(const TrainOptions& o, const std::vector<ParamGro
     b.base_lr.push_back(lr);
     b.params.insert(b.params.end(), g.params.begin(), g.params.end());
   }
-  for (const auto& [name, lr] : o.lr_groups) {
+  for (const auto& entry : o.lr_groups) {
+    const std::string& name = entry.first;  // a structured binding cannot be captured before C++20
     bool known = std::any_of(groups.begin(), groups.end(), [&](const ParamGroup& g) { return g.name == name; });
     if (!known) {
       std::string names;
