@@ -83,6 +83,7 @@ function(modlab_add_plugin)
   endif()
   set(target modlab_plugin_${P_NAME})
   add_library(${target} MODULE ${P_SOURCES})
+  set_property(GLOBAL APPEND PROPERTY MODLAB_PLUGIN_TARGETS ${target})  # every plugin of this build
   target_link_libraries(${target} PRIVATE modlab::sdk ${P_LIBRARIES})
   set_target_properties(${target} PROPERTIES
     OUTPUT_NAME ${P_NAME}
