@@ -94,7 +94,12 @@ function(modlab_add_plugin)
   modlab_no_undefined(${target})
   modlab_warnings(${target})
   modlab_use_pch(${target})
+  if(NOT CMAKE_BUILD_TYPE AND NOT CMAKE_CONFIGURATION_TYPES)
+    target_compile_options(${target} PRIVATE -O2)  # an out-of-tree project that set no build type
+  endif()
   if(NOT P_NO_INSTALL AND DEFINED MODLAB_PLUGIN_INSTALL_DIR)
+    # <libdir>/modlab/plugins/x.so finds <libdir>/libmodlab_sdk.so
+    set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN/../..")
     install(TARGETS ${target} LIBRARY DESTINATION ${MODLAB_PLUGIN_INSTALL_DIR})
   endif()
 endfunction()

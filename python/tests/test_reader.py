@@ -13,6 +13,7 @@ import sys
 import tempfile
 import tomllib
 import unittest
+import zlib
 from unittest import mock
 
 import h5py
@@ -428,6 +429,23 @@ class ReaderTest(unittest.TestCase):
         self.assertEqual(cfg["model"]["expert_hidden"], [4, 4])
         self.assertEqual(cfg["train"]["optimizer"], "rmsprop")
         self.assertEqual(modlab.run_path(self.tiny, run_id), self.run_file(self.tiny, run_id))
+
+    def test_run_attrs_name_the_build_and_the_plugin_files(self):
+        attrs = modlab.run_attrs(self.tiny, self.ids[0])
+        for kind, name in (("model", "moe"), ("dataset", "toy")):
+            path = attrs[f"{kind}_plugin_file"]
+            self.assertTrue(os.path.isabs(path), path)
+            self.assertEqual(os.path.basename(path), name + ".so")
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertEqual(attrs[f"{kind}_plugin_checksum"],
+                             f"crc32 {zlib.crc32(data):08x} bytes {len(data)}")
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.returncode != 0:
+            self.skipTest("not a git checkout: git_revision is 'unknown'")
+        # the commit the executable was built from (tests run on a fresh build of this checkout)
+        self.assertRegex(attrs["git_revision"], "^" + head.stdout.strip() + "(-dirty)?$")
 
     def test_tensors(self):
         run_id = self.ids[2]

@@ -517,6 +517,15 @@ void seal_run_file(const std::string& path) {
     throw OutputError("cannot write the checksum of '" + path + "': " + std::strerror(errno));
 }
 
+std::string file_checksum(const std::string& path) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw OutputError("cannot open '" + path + "': " + std::strerror(errno));
+  const auto [crc, size] = crc_from(f.fd, 0, path);
+  char text[64];
+  std::snprintf(text, sizeof text, "crc32 %08x bytes %llu", crc, static_cast<unsigned long long>(size));
+  return text;
+}
+
 std::string run_file_checksum_problem(const std::string& path) {
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) return std::string("cannot open it: ") + std::strerror(errno);

@@ -1,5 +1,6 @@
 #include "provenance.hpp"
 
+#include <modlab/runner/h5.hpp>
 #include <modlab/runner/sweep.hpp>
 
 #include <torch/version.h>
@@ -8,9 +9,6 @@
 
 #include <ctime>
 #include <filesystem>
-#include <fstream>
-
-namespace fs = std::filesystem;
 
 namespace modlab::runner {
 
@@ -21,25 +19,11 @@ std::string now_iso() {
   return buf;
 }
 
-std::string git_revision() {
-  // Read .git/HEAD of the source tree directly: no subprocess, works without git installed.
-  try {
-    fs::path git = fs::path(MODLAB_SOURCE_DIR) / ".git";
-    std::ifstream head((git / "HEAD").string());
-    std::string line;
-    if (!std::getline(head, line)) return "unknown";
-    if (line.rfind("ref: ", 0) != 0) return line;
-    std::string ref = line.substr(5);
-    std::ifstream r((git / ref).string());
-    std::string sha;
-    if (std::getline(r, sha)) return sha;
-    std::ifstream packed((git / "packed-refs").string());
-    while (std::getline(packed, line))
-      if (line.size() > 41 && line.compare(41, std::string::npos, ref) == 0) return line.substr(0, 40);
-  } catch (...) {
-  }
-  return "unknown";
-}
+// The modlab executable links the definition generated at build time
+// (framework/cmake/git_revision.cmake); this weak one serves everything else.
+__attribute__((weak)) const char* build_git_revision() { return "unknown"; }
+
+std::string git_revision() { return build_git_revision(); }
 
 std::string host_name() {
   char buf[256] = {0};
@@ -58,8 +42,12 @@ RunAttributes run_attributes(const RunRequest& req, const Registry& registry, co
       {"config", canonical_text(*req.config)},
       {"dataset_plugin", dplug},
       {"dataset_plugin_version", downer.info->version},
+      {"dataset_plugin_file", std::filesystem::absolute(downer.file).string()},
+      {"dataset_plugin_checksum", file_checksum(downer.file)},
       {"model_plugin", mplug},
       {"model_plugin_version", mowner.info->version},
+      {"model_plugin_file", std::filesystem::absolute(mowner.file).string()},
+      {"model_plugin_checksum", file_checksum(mowner.file)},
       {"git_revision", git_revision()},
       {"modlab_version", MODLAB_VERSION},
       {"torch_version", TORCH_VERSION},

@@ -209,17 +209,15 @@ std::vector<std::string> plugin_search_path(const std::vector<std::string>& extr
       start = colon + 1;
     }
   }
-  // Beside the executable: <prefix>/bin/modlab → <prefix>/plugins (build tree) or
-  // <prefix>/lib/modlab/plugins (installed).
+  // Relative to the executable, so a build tree or an install prefix can move: <dir>/bin/modlab
+  // finds <dir>/plugins (a build tree) and <prefix>/<libdir>/modlab/plugins (installed).
   boost::system::error_code ec;
   auto exe = boost::dll::program_location(ec);
   if (!ec) {
-    fs::path bin = fs::path(exe.string()).parent_path();
-    dirs.push_back((bin.parent_path() / "plugins").string());
-    dirs.push_back((bin.parent_path() / "lib" / "modlab" / "plugins").string());
+    fs::path prefix = fs::path(exe.string()).parent_path().parent_path();
+    dirs.push_back((prefix / "plugins").string());
+    dirs.push_back((prefix / MODLAB_PLUGIN_INSTALL_SUBDIR).string());
   }
-  dirs.push_back(MODLAB_BUILD_PLUGIN_DIR);
-  dirs.push_back(MODLAB_INSTALL_PLUGIN_DIR);
   // Drop repeats (keep the first), so one folder is not scanned twice.
   std::vector<std::string> unique;
   std::set<std::string> seen;

@@ -82,13 +82,16 @@ void seal_run_file(const std::string& path);
 /// "" when the file's bytes still match its seal; "no checksum" when it has none (written before
 /// run files were sealed); otherwise what is wrong (truncated, changed, unreadable).
 std::string run_file_checksum_problem(const std::string& path);
+/// "crc32 <8 hex digits> bytes <n>" of a whole file: what runs record of each plugin they load.
+/// OutputError when it cannot be read.
+std::string file_checksum(const std::string& path);
 
 /// What `sweep.h5` and `modlab show` list for a run.
 struct RunSummary {
   std::string run_id;
   std::int64_t index = 0;
   std::int64_t seed = 0;
-  std::string status;  ///< completed / failed / interrupted / pending
+  std::string status;  ///< completed / failed / interrupted / pending / running
   std::string error;
   std::string file;    ///< path of the run file relative to the sweep folder ("" if none)
   std::map<std::string, std::string> params;  ///< varied config keys → TOML literal
