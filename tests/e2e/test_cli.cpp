@@ -52,6 +52,8 @@ BOOST_AUTO_TEST_CASE(version_and_help) {
   for (const char* line : {"exit codes:", "\n  0    every run completed", "\n  1    some runs failed",
                            "\n  2    bad input", "\n  130  interrupted"})
     BOOST_TEST(help.output.find(line) != std::string::npos, line << " in " << help.output);
+  for (const char* line : {"plugins [NAME]", "MODLAB_PLUGIN_PATH", "MODLAB_DATA_DIR", "docs/"})
+    BOOST_TEST(help.output.find(line) != std::string::npos, line << " in " << help.output);
   BOOST_TEST(run_modlab("run --help").output.find("130  interrupted") != std::string::npos);
   auto bad = run_modlab("frobnicate");
   BOOST_TEST(bad.code == 2);
@@ -69,6 +71,19 @@ BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
   auto one = run_modlab("plugins fixture_mlp --plugin-path " + quote(fixture_plugins() + "/fixture_basic.so"));
   BOOST_TEST(one.code == 0, one.output);
   BOOST_TEST(one.output.find("model fixture_mlp") != std::string::npos, one.output);
+  BOOST_TEST(one.output.find("dataset fixture_blobs") == std::string::npos, one.output);
+  // a plugin (library) name shows all its entries; `plugins --help` offers no --set
+  auto lib = run_modlab("plugins fixture_basic " + plug());
+  BOOST_TEST(lib.code == 0, lib.output);
+  for (const char* e : {"model fixture_mlp", "model fixture_wrapper", "dataset fixture_blobs"})
+    BOOST_TEST(lib.output.find(e) != std::string::npos, e << " in " << lib.output);
+  BOOST_TEST(run_modlab("plugins --help").output.find("--set") == std::string::npos);
+  // a typo: exit 2, the closest name and every kind of name
+  auto typo = run_modlab("plugins fixture_blbos " + plug());
+  BOOST_TEST(typo.code == 2, typo.output);
+  for (const char* m : {"no model, dataset or plugin named 'fixture_blbos'", "did you mean 'fixture_blobs'?",
+                        "\n  models: ", "\n  datasets: ", "\n  plugins: ", "fixture_mlp", "fixture_basic"})
+    BOOST_TEST(typo.output.find(m) != std::string::npos, m << " in " << typo.output);
 }
 
 // Every sweep example in docs/sweeps.md that names a dataset is a valid sweep: its dry run passes
@@ -193,6 +208,32 @@ BOOST_AUTO_TEST_CASE(a_non_finite_loss_fails_its_run_with_one_line_naming_step_a
     BOOST_TEST(s.error == "non-finite loss at step 10 (phase train, epoch 1): term 'task' = nan", s.error);
   }
   BOOST_TEST(failed == 1u);  // of the two runs, the one with fail = "nan"
+}
+
+// sweep.h5 is there from the first runs' start, listing them as running, so `modlab show` (and
+// --group-by over the seeds) works while the sweep goes on.
+BOOST_AUTO_TEST_CASE(show_lists_running_runs_while_the_sweep_goes_on) {
+  TempDir d("show_live");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("plugin = \"fixture_mlp\""), 22, "plugin = \"fixture_mlp\"\nsleep_ms = 20");
+  write(d.path / "live.toml", sweep);
+  const fs::path out = d.path / "out";
+  pid_t pid = start_modlab({"run", (d.path / "live.toml").string(), "--jobs", "1", "--out", out.string(),
+                            "--plugin-path", fixture_plugins()},
+                           (d.path / "run.log").string());
+  Result live;
+  const bool seen = wait_for([&] {
+    live = run_modlab("show " + quote(out.string()));
+    return live.code == 0 && live.output.find(" running ") != std::string::npos;
+  }, 60);
+  BOOST_TEST(seen, live.output << slurp(d.path / "run.log"));
+  BOOST_TEST(live.output.find(" pending ") != std::string::npos, live.output);  // one job: the others wait
+  BOOST_TEST_REQUIRE(wait_exit(pid) == 0, slurp(d.path / "run.log"));
+  auto grouped = run_modlab("show " + quote(out.string()) + " --group-by --csv --metrics mean_logit");
+  BOOST_TEST(grouped.code == 0, grouped.output);
+  BOOST_TEST(grouped.output.rfind("model.hidden,runs,", 0) == 0, grouped.output);
+  BOOST_TEST(grouped.output.find(",2/2,") != std::string::npos, grouped.output);
+  BOOST_TEST(grouped.output.find(" ± ") != std::string::npos, grouped.output);
 }
 
 BOOST_AUTO_TEST_CASE(kill_minus_9_then_rerun_resumes_everything) {

@@ -1,9 +1,17 @@
-// The lines between the scheduler and its workers, and the named codes a run ends with.
+// The lines between the scheduler and its workers, the named codes a run ends with, and the
+// default number of threads.
 #define BOOST_TEST_MODULE worker_protocol
 #include <boost/test/unit_test.hpp>
 
 #include <modlab/runner/exit_codes.hpp>
+#include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/worker_protocol.hpp>
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include <string>
 
@@ -55,4 +63,33 @@ BOOST_AUTO_TEST_CASE(run_outcomes_and_exit_codes) {
   BOOST_TEST(exit_status(ExitCode::Interrupted) == 130);
   const std::string help = exit_codes_help();
   for (const char* code : {"  0 ", "  1 ", "  2 ", "  130 "}) BOOST_TEST(help.find(code) != std::string::npos, code);
+}
+
+// --threads 0 takes the CPUs the process may use (taskset, Slurm, a container), not the machine's.
+BOOST_AUTO_TEST_CASE(default_threads_follow_the_affinity_mask_and_the_cgroup_quota) {
+  cpu_set_t saved;
+  BOOST_TEST_REQUIRE(sched_getaffinity(0, sizeof saved, &saved) == 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &saved)) ++first;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  BOOST_TEST_REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);
+  const int n = modlab::runner::default_threads();
+  sched_setaffinity(0, sizeof saved, &saved);
+  BOOST_TEST(n == 1);
+
+  const auto dir = std::filesystem::temp_directory_path() / ("modlab_cpu_max_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto limit = [&](const std::string& text) {
+    std::ofstream((dir / "cpu.max").string()) << text;
+    return modlab::runner::cgroup_cpu_limit((dir / "cpu.max").string());
+  };
+  BOOST_TEST(limit("max 100000\n") == 0);
+  BOOST_TEST(limit("200000 100000\n") == 2);
+  BOOST_TEST(limit("150000 100000\n") == 2);  // 1.5 CPUs: rounded up
+  BOOST_TEST(limit("50000 100000\n") == 1);
+  BOOST_TEST(limit("garbage") == 0);
+  BOOST_TEST(modlab::runner::cgroup_cpu_limit((dir / "absent").string()) == 0);
+  std::filesystem::remove_all(dir);
 }

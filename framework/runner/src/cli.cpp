@@ -5,19 +5,25 @@
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/show.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 #include <modlab/runner/verify.hpp>
+#include <modlab_internal/closest_match.hpp>
 
 #include <boost/program_options.hpp>
+#include <unistd.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -31,10 +37,18 @@ const char* kUsage =
     "commands:\n"
     "  run SWEEP.toml      expand a sweep and run it (resumes: finished runs are skipped)\n"
     "  expand SWEEP.toml   list the runs a sweep expands to, without running them\n"
-    "  plugins             list loadable plugins with their config keys\n"
+    "  plugins [NAME]      list loadable plugins with their config keys (NAME: one model, dataset or plugin)\n"
     "  show DIR            print the summary table of a sweep's results\n"
     "  verify DIR          check every run file of a results folder (checksum, identity)\n\n"
-    "options: --help (also after a command), --version\n\n";
+    "options: --help (also after a command: modlab run --help), --version\n\n"
+    "environment:\n"
+    "  MODLAB_PLUGIN_PATH  folders of plugins (':'-separated), searched after --plugin-path and before\n"
+    "                      the plugins beside the executable (<prefix>/plugins, <prefix>/lib/modlab/plugins)\n"
+    "  MODLAB_DATA_DIR     where dataset plugins look for their files when a config gives no path\n\n"
+    "docs: README.md and docs/ of the source tree (sweeps.md, output-format.md, python.md, writing-a-model.md)\n\n";
+
+const char* kPluginSearch =
+    "\nPlugins are searched in --plugin-path, then MODLAB_PLUGIN_PATH, then beside the executable.\n";
 
 struct UsageError : Error {
   using Error::Error;
@@ -77,26 +91,17 @@ Registry& load_registry(const std::vector<std::string>& plugin_path) {
 }
 
 std::string table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> w(header.size());
-  for (std::size_t i = 0; i < header.size(); ++i) w[i] = header[i].size();
-  for (const auto& r : rows)
-    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
-  std::ostringstream os;
-  auto line = [&](const std::vector<std::string>& r) {
-    for (std::size_t i = 0; i < w.size(); ++i) {
-      std::string c = i < r.size() ? r[i] : "";
-      os << c << (i + 1 < w.size() ? std::string(w[i] - c.size() + 2, ' ') : "");
-    }
-    os << "\n";
-  };
-  line(header);
-  for (const auto& r : rows) line(r);
-  return os.str();
+  return render(TextTable{header, rows}, ShowOptions{});
+}
+
+void add_plugin_path_option(po::options_description& d) {
+  d.add_options()("plugin-path", po::value<std::vector<std::string>>()->composing(),
+                  "extra folder of plugins, or one plugin's .so file (repeatable; searched first)");
 }
 
 void add_sweep_options(po::options_description& d) {
-  d.add_options()("set", po::value<std::vector<std::string>>()->composing(), "override a config key: --set train.lr=0.01 (repeatable)")(
-      "plugin-path", po::value<std::vector<std::string>>()->composing(), "extra folder of plugins, or one plugin's .so file (repeatable)");
+  d.add_options()("set", po::value<std::vector<std::string>>()->composing(), "override a config key: --set train.lr=0.01 (repeatable)");
+  add_plugin_path_option(d);
 }
 
 /// Parses a command's arguments into `vm`, `positional` taking its one positional argument. False,
@@ -147,7 +152,7 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
   std::string shard;
   d.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "sweep file")(
       "jobs,j", po::value<int>(&o.jobs)->default_value(1), "runs at once (worker processes)")(
-      "threads", po::value<int>(&o.threads)->default_value(0), "LibTorch threads in all, divided among jobs (0 = all cores)")(
+      "threads", po::value<int>(&o.threads)->default_value(0), "LibTorch threads in all, divided among jobs (0 = the CPUs this process may use)")(
       "device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu | cuda | cuda:N")(
       "out,o", po::value<std::string>(&o.out_dir), "output folder (default results/<sweep name>)")(
       "shard", po::value<std::string>(&shard), "i/n: run only runs whose index % n == i (for job arrays)")(
@@ -177,39 +182,59 @@ std::string key_type(const KeySpec& k) {
   return type_name(k.type);
 }
 
+std::string keys_table(const std::vector<KeySpec>& keys) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& k : keys)
+    rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value,
+                    k.constraint(), k.doc});
+  return table({"  key", "type", "default", "allowed", ""}, rows);
+}
+
+/// `modlab plugins NAME` takes a model, a dataset or a plugin (library) name; anything else is an
+/// error listing all three, with the closest name.
+void check_plugins_name(const Registry& reg, const std::string& name) {
+  const auto models = reg.model_names(), datasets = reg.dataset_names();
+  std::vector<std::string> libraries;
+  for (const auto& p : reg.plugins()) libraries.push_back(p.info->name);
+  if (reg.has_model(name) || reg.has_dataset(name) ||
+      std::find(libraries.begin(), libraries.end(), name) != libraries.end())
+    return;
+  auto join = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+    return out.empty() ? std::string("none") : out;
+  };
+  std::vector<std::string> all = libraries;
+  all.insert(all.end(), models.begin(), models.end());
+  all.insert(all.end(), datasets.begin(), datasets.end());
+  const std::string guess = closest_match(name, all);
+  throw UsageError("plugins: no model, dataset or plugin named '" + name + "'" +
+                   (guess.empty() ? "" : "; did you mean '" + guess + "'?") + "\n  models: " + join(models) +
+                   "\n  datasets: " + join(datasets) + "\n  plugins: " + join(libraries));
+}
+
 int cmd_plugins(const std::vector<std::string>& args, bool help) {
-  po::options_description d("modlab plugins [options]\n\nLists loadable plugins and their config keys.\n\noptions");
-  d.add_options()("help,h", "this help")("name", po::value<std::string>(), "show only this model/dataset");
-  add_sweep_options(d);
+  po::options_description d(
+      "modlab plugins [NAME] [options]\n\nLists the loadable plugins and their config keys; NAME (a model, a dataset or a\n"
+      "plugin such as hier_modular) shows only that.\n\noptions");
+  d.add_options()("help,h", "this help")("name", po::value<std::string>(), "model, dataset or plugin to show");
+  add_plugin_path_option(d);
   po::variables_map vm;
-  if (!parse_command(args, d, "name", help, vm)) return exit_status(ExitCode::Ok);
+  if (!parse_command(args, d, "name", help, vm, kPluginSearch)) return exit_status(ExitCode::Ok);
   auto& reg = load_registry(strings(vm, "plugin-path"));
-  std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
-  auto keys_table = [](const std::vector<KeySpec>& keys) {
-    std::vector<std::vector<std::string>> rows;
-    for (const auto& k : keys)
-      rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value,
-                      k.constraint(), k.doc});
-    return table({"  key", "type", "default", "allowed", ""}, rows);
+  const std::string only = vm.count("name") ? vm["name"].as<std::string>() : "";
+  if (!only.empty()) check_plugins_name(reg, only);
+  auto print = [&](const LoadedPlugin& p, const char* kind, const std::string& n, const std::string& description,
+                   const std::vector<KeySpec>& keys) {
+    if (!only.empty() && n != only && p.info->name != only) return;
+    std::cout << kind << " " << n << "  (" << p.info->name << " " << p.info->version << ", " << p.file << ")\n  "
+              << description << "\n" << keys_table(keys) << "\n";
   };
   for (const auto& p : reg.plugins()) {
-    for (const auto& m : p.models) {
-      if (!only.empty() && m != only) continue;
-      const auto& e = reg.model(m);
-      std::cout << "model " << m << "  (" << p.info->name << " " << p.info->version << ", " << p.file << ")\n  "
-                << e.description << "\n" << keys_table(e.keys) << "\n";
-    }
-    for (const auto& n : p.datasets) {
-      if (!only.empty() && n != only) continue;
-      const auto& e = reg.dataset(n);
-      std::cout << "dataset " << n << "  (" << p.info->name << " " << p.info->version << ", " << p.file << ")\n  "
-                << e.description << "\n" << keys_table(e.keys) << "\n";
-    }
+    for (const auto& m : p.models) print(p, "model", m, reg.model(m).description, reg.model(m).keys);
+    for (const auto& n : p.datasets) print(p, "dataset", n, reg.dataset(n).description, reg.dataset(n).keys);
   }
   if (only.empty()) std::cout << "trainer [train]\n" << keys_table(train_keys()) << "\nrun [run]\n" << keys_table(run_keys());
-  else if (!reg.has_model(only) && !reg.has_dataset(only)) {
-    reg.model(only);  // throws with the known names
-  }
   return exit_status(ExitCode::Ok);
 }
 
@@ -239,49 +264,65 @@ void print_tables(const std::string& dir, const std::vector<RunSummary>& rows, c
   if (!found) throw UsageError("show: no completed run '" + only + "' in " + dir);
 }
 
+std::vector<std::string> comma_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string f; std::getline(in, f, ',');)
+    if (!f.empty()) out.push_back(f);
+  return out;
+}
+
+ShowOptions show_options(const po::variables_map& vm) {
+  ShowOptions o;
+  o.metric_filters = comma_list(vm["metrics"].as<std::string>());
+  if (vm.count("group-by")) o.group_by = comma_list(vm["group-by"].as<std::string>());
+  if (vm.count("sort")) o.sort = vm["sort"].as<std::string>();
+  o.reverse = vm.count("reverse") > 0;
+  if (vm.count("columns")) o.columns = comma_list(vm["columns"].as<std::string>());
+  o.csv = vm.count("csv") > 0;
+  if (!o.csv && isatty(STDOUT_FILENO)) o.width = terminal_width(STDOUT_FILENO);
+  return o;
+}
+
+/// --watch: the table redrawn every `seconds` until Ctrl-C.
+int watch_summary(const std::string& dir, const ShowOptions& o, double seconds) {
+  for (;;) {
+    const std::string text = show_summary(dir, o);
+    std::cout << (isatty(STDOUT_FILENO) ? "\033[H\033[2J" : "") << dir << "  (every " << seconds
+              << " s; Ctrl-C to stop)\n\n" << text << std::flush;
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)));
+  }
+}
+
 int cmd_show(const std::vector<std::string>& args, bool help) {
-  po::options_description d("modlab show DIR [options]\n\nPrints the summary table of a sweep's results (DIR/sweep.h5).\n\noptions");
+  po::options_description d("modlab show DIR [options]\n\nPrints the summary table of a sweep's results (DIR/sweep.h5), "
+                            "also while the sweep runs.\n\noptions");
   d.add_options()("help,h", "this help")("dir", po::value<std::string>(), "sweep output folder")(
       "metrics", po::value<std::string>()->default_value("accuracy,loss,entropy,information"),
       "comma-separated substrings selecting metric columns ('' = all)")(
+      "group-by", po::value<std::string>()->implicit_value(""),
+      "one row per value of these varied keys (comma-separated), metrics as mean ± std over the completed runs; "
+      "alone: every varied key but run.seed (the mean over seeds)")(
+      "sort", po::value<std::string>(), "sort rows by this column")("reverse", "with --sort: largest first")(
+      "columns", po::value<std::string>(), "show only these columns, in this order (comma-separated)")(
+      "csv", "comma-separated values, every column")(
+      "watch", po::value<double>()->implicit_value(2.0), "redraw every N seconds (default 2) until Ctrl-C")(
       "tables", "print the tables each completed run recorded (masks, accuracies per sub-task ...)")(
       "run", po::value<std::string>(), "with --tables: only this run id");
   po::variables_map vm;
   if (!parse_command(args, d, "dir", help, vm)) return exit_status(ExitCode::Ok);
   if (!vm.count("dir")) throw UsageError("show: missing the results folder");
-  std::string dir = vm["dir"].as<std::string>();
-  if (!fs::exists(fs::path(dir) / "sweep.h5")) throw OutputError(dir + ": no sweep.h5 here (is it a sweep's output folder?)");
-  std::vector<std::string> varied;
-  auto rows = read_sweep_index(dir, &varied);
-  std::vector<std::string> filters;
-  std::stringstream fs_(vm["metrics"].as<std::string>());
-  for (std::string f; std::getline(fs_, f, ',');)
-    if (!f.empty()) filters.push_back(f);
-  std::set<std::string> metric_names;
-  for (const auto& r : rows)
-    for (const auto& [k, v] : r.final_metrics) {
-      bool keep = filters.empty();
-      for (const auto& f : filters) keep = keep || k.find(f) != std::string::npos;
-      if (keep && k.rfind("fit_", 0) != 0) metric_names.insert(k);
-    }
-  std::vector<std::string> header = {"#", "run_id", "status"};
-  for (const auto& v : varied) header.push_back(v);
-  for (const auto& m : metric_names) header.push_back(m);
-  std::vector<std::vector<std::string>> out;
-  for (const auto& r : rows) {
-    std::vector<std::string> row = {std::to_string(r.index), r.run_id, r.status};
-    for (const auto& v : varied) row.push_back(r.params.count(v) ? r.params.at(v) : "");
-    for (const auto& m : metric_names) {
-      auto it = r.final_metrics.find(m);
-      std::ostringstream os;
-      if (it != r.final_metrics.end() && !std::isnan(it->second)) os << std::setprecision(4) << it->second + 0.0;  // no "-0"
-      row.push_back(os.str());
-    }
-    out.push_back(row);
+  const std::string dir = vm["dir"].as<std::string>();
+  const ShowOptions o = show_options(vm);
+  if (vm.count("watch")) {
+    const double s = vm["watch"].as<double>();
+    if (!(s >= 0.1 && s <= 86400)) throw UsageError("show --watch: expected seconds in [0.1, 86400]");
+    return watch_summary(dir, o, s);
   }
-  std::cout << table(header, out);
+  std::cout << show_summary(dir, o);
+  const auto rows = read_sweep_index(dir);
   for (const auto& r : rows)
-    if (r.status == "failed") std::cout << "run " << r.run_id << " failed: " << r.error << "\n";
+    if (r.status == "failed" && !o.csv) std::cout << "run " << r.run_id << " failed: " << r.error << "\n";
   if (vm.count("tables")) print_tables(dir, rows, vm.count("run") ? vm["run"].as<std::string>() : "");
   return exit_status(ExitCode::Ok);
 }

@@ -17,10 +17,12 @@
 #include <modlab/runner/verify.hpp>
 
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -72,9 +74,26 @@ std::string last_lines(const std::string& path, std::size_t n) {
 
 }  // namespace
 
+int cgroup_cpu_limit(const std::string& cpu_max) {
+  std::ifstream in(cpu_max);
+  std::string quota;
+  long long period = 0;
+  if (!(in >> quota >> period) || quota == "max" || period <= 0) return 0;
+  const long long q = std::atoll(quota.c_str());
+  return q > 0 ? static_cast<int>((q + period - 1) / period) : 0;
+}
+
 int default_threads() {
-  unsigned n = std::thread::hardware_concurrency();
-  return n ? static_cast<int>(n) : 1;
+  // The CPUs this process may run on (taskset, Slurm's --cpus-per-task, a container's cpuset),
+  // not every core of the machine; then a cgroup v2 CPU quota, if one is lower.
+  int n = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  const int quota = cgroup_cpu_limit("/sys/fs/cgroup/cpu.max");
+  if (quota > 0 && quota < n) n = quota;
+  return n > 0 ? n : 1;
 }
 
 namespace {
@@ -133,6 +152,7 @@ class SweepRun {
       handle_interrupts(pool);
       hand_out(pool);
       if (pool.empty()) break;
+      show_started_runs();
       auto on_line = [this](Worker& w, const std::string& line) { on_worker_line(w, line); };
       pool.poll(200, on_line);
       pool.reap(on_line, [this](Worker& w, int status) {
@@ -269,6 +289,7 @@ class SweepRun {
     write_file_atomic(p.spec, canonical_text(*r.config));
     w.run = &r;
     w.has_progress = false;
+    started_unlisted_ = true;
     w.start = std::chrono::steady_clock::now();
     pool.send(w, protocol::format_run_command({r.run_id, r.index, r.seed, p.spec}));
     if (!status_.tty() || o_.verbose)
@@ -319,12 +340,29 @@ class SweepRun {
   }
 
   // Rewrites sweep.h5 under its lock. Rows not completed in memory are read again from disk,
-  // since another runner of this folder may have finished them (a stat or two per row).
+  // since another runner of this folder may have finished them (a stat or two per row); the runs
+  // this runner is running are listed as "running".
   void update_index() {
     FileLock lock(index_lock_path(out_), /*wait=*/true);
-    for (std::size_t i = 0; i < index_.size(); ++i)
+    for (std::size_t i = 0; i < index_.size(); ++i) {
       if (index_[i].status != "completed") index_[i] = summarize(sweep_.runs[i], out_);
+      if (locks_.count(sweep_.runs[i].run_id)) index_[i].status = "running";
+    }
     write_sweep_index(out_, sweep_.name, sweep_.file, sweep_.text, sweep_.varied_keys, index_);
+    last_index_write_ = std::chrono::steady_clock::now();
+    started_unlisted_ = false;
+  }
+
+  // The index lists runs as they start (so `modlab show` works from the sweep's first second),
+  // at most once a second: a sweep of many short runs would otherwise rewrite it twice per run.
+  void show_started_runs() {
+    if (!started_unlisted_ || std::chrono::steady_clock::now() - last_index_write_ < std::chrono::seconds(1)) return;
+    try {
+      update_index();
+    } catch (const std::exception& e) {
+      started_unlisted_ = false;
+      status_.print(std::string("warning: could not update sweep.h5: ") + e.what());
+    }
   }
 
   std::string headline_metric(const RunSpec& r) const {
@@ -383,6 +421,8 @@ class SweepRun {
   std::map<std::string, FileLock> locks_;  ///< run id → its lock, while this runner runs it
   int per_run_threads_ = 1;
   bool killed_ = false, told_ = false;
+  bool started_unlisted_ = false;  ///< a run started since sweep.h5 was last written
+  std::chrono::steady_clock::time_point last_index_write_{};
   std::chrono::steady_clock::time_point t0_;
 };
 

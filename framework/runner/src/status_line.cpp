@@ -1,5 +1,9 @@
 #include "status_line.hpp"
 
+#include <modlab/runner/show.hpp>
+
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iomanip>
@@ -59,7 +63,9 @@ void StatusLine::print(const std::string& line) {
 void StatusLine::show(const std::string& text) {
   if (!tty_) return;
   shown_ = text;
-  std::cerr << "\r\033[K" << shown_.substr(0, 200) << std::flush;
+  // One terminal line, or a redraw leaves the wrapped rest behind on every update.
+  const std::size_t width = terminal_width(STDERR_FILENO);
+  std::cerr << "\r\033[K" << shown_.substr(0, width > 1 ? width - 1 : width) << std::flush;
 }
 
 }  // namespace modlab::runner

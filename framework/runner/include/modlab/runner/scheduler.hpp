@@ -42,7 +42,11 @@ void write_index(const Sweep& sweep, const std::string& out_dir);
 /// worker_protocol.hpp). Returns the worker's exit status (protocol::WorkerCode).
 int worker_main(const std::vector<std::string>& args);
 
-/// Cores for torch threads by default.
+/// Cores for torch threads by default (`--threads 0`): the CPUs of the process's affinity mask, at
+/// most its cgroup v2 CPU quota.
 int default_threads();
+/// CPUs allowed by a cgroup v2 `cpu.max` file ("<quota> <period>", rounded up); 0 when it sets no
+/// limit ("max") or cannot be read.
+int cgroup_cpu_limit(const std::string& cpu_max);
 
 }  // namespace modlab::runner
