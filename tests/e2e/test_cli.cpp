@@ -5,7 +5,9 @@
 
 #include <modlab/runner/h5.hpp>
 
+#include <cctype>
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 using namespace e2e;
@@ -102,6 +104,25 @@ BOOST_AUTO_TEST_CASE(the_sweep_examples_in_the_docs_pass_preflight) {
     BOOST_TEST(r.code == 0, "docs/sweeps.md, example " << n << ":\n" << block << r.output);
   }
   BOOST_TEST(n >= 3u);
+  BOOST_TEST(!fs::exists(d.path / "out"));
+}
+
+// A shard's dry run lists the runs that shard would run, not the whole sweep.
+BOOST_AUTO_TEST_CASE(a_dry_run_of_a_shard_lists_its_runs_only) {
+  TempDir d("shard_dry");
+  write(d.path / "fx.toml", kSweep);
+  auto r = run_modlab("run " + quote((d.path / "fx.toml").string()) + " --shard 1/2 --dry-run --out " +
+                      quote((d.path / "out").string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  BOOST_TEST(r.output.find("2 runs of 4 (shard 1/2)") != std::string::npos, r.output);
+  std::size_t rows = 0;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);)
+    if (line.size() > 3 && std::isdigit(static_cast<unsigned char>(line[0])) && line.compare(1, 2, "  ") == 0) {
+      ++rows;
+      BOOST_TEST((line[0] == '1' || line[0] == '3'), line);  // indices 1 and 3: index % 2 == 1
+    }
+  BOOST_TEST(rows == 2u, r.output);
   BOOST_TEST(!fs::exists(d.path / "out"));
 }
 

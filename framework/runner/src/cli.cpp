@@ -146,6 +146,18 @@ void parse_shard(const std::string& shard, SweepOptions& o) {
     throw UsageError("--shard: expected i/n, e.g. 0/4, found '" + shard + "'");
 }
 
+/// --dry-run: the runs this invocation would run (those of its shard), with their ids.
+void print_dry_run(const Sweep& s, const SweepOptions& o) {
+  Sweep mine = s;
+  mine.runs.clear();
+  for (const auto& r : s.runs)
+    if (r.index % o.shard_count == o.shard_index) mine.runs.push_back(r);
+  std::cout << format_expansion(mine) << mine.runs.size() << " runs";
+  if (o.shard_count > 1)
+    std::cout << " of " << s.runs.size() << " (shard " << o.shard_index << "/" << o.shard_count << ")";
+  std::cout << " -> " << o.out_dir << "\n";
+}
+
 int cmd_run(const std::vector<std::string>& args, bool help) {
   po::options_description d("modlab run SWEEP.toml [options]\n\nRuns every run of a sweep not yet completed in OUT; results go to OUT/runs/<run_id>.h5 and OUT/sweep.h5.\n\noptions");
   SweepOptions o;
@@ -171,7 +183,7 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
   if (vm.count("dry-run")) {
     preflight(s, reg, o);
     check_model_datasets(s, reg, o);
-    std::cout << format_expansion(s) << s.runs.size() << " runs -> " << o.out_dir << "\n";
+    print_dry_run(s, o);
     return exit_status(ExitCode::Ok);
   }
   return run_sweep(s, reg, o);

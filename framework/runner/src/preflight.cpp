@@ -186,7 +186,7 @@ void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions&
     validate_run_config(*r.config, registry, "run #" + std::to_string(r.index) + " (" + r.run_id + ")");
   if (o.jobs < 1) throw ConfigError("--jobs: expected a positive number, found " + std::to_string(o.jobs));
   if (o.threads < 0)
-    throw ConfigError("--threads: expected 0 (all cores) or a positive number, found " + std::to_string(o.threads));
+    throw ConfigError("--threads: expected 0 (the CPUs this process may use) or a positive number, found " + std::to_string(o.threads));
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
     throw ConfigError("--shard: expected i/n with 0 <= i < n");
   check_output_folder(o.out_dir);

@@ -11,7 +11,7 @@ namespace modlab::runner {
 
 struct SweepOptions {
   int jobs = 1;                  ///< runs at once
-  int threads = 0;               ///< LibTorch threads in all (0 = all cores), divided among jobs
+  int threads = 0;               ///< LibTorch threads in all (0 = default_threads()), divided among jobs
   std::string device = "cpu";    ///< cpu | cuda | cuda:N
   std::string out_dir;           ///< default results/<sweep name>
   std::vector<std::string> plugin_path;  ///< extra plugin folders (passed on to workers)
