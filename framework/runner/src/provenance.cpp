@@ -9,6 +9,8 @@
 
 #include <ctime>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 namespace modlab::runner {
 
@@ -24,6 +26,16 @@ std::string now_iso() {
 __attribute__((weak)) const char* build_git_revision() { return "unknown"; }
 
 std::string git_revision() { return build_git_revision(); }
+
+/// A plugin's checksum, read once per process: a worker runs many runs with the same plugins.
+std::string plugin_checksum(const std::string& file) {
+  static std::mutex m;
+  static std::map<std::string, std::string> known;
+  std::lock_guard<std::mutex> lock(m);
+  auto it = known.find(file);
+  if (it == known.end()) it = known.emplace(file, file_checksum(file)).first;
+  return it->second;
+}
 
 std::string host_name() {
   char buf[256] = {0};
@@ -43,11 +55,11 @@ RunAttributes run_attributes(const RunRequest& req, const Registry& registry, co
       {"dataset_plugin", dplug},
       {"dataset_plugin_version", downer.info->version},
       {"dataset_plugin_file", std::filesystem::absolute(downer.file).string()},
-      {"dataset_plugin_checksum", file_checksum(downer.file)},
+      {"dataset_plugin_checksum", plugin_checksum(downer.file)},
       {"model_plugin", mplug},
       {"model_plugin_version", mowner.info->version},
       {"model_plugin_file", std::filesystem::absolute(mowner.file).string()},
-      {"model_plugin_checksum", file_checksum(mowner.file)},
+      {"model_plugin_checksum", plugin_checksum(mowner.file)},
       {"git_revision", git_revision()},
       {"modlab_version", MODLAB_VERSION},
       {"torch_version", TORCH_VERSION},
