@@ -1,6 +1,7 @@
 """Tests of the HTML report (python/modlab/report.py, scripts/report) and of the moe figures it
-embeds (scripts/plot_moe.py), on sweeps run by the modlab executable, and of the page as headless
-Chromium renders it.
+embeds (scripts/plot_moe.py), on sweeps run by the modlab executable (the quick start, and small
+moe, hier_modular, masked_analyzer and mode sweeps), and of the page as headless Chromium renders
+it. goe needs MNIST and is left out.
 
 Run from python/:
     MODLAB_EXE=../build/bin/modlab MODLAB_PLUGIN_PATH=../build/plugins python3 -m unittest -v tests.test_report
@@ -79,6 +80,34 @@ eval_splits = ["train", "test"]
 [sweep]
 seeds = [0, 1]
 grid = { "model.known_module_inputs" = [false, true] }
+"""
+
+# mode on the toy task: alpha 0 (a plain mixture) and 0.01, two seeds, 3 epochs.
+MODE_SWEEP = """\
+[run]
+name = "report_mode"
+
+[dataset]
+plugin = "toy"
+task = "multi_class"
+num_samples = 300
+
+[model]
+plugin = "mode"
+num_experts = 2
+expert = "mlp"
+gate = "mlp"
+gate_hidden = [8]
+
+[train]
+epochs = 3
+batch_size = 32
+eval_splits = ["train", "test"]
+checkpoint_every = 0
+
+[sweep]
+seeds = [0, 1]
+grid = { "model.alpha" = [0.0, 0.01] }
 """
 
 # One masked_analyzer run: a small FNN on the tuple task, its masks and analysis tables.
@@ -192,6 +221,7 @@ class ReportTest(unittest.TestCase):
         cls.partial = run_sweep(cls.exe, cls.tmp, "partial", PARTIAL_SWEEP, ["--shard", "0/2"], expect=(1,))
         cls.hier = run_sweep(cls.exe, cls.tmp, "hier", HIER_SWEEP)
         cls.masked = run_sweep(cls.exe, cls.tmp, "masked", MASKED_SWEEP)
+        cls.mode = run_sweep(cls.exe, cls.tmp, "mode", MODE_SWEEP)
         proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "report"), cls.quick],
                               capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
@@ -199,7 +229,7 @@ class ReportTest(unittest.TestCase):
         cls.quick_html = os.path.join(cls.quick, "report.html")
         cls.pages = {}
         for name, folder in (("quick", cls.quick), ("partial", cls.partial), ("hier", cls.hier),
-                             ("masked", cls.masked)):
+                             ("masked", cls.masked), ("mode", cls.mode)):
             path = cls.quick_html if name == "quick" else modlab.report.write_report(folder)
             with open(path, encoding="utf-8") as f:
                 cls.pages[name] = f.read()
@@ -345,6 +375,13 @@ class ReportTest(unittest.TestCase):
         for kind in ("inverse", "iou", "mask"):
             self.assertEqual(len(page.of_class(f"masked_analyzer-{kind}")), 1, kind)
         self.assertNotIn('class="error"', self.pages["masked"])
+
+    def test_mode_gate_heatmaps_and_probing(self):
+        page = Page(self.pages["mode"])
+        for kind in ("gate_heatmap", "probing", "losses"):
+            self.assertEqual([f["config"] for f in page.of_class(f"mode-{kind}")], ["alpha=0.0", "alpha=0.01"], kind)
+        self.assertEqual(len(page.of_class("mode-accuracy_vs_alpha")), 1)
+        self.assertNotIn('class="error"', self.pages["mode"])
 
     # --- the command line ---------------------------------------------------------------------
 
