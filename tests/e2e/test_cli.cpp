@@ -390,6 +390,26 @@ BOOST_AUTO_TEST_CASE(out_of_range_value_in_one_run_stops_the_sweep_before_it_sta
   }
 }
 
+// Every problem of every run is reported by one invocation, each once (all runs share the
+// misspelled key), under a line that counts them; nothing is written.
+BOOST_AUTO_TEST_CASE(every_problem_of_a_sweep_is_reported_at_once) {
+  TempDir d("many_problems");
+  const fs::path sweep = d.path / "many.toml";
+  write(sweep, "[run]\nname = \"many\"\n[dataset]\nplugin = \"fixture_blobs\"\nn = 200\n[model]\nplugin = \"fixture_mlp\"\n"
+               "hiden = 4\n[train]\nepochs = 0\noptimiser = \"adam\"\n[trian]\nx = 1\n"
+               "[sweep]\ngrid = { \"train.lr\" = [0.01, 0.0] }\n");
+  const fs::path out = d.path / "out";
+  auto r = run_modlab("run " + quote(sweep.string()) + " --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST(r.code == 2, r.output);
+  BOOST_TEST(r.output.find("modlab: error: 5 problems in " + sweep.string() + ":\n") != std::string::npos, r.output);
+  for (const char* line : {":8:9: unknown key 'model.hiden' (did you mean 'model.hidden'?)", ":10:10: train.epochs: expected",
+                           ":11:13: unknown key 'train.optimiser' (did you mean 'train.optimizer'?)",
+                           ":12:1: unknown table 'trian' (did you mean 'train'?)", ":15:30: train.lr: expected"})
+    BOOST_TEST(r.output.find("\n  " + sweep.string() + line) != std::string::npos, line << "\n" << r.output);
+  BOOST_TEST(std::count(r.output.begin(), r.output.end(), '\n') == 6, r.output);
+  BOOST_TEST(!fs::exists(out));
+}
+
 BOOST_AUTO_TEST_CASE(results_read_back_with_h5py_and_h5dump) {
   if (!has_python_h5py()) {
     BOOST_TEST_MESSAGE("skipped: /usr/bin/python3 cannot import h5py (install python3-h5py)");

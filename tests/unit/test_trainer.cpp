@@ -251,6 +251,12 @@ BOOST_AUTO_TEST_CASE(validation_catches_bad_configs_before_running) {
   BOOST_TEST(m.find("v.toml:14:6: train.phases.finetune.lr: expected a finite number in (0, 1000], got 0") != std::string::npos, m);
   m = err("[model]\nplugin = \"fixture_mlp\"\n");
   BOOST_TEST(m.find("dataset.plugin: required key is missing") != std::string::npos, m);
+  // Several problems: every one, under a line that counts them.
+  m = err("[dataset]\nplugin = \"fixture_blobs\"\n[model]\nplugin = \"fixture_mlp\"\nhiden = 3\nhidden = 0\n[trian]\n");
+  BOOST_TEST(m.rfind("3 problems in run:\n  v.toml:", 0) == 0, m);
+  BOOST_TEST(m.find("\n  v.toml:5:9: unknown key 'model.hiden'") != std::string::npos, m);
+  BOOST_TEST(m.find("\n  v.toml:6:10: model.hidden: expected an integer >= 1") != std::string::npos, m);
+  BOOST_TEST(m.find("unknown table 'trian'") != std::string::npos, m);
 }
 
 BOOST_AUTO_TEST_CASE(tensor_split_batches_carry_the_rows_and_their_indices) {

@@ -148,52 +148,79 @@ TrainOptions parse_train_options(const Config& base, const std::string& phase, c
   return o;
 }
 
-void validate_run_config(const Value& config, const Registry& registry, const std::string& what) {
-  auto root = std::make_shared<const Value>(config);
-  Config c(root, "");
-  const std::vector<std::string> tables = {"run", "dataset", "model", "train"};
-  for (const auto& k : c.keys()) {
-    if (std::find(tables.begin(), tables.end(), k) != tables.end()) {
-      const Value* v = c.find(k);
-      if (v->type() != ValueType::Table) c.fail(k, std::string("expected a table, found ") + type_name(v->type()));
-      continue;
-    }
-    std::string msg = c.find(k)->where().str() + ": unknown table '" + k + "'";
-    auto near = closest_match(k, tables);
-    msg += near.empty() ? "; expected run, dataset, model, train, sweep" : " (did you mean '" + near + "'?)";
-    throw ConfigError(msg);
+namespace {
+
+const std::vector<std::string> kRunTables = {"run", "dataset", "model", "train"};
+
+/// Every top-level key is one of kRunTables and a table.
+void check_top_level(const Config& c, ConfigErrors& errors) {
+  for (const auto& k : c.keys())
+    errors.check([&] {
+      if (std::find(kRunTables.begin(), kRunTables.end(), k) != kRunTables.end()) {
+        const Value* v = c.find(k);
+        if (v->type() != ValueType::Table) c.fail(k, std::string("expected a table, found ") + type_name(v->type()));
+        return;
+      }
+      std::string msg = c.find(k)->where().str() + ": unknown table '" + k + "'";
+      auto near = closest_match(k, kRunTables);
+      msg += near.empty() ? "; expected run, dataset, model, train, sweep" : " (did you mean '" + near + "'?)";
+      throw ConfigError(msg);
+    });
+}
+
+void check_run_table(const Config& run, ConfigErrors& errors) {
+  validate_keys(run, run_keys(), {}, &errors);
+  errors.check([&] {
+    const RunSettings settings = run_options().parse(run);
+    // The name is the default results folder, results/<name>: one plain folder name.
+    const std::string& name = settings.name;
+    if (run.has("name") && (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos))
+      run.fail("name", "expected a folder name for results/<name> (not empty, no '/', not '.' or '..'), found '" + name + "'");
+  });
+}
+
+void check_train_table(const Config& train, ConfigErrors& errors) {
+  validate_keys(train, train_keys(), {}, &errors);
+  errors.check([&] { parse_train_options(train); });
+  if (!train.has("phases")) return;
+  const Config phases = train.sub("phases");
+  for (const auto& p : phases.keys()) {
+    validate_keys(phases.sub(p), train_options().specs(), {}, &errors);  // no nested phases
+    errors.check([&] { parse_train_options(train, p); });
   }
-  Config run = c.sub("run");
-  validate_keys(run, run_keys());
-  const RunSettings settings = run_options().parse(run);
-  // The name is the default results folder, results/<name>: one plain folder name.
-  const std::string& name = settings.name;
-  if (run.has("name") && (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos))
-    run.fail("name", "expected a folder name for results/<name> (not empty, no '/', not '.' or '..'), found '" + name + "'");
-  Config train = c.sub("train");
-  validate_keys(train, train_keys());
-  parse_train_options(train);
-  if (train.has("phases")) {
-    Config phases = train.sub("phases");
-    for (const auto& p : phases.keys()) {
-      validate_keys(phases.sub(p), train_options().specs());  // no nested phases
-      parse_train_options(train, p);
-    }
-  }
-  for (const char* kind : {"dataset", "model"}) {
-    Config t = c.sub(kind);
-    if (!t.has("plugin")) t.fail("plugin", std::string("required key is missing (which ") + kind + " to use)");
-    std::string name = t.get<std::string>("plugin");
+}
+
+/// [dataset] or [model]: a `plugin` the registry knows, and the keys that plugin declares.
+void check_plugin_table(const Config& t, const std::string& kind, const Registry& registry, ConfigErrors& errors) {
+  errors.check([&] {
+    if (!t.has("plugin")) t.fail("plugin", "required key is missing (which " + kind + " to use)");
+    const std::string name = t.get<std::string>("plugin");
+    const std::vector<KeySpec>* keys = nullptr;
     try {
-      if (std::string(kind) == "model") validate_model_table(t, registry.model(name).keys, registry);
-      else validate_keys(t, registry.dataset(name).keys, {"plugin"});
+      keys = kind == "model" ? &registry.model(name).keys : &registry.dataset(name).keys;
     } catch (const ConfigError& e) {
-      std::string m = e.what();
+      const std::string m = e.what();
       if (m.rfind("unknown ", 0) == 0) throw ConfigError(t.find("plugin")->where().str() + ": " + m);
       throw;
     }
-  }
-  (void)what;
+    if (kind == "model") validate_model_table(t, *keys, registry, &errors);
+    else validate_keys(t, *keys, {"plugin"}, &errors);
+  });
+}
+
+}  // namespace
+
+void validate_run_config(const Value& config, const Registry& registry, const std::string& what, ConfigErrors* errors) {
+  Config c(std::make_shared<const Value>(config), "");
+  ConfigErrors own;
+  ConfigErrors& found = errors ? *errors : own;
+  check_top_level(c, found);
+  for (const auto& table : kRunTables)
+    if (c.has(table) && c.find(table)->type() != ValueType::Table) return own.throw_if_any("in " + what);
+  check_run_table(c.sub("run"), found);
+  check_train_table(c.sub("train"), found);
+  for (const char* kind : {"dataset", "model"}) check_plugin_table(c.sub(kind), kind, registry, found);
+  own.throw_if_any("in " + what);
 }
 
 RunPaths RunPaths::of(const std::string& out_dir, const std::string& id) {

@@ -19,6 +19,8 @@
 
 namespace modlab::runner {
 
+class ConfigErrors;
+
 /// Trainer settings of one phase: `[train]`, overridden by `[train.phases.<name>]`.
 struct TrainOptions {
   std::int64_t epochs = 10;
@@ -76,8 +78,10 @@ TrainOptions parse_train_options(const Config& train, const std::string& phase =
 std::vector<torch::Tensor> epoch_batches(const Split& split, const TrainOptions& opt, std::uint64_t seed);
 
 /// Validates a resolved run config against the registry before anything runs: top-level tables,
-/// `[run]` and `[train]` keys, plugins exist, each plugin's keys and types. ConfigError on the first problem.
-void validate_run_config(const Value& config, const Registry& registry, const std::string& what);
+/// `[run]` and `[train]` keys, plugins exist, each plugin's keys and types. Every problem goes to
+/// `errors` when given; otherwise one ConfigError names them all ("N problems in <what>:").
+void validate_run_config(const Value& config, const Registry& registry, const std::string& what,
+                         ConfigErrors* errors = nullptr);
 
 /// Progress of a running run, reported after every epoch.
 struct Progress {
