@@ -4,6 +4,8 @@
 // finite gradients, train/eval switch, deterministic evaluation; every parameter of every model
 // variant is maskable (or declared unmaskable with a reason), and a forward with K override sets
 // folded into the batch equals K separate forwards.
+// MODLAB_CONTRACT_PLUGINS=a,b checks only the models and datasets of the plugins (libraries) a and b,
+// e.g. a plugin of one's own on MODLAB_PLUGIN_PATH (docs/writing-a-model.md).
 #include <boost/test/unit_test.hpp>
 
 #include <modlab/errors.hpp>
@@ -17,12 +19,39 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
+#include <sstream>
 
 using namespace modlab;
 using namespace modlab::runner;
 
 namespace {
+/// The plugins MODLAB_CONTRACT_PLUGINS names (empty: every plugin found).
+std::set<std::string> selected_plugins() {
+  std::set<std::string> names;
+  if (const char* env = std::getenv("MODLAB_CONTRACT_PLUGINS")) {
+    std::istringstream in(env);
+    for (std::string n; std::getline(in, n, ',');)
+      if (!n.empty()) names.insert(n);
+  }
+  return names;
+}
+
+/// The models (or datasets) to check: all, or those of the selected plugins (at least one of them).
+std::vector<std::string> checked(const Registry& reg, bool models) {
+  const auto only = selected_plugins();
+  std::vector<std::string> names;
+  for (const auto& p : reg.plugins())
+    if (only.empty() || only.count(p.info->name))
+      for (const auto& n : models ? p.models : p.datasets) names.push_back(n);
+  if (only.empty()) BOOST_TEST_REQUIRE(!names.empty(), (models ? "no model found" : "no dataset found"));
+  for (const auto& n : only)
+    BOOST_TEST_REQUIRE(std::any_of(reg.plugins().begin(), reg.plugins().end(), [&](const auto& p) { return p.info->name == n; }),
+                       "MODLAB_CONTRACT_PLUGINS names " << n << ", which is not on the plugin path");
+  return names;
+}
+
 Config empty_config(const std::string& prefix, const std::string& plugin) {
   Value::Table t;
   t["plugin"] = Value::string(plugin);
@@ -120,9 +149,8 @@ std::vector<DatasetSpec> candidate_specs() {
 
 BOOST_AUTO_TEST_CASE(every_dataset_keeps_the_contract) {
   Registry& reg = default_registry();
-  BOOST_TEST_REQUIRE(!reg.dataset_names().empty());
   RunHost host(reg, HostOptions{});
-  for (const auto& name : reg.dataset_names()) {
+  for (const auto& name : checked(reg, false)) {
     BOOST_TEST_CONTEXT("dataset " << name) {
       torch::manual_seed(0);
       auto a = try_dataset(host, name);
@@ -190,24 +218,38 @@ Config basic_config(const Registry& reg, const std::string& name) {
     }
   return empty_config("model", name);
 }
+/// The ConfigError message of the model's dataset check for `spec` ("" when it passes or there is none).
+std::string check_refusal(const ModelEntry& entry, const Config& config, const DatasetSpec& spec) {
+  if (!entry.check) return "";
+  try {
+    entry.check(config, spec);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(every_model_keeps_the_contract) {
   Registry& reg = default_registry();
-  BOOST_TEST_REQUIRE(!reg.model_names().empty());
   RunHost host(reg, HostOptions{});
-  for (const auto& name : reg.model_names()) {
+  for (const auto& name : checked(reg, true)) {
     BOOST_TEST_CONTEXT("model " << name) {
       int built = 0;
       for (const auto& spec : candidate_specs()) {
         torch::manual_seed(1);
+        // The model's dataset check (what `modlab run` asks before the first run) agrees with its factory.
+        const std::string refused = check_refusal(reg.model(name), basic_config(reg, name), spec);
         std::shared_ptr<Model> m;
         try {
           m = host.create_model(name, basic_config(reg, name), spec);
         } catch (const Error& e) {
           BOOST_TEST_MESSAGE(name << " does not take " << spec.name << ": " << e.what());
+          BOOST_TEST(!(reg.model(name).check && refused.empty()),
+                     "the dataset check accepts " << spec.name << " but the model fails: " << e.what());
           continue;
         }
+        BOOST_TEST(refused.empty(), "the dataset check refuses " << spec.name << ", which the model takes: " << refused);
         ++built;
         BOOST_TEST_CONTEXT("on " << spec.name) {
           Batch batch = synthetic_batch(spec, 8);
@@ -334,7 +376,7 @@ void check_folded_forward(Model& m, const DatasetSpec& spec) {
 BOOST_AUTO_TEST_CASE(every_model_variant_is_maskable_and_folds_k_into_the_batch) {
   Registry& reg = default_registry();
   RunHost host(reg, HostOptions{});
-  for (const auto& name : reg.model_names()) {
+  for (const auto& name : checked(reg, true)) {
     for (const auto& [variant, config] : model_configs(reg, name)) {
       BOOST_TEST_CONTEXT("model " << name << " (" << variant << ")") {
         validate_keys(config, reg.model(name).keys, {"plugin"});

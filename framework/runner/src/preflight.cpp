@@ -1,8 +1,10 @@
 // Everything `modlab run` checks before the first run starts, so that a bad value stops the sweep
 // with one located error and nothing written: every run's config against the declared keys, the
 // command line, the output folder, and what needs the data or the model to be known (split names,
-// phase names, parameter groups, a model's own dataset check, length bucketing).
+// phase names, parameter groups, a model's own dataset check or, for a model without one, that it
+// builds for its dataset; length bucketing).
 #include <modlab/errors.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/sweep.hpp>
@@ -67,12 +69,6 @@ std::optional<Config> bucket_table(const Config& root) {
   for (const auto& t : train_tables(root))
     if (t.get_or<std::int64_t>("bucket", 0) > 0) return t;
   return std::nullopt;
-}
-
-bool names_splits(const Config& root) {
-  for (const auto& t : train_tables(root))
-    if (t.has("train_split") || t.has("eval_splits")) return true;
-  return false;
 }
 
 /// Phase tables or learning rates per parameter group: only the model knows their names.
@@ -182,8 +178,10 @@ void check_phase_tables(const Sweep& sweep, const std::set<std::string>& known) 
 }  // namespace
 
 void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& o) {
+  ConfigErrors errors;  // every run's problems, each once (runs share most of their config)
   for (const auto& r : sweep.runs)
-    validate_run_config(*r.config, registry, "run #" + std::to_string(r.index) + " (" + r.run_id + ")");
+    validate_run_config(*r.config, registry, "run #" + std::to_string(r.index) + " (" + r.run_id + ")", &errors);
+  errors.throw_if_any("in " + sweep.file);
   if (o.jobs < 1) throw ConfigError("--jobs: expected a positive number, found " + std::to_string(o.jobs));
   if (o.threads < 0)
     throw ConfigError("--threads: expected 0 (the CPUs this process may use) or a positive number, found " + std::to_string(o.threads));
@@ -202,7 +200,9 @@ void check_model_datasets(const Sweep& sweep, const Registry& registry, const Sw
     const Config model = root.sub("model"), data = root.sub("dataset");
     const auto& entry = registry.model(model.get<std::string>("plugin"));
     const auto bucket = bucket_table(root);
-    if (!entry.check && !bucket && !names_splits(root) && !needs_model(root)) continue;
+    // Every model is checked against its dataset: by its own check, or, without one, by building
+    // it once per distinct model and dataset, so that one that cannot use its data stops the sweep.
+    const bool build = needs_model(root) || !entry.check;
     RunHost host(registry, quiet_host(sweep, r, o));
     const std::string key = canonical_text(data.value());
     auto it = built.find(key);
@@ -219,10 +219,13 @@ void check_model_datasets(const Sweep& sweep, const Registry& registry, const Sw
     if (bucket && !it->second.has_lengths)
       bucket->fail("bucket", "dataset '" + spec.name +
                                  "' gives no example lengths to bucket by (it is not a sequence dataset); set it to 0");
-    if (needs_model(root) && models.insert(canonical_text(model.value()) + "\n" + key).second)
-      for (const auto& t : check_groups(root, *build_model(host, model, spec))) phase_tables.insert(t);
+    if (build && models.insert(canonical_text(model.value()) + "\n" + key).second) {
+      const auto m = build_model(host, model, spec);
+      if (needs_model(root))
+        for (const auto& t : check_groups(root, *m)) phase_tables.insert(t);
+    }
   }
-  if (!models.empty()) check_phase_tables(sweep, phase_tables);
+  if (!phase_tables.empty()) check_phase_tables(sweep, phase_tables);
 }
 
 }  // namespace modlab::runner

@@ -1,7 +1,8 @@
 // The `hier_modular` model plugin (hier_modular §5.3): an MLP with fixed random pruning, the
 // hierarchically modular network with learned top-k input routing, and its variant whose slots are
-// filled from a pool of shared modules chosen by learned locations. All outputs are logits of
-// independent bits (BCE with logits, per-bit accuracy: the SDK defaults for multi-label data).
+// filled from a pool of shared modules chosen by learned locations. The modular models' outputs
+// are logits of independent bits (BCE with logits, per-bit accuracy: the SDK defaults for
+// multi-label data); the MLP also ends in class logits for classification data (cross-entropy).
 //
 // The modules of one layer run as one chain of batched matmuls (ModuleBank), never a loop over
 // modules; routing is a top-k selection with straight-through one-hot selectors (routing_ops.hpp).
@@ -67,8 +68,9 @@ void check_dataset(const DatasetSpec& spec, const std::string& model) {
 /// under every optimizer the trainer offers (L2 decay of a zero weight is zero).
 class MlpModel : public Model {
  public:
-  MlpModel(const std::vector<std::int64_t>& arch, double pruning_ratio, std::int64_t tasks)
-      : tasks_(tasks), pruning_ratio_(pruning_ratio) {
+  /// `classes_per_output` > 0 (MultiClass data): the head's logits are read as [B, outputs, classes].
+  MlpModel(const std::vector<std::int64_t>& arch, double pruning_ratio, std::int64_t tasks, std::int64_t classes_per_output)
+      : tasks_(tasks), classes_per_output_(classes_per_output), pruning_ratio_(pruning_ratio) {
     for (std::size_t i = 0; i + 1 < arch.size(); ++i)
       layers_.push_back(register_module("fc" + std::to_string(i), modlab::nn::Linear(arch[i], arch[i + 1])));
     if (pruning_ratio_ > 0.0) prune();
@@ -83,7 +85,7 @@ class MlpModel : public Model {
       if (i + 1 < layers_.size()) x = torch::relu(x);
     }
     Output out;
-    out.prediction = x;
+    out.prediction = classes_per_output_ > 0 ? x.view({x.size(0), -1, classes_per_output_}) : x;
     out.kind = Output::Kind::Logits;
     return out;
   }
@@ -123,6 +125,7 @@ class MlpModel : public Model {
   }
 
   std::int64_t tasks_;
+  std::int64_t classes_per_output_;
   double pruning_ratio_;
   std::vector<modlab::nn::Linear> layers_;
   std::vector<torch::Tensor> masks_, bias_masks_;
@@ -147,20 +150,43 @@ const Options<MlpOptions>& mlp_options() {
   return o;
 }
 
-std::shared_ptr<Model> make_mlp(const Config& c, const DatasetSpec& spec, Host&) {
-  check_dataset(spec, "mlp");
+/// Logits the MLP ends in: one per class (Classification), per output and class (MultiClass), per
+/// output (MultiLabel, Regression).
+std::int64_t mlp_outputs(const DatasetSpec& spec) {
+  if (spec.task == TaskKind::Classification) return spec.num_classes;
+  if (spec.task == TaskKind::MultiClass) return spec.num_outputs * spec.num_classes;
+  return spec.num_outputs;
+}
+
+/// The layer widths for a dataset; ConfigError at `arch` when they do not fit it, or at `plugin`
+/// for a dataset the MLP cannot read (token sequences).
+std::vector<std::int64_t> mlp_arch(const Config& c, const DatasetSpec& spec) {
+  if (spec.task == TaskKind::Sequence)
+    c.fail("plugin", "model 'mlp' needs fixed-size inputs, but dataset '" + spec.name +
+                         "' gives token sequences (mask_transformer reads them)");
   const std::int64_t tasks = task_count(spec);
-  const std::int64_t in = spec.input_numel() + (tasks > 1 ? 1 : 0), out = spec.num_outputs;
-  MlpOptions o = mlp_options().parse(c);
+  const std::int64_t in = spec.input_numel() + (tasks > 1 ? 1 : 0), out = mlp_outputs(spec);
+  if (in < 1 || out < 1)
+    c.fail("plugin", "dataset '" + spec.name + "' has " + std::to_string(in) + " inputs and " + std::to_string(out) +
+                         " outputs; the MLP needs >= 1 of each");
+  const MlpOptions o = mlp_options().parse(c);
   auto arch = o.arch.empty() ? std::vector<std::int64_t>{in, 36, 36, 36, out} : o.arch;
-  const double q = o.pruning_ratio;
   if (arch.size() < 2) c.fail("arch", "expected at least [inputs, outputs], got " + list_text(arch));
   if (arch.front() != in)
     c.fail("arch", "first width must be the number of inputs " + std::to_string(in) +
                        (tasks > 1 ? " (features + the appended task id)" : "") + ", got " + list_text(arch));
   if (arch.back() != out)
-    c.fail("arch", "last width must be the number of outputs " + std::to_string(out) + ", got " + list_text(arch));
-  return std::make_shared<MlpModel>(arch, q, tasks);
+    c.fail("arch", "last width must be the number of outputs " + std::to_string(out) +
+                       (spec.task == TaskKind::MultiClass ? " (outputs × classes)" : "") + ", got " + list_text(arch));
+  return arch;
+}
+
+void check_mlp(const Config& c, const DatasetSpec& spec) { mlp_arch(c, spec); }
+
+std::shared_ptr<Model> make_mlp(const Config& c, const DatasetSpec& spec, Host&) {
+  const auto arch = mlp_arch(c, spec);
+  return std::make_shared<MlpModel>(arch, mlp_options().parse(c).pruning_ratio, task_count(spec),
+                                    spec.task == TaskKind::MultiClass ? spec.num_classes : 0);
 }
 
 // ------------------------------------------------------------------------------- modular models
@@ -757,8 +783,18 @@ class SharedModulesModel : public RoutedModel {
 };
 
 template <bool Shared>
+constexpr const char* modular_name() {
+  return Shared ? "hierarchically_modular_shared_modules" : "hierarchically_modular";
+}
+
+template <bool Shared>
+void check_modular(const Config&, const DatasetSpec& spec) {
+  check_dataset(spec, modular_name<Shared>());
+}
+
+template <bool Shared>
 std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Host&) {
-  const char* name = Shared ? "hierarchically_modular_shared_modules" : "hierarchically_modular";
+  const char* name = modular_name<Shared>();
   check_dataset(spec, name);
   Layout layout;
   layout.inputs = spec.input_numel();
@@ -791,9 +827,10 @@ std::shared_ptr<Model> make_modular(const Config& c, const DatasetSpec& spec, Ho
 void register_hier_modular(Registrar& registrar) {
   ModelEntry mlp;
   mlp.name = "mlp";
-  mlp.description = "MLP with ReLU hidden layers and logits out, optional fixed random pruning";
+  mlp.description = "MLP with ReLU hidden layers and logits out (any classification or multi-label data), optional fixed random pruning";
   mlp.keys = mlp_options().specs();
   mlp.factory = &make_mlp;
+  mlp.check = &check_mlp;
   mlp.variants = {"pruning_ratio = 50.0"};
   registrar.add_model(std::move(mlp));
 
@@ -802,6 +839,7 @@ void register_hier_modular(Registrar& registrar) {
   hm.description = "layers of module MLPs, each reading top-k inputs picked by learned routing logits";
   hm.keys = modular_options(false).specs();
   hm.factory = &make_modular<false>;
+  hm.check = &check_modular<false>;
   registrar.add_model(std::move(hm));
 
   ModelEntry sm;
@@ -809,6 +847,7 @@ void register_hier_modular(Registrar& registrar) {
   sm.description = "slots with learned input routing, filled from a pool of shared module MLPs by learned locations";
   sm.keys = modular_options(true).specs();
   sm.factory = &make_modular<true>;
+  sm.check = &check_modular<true>;
   registrar.add_model(std::move(sm));
 }
 

@@ -111,7 +111,11 @@ std::vector<Stage> stage_list(const AnalyzerOptions& o, const DatasetSpec& spec)
 void check_analyzer(const Config& c, const DatasetSpec& spec) {
   const auto o = analyzer_options().parse(c);
   stage_list(o, spec);
-  if (o.inner.has("plugin") && o.inner.get<std::string>("plugin") == "mask_transformer") check_transformer(o.inner, spec);
+  // The inner models of this plugin have dataset checks; another plugin's model is checked when built.
+  const std::string inner = o.inner.has("plugin") ? o.inner.get<std::string>("plugin") : "";
+  if (inner == "mask_transformer") check_transformer(o.inner, spec);
+  if (inner == "mask_fnn") check_fnn(o.inner, spec);
+  if (inner == "mask_lstm") check_lstm(o.inner, spec);
 }
 
 std::vector<Phase> Analyzer::phases() const {

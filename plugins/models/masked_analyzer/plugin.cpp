@@ -29,6 +29,7 @@ void register_plugin(Registrar& r) {
   f.description = "ReLU MLP of the mask-analysis experiments (tuple, add/mul, permuted MNIST)";
   f.keys = fnn_options().specs();
   f.factory = &make_fnn;
+  f.check = &check_fnn;
   f.variants = {"layer_sizes = [8, 8]\ninit = \"xavier_normal\"", "layer_sizes = [8]\nrun_per_subtask = true"};
   r.add_model(std::move(f));
 
@@ -37,6 +38,7 @@ void register_plugin(Registrar& r) {
   l.description = "LSTM of the mask-analysis experiments (reference cell and initialisation)";
   l.keys = lstm_options().specs();
   l.factory = &make_lstm;
+  l.check = &check_lstm;
   l.variants = {"state_size = 8\nn_layers = 1"};
   r.add_model(std::move(l));
 

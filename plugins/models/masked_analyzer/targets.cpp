@@ -25,6 +25,26 @@ std::int64_t head_width(const DatasetSpec& spec, const std::string& model) {
                     "' is " + task_kind_name(spec.task));
 }
 
+/// run_per_subtask: the run (a sub-task with outputs, numbered in order) each output comes from;
+/// every output needs one. ConfigError for a dataset without several outputs or sub-tasks.
+std::vector<std::int64_t> output_owners(const DatasetSpec& spec) {
+  if (spec.task != TaskKind::MultiClass && spec.task != TaskKind::MultiLabel)
+    throw ConfigError("mask_fnn: run_per_subtask needs a dataset with several outputs (multi_class or multi_label)");
+  std::vector<std::int64_t> owner(static_cast<std::size_t>(spec.num_outputs), -1);
+  std::int64_t run = 0;
+  for (const auto& t : spec.subtasks) {
+    if (t.outputs.empty()) continue;
+    for (auto o : t.outputs)
+      if (o >= 0 && o < spec.num_outputs) owner[static_cast<std::size_t>(o)] = run;
+    ++run;
+  }
+  for (std::size_t o = 0; o < owner.size(); ++o)
+    if (owner[o] < 0)
+      throw ConfigError("mask_fnn: run_per_subtask: output " + std::to_string(o) + " of dataset '" + spec.name +
+                        "' belongs to no sub-task");
+  return owner;
+}
+
 /// [rows, width] logits shaped as the task's prediction.
 torch::Tensor shape_prediction(const torch::Tensor& y, const DatasetSpec& spec) {
   if (spec.task == TaskKind::MultiClass) return y.reshape({y.size(0), spec.num_outputs, spec.num_classes});
@@ -65,21 +85,11 @@ class Fnn : public Model {
     return x;
   }
 
-  // Output o comes from the run of the sub-task that scores it; every output needs one.
+  // Output o comes from the run of the sub-task that scores it (output_owners).
   void plan_runs(const DatasetSpec& spec) {
-    if (spec.task != TaskKind::MultiClass && spec.task != TaskKind::MultiLabel)
-      throw ConfigError("mask_fnn: run_per_subtask needs a dataset with several outputs (multi_class or multi_label)");
-    owner_.assign(static_cast<std::size_t>(spec.num_outputs), -1);
-    for (const auto& t : spec.subtasks) {
-      if (t.outputs.empty()) continue;
-      for (auto o : t.outputs)
-        if (o >= 0 && o < spec.num_outputs) owner_[static_cast<std::size_t>(o)] = static_cast<std::int64_t>(runs_.size());
-      runs_.push_back(torch::tensor(t.zeroed_inputs, torch::kLong));
-    }
-    for (std::size_t o = 0; o < owner_.size(); ++o)
-      if (owner_[o] < 0)
-        throw ConfigError("mask_fnn: run_per_subtask: output " + std::to_string(o) + " of dataset '" + spec.name +
-                          "' belongs to no sub-task");
+    owner_ = output_owners(spec);
+    for (const auto& t : spec.subtasks)
+      if (!t.outputs.empty()) runs_.push_back(torch::tensor(t.zeroed_inputs, torch::kLong));
   }
 
   // The tuple FNN: one run per sub-task on the rows with the other sub-tasks' inputs zeroed, laid out
@@ -122,14 +132,20 @@ std::vector<std::int64_t> read_steps(const DatasetSpec& spec, std::int64_t steps
   return out;
 }
 
+/// Outputs the LSTM reads (several for MultiClass, else one); ConfigError for a dataset it cannot read.
+std::int64_t lstm_outputs(const DatasetSpec& spec) {
+  if (spec.input_shape.size() != 2)
+    throw ConfigError("mask_lstm needs inputs [steps, features] per example; dataset '" + spec.name + "' has rank " +
+                      std::to_string(spec.input_shape.size()));
+  head_width(spec, "mask_lstm");
+  return spec.task == TaskKind::MultiClass ? spec.num_outputs : 1;
+}
+
 class LstmNet : public Model {
  public:
   LstmNet(const LstmOptions& o, const DatasetSpec& spec) : spec_(spec) {
-    if (spec.input_shape.size() != 2)
-      throw ConfigError("mask_lstm needs inputs [steps, features] per example; dataset '" + spec.name + "' has rank " +
-                        std::to_string(spec.input_shape.size()));
+    outputs_ = lstm_outputs(spec);
     const std::int64_t width = head_width(spec, "mask_lstm");
-    outputs_ = spec.task == TaskKind::MultiClass ? spec.num_outputs : 1;
     steps_ = read_steps(spec, spec.input_shape[0], outputs_);
     lstm_ = register_module("lstm", modlab::nn::Lstm(spec.input_shape[1], o.state_size, o.n_layers));
     out_ = register_module("output", modlab::nn::Linear(o.state_size, width));
@@ -175,6 +191,11 @@ const Options<FnnOptions>& fnn_options() {
   return o;
 }
 
+void check_fnn(const Config& c, const DatasetSpec& spec) {
+  head_width(spec, "mask_fnn");
+  if (fnn_options().parse(c).run_per_subtask) output_owners(spec);
+}
+
 std::shared_ptr<Model> make_fnn(const Config& c, const DatasetSpec& spec, Host&) {
   return std::make_shared<Fnn>(fnn_options().parse(c), spec);
 }
@@ -184,6 +205,11 @@ const Options<LstmOptions>& lstm_options() {
                             .key("state_size", &LstmOptions::state_size, "hidden units per layer").at_least(1)
                             .key("n_layers", &LstmOptions::n_layers, "stacked LSTM layers").at_least(1);
   return o;
+}
+
+void check_lstm(const Config&, const DatasetSpec& spec) {
+  const std::int64_t outputs = lstm_outputs(spec);
+  read_steps(spec, spec.input_shape[0], outputs);
 }
 
 std::shared_ptr<Model> make_lstm(const Config& c, const DatasetSpec& spec, Host&) {

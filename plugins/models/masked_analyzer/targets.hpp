@@ -18,6 +18,9 @@ struct FnnOptions {
 };
 const Options<FnnOptions>& fnn_options();
 std::shared_ptr<Model> make_fnn(const Config& c, const DatasetSpec& spec, Host& host);
+/// What the FNN needs of its dataset (class, multi-class or multi-label targets; sub-tasks owning
+/// every output with run_per_subtask); ConfigError.
+void check_fnn(const Config& c, const DatasetSpec& spec);
 
 struct LstmOptions {
   std::int64_t state_size = 256;  ///< hidden units per layer
@@ -25,6 +28,9 @@ struct LstmOptions {
 };
 const Options<LstmOptions>& lstm_options();
 std::shared_ptr<Model> make_lstm(const Config& c, const DatasetSpec& spec, Host& host);
+/// What the LSTM needs of its dataset (inputs [steps, features], class-like targets, valid
+/// output_steps); ConfigError.
+void check_lstm(const Config& c, const DatasetSpec& spec);
 
 /// The DeepMind Mathematics Transformer (§4.3 f): the reference's d, heads, ff factor and layers.
 struct TransformerOptions {

@@ -21,14 +21,15 @@ struct SweepOptions {
 };
 
 /// Checks everything that can be checked before a run starts (runs validate, output folder usable).
-/// Throws ConfigError / OutputError; writes nothing.
+/// Throws ConfigError / OutputError naming every problem of the runs' configs at once (at most 20,
+/// each once); writes nothing.
 void preflight(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
-/// What needs the data or the model to be known (preflight.cpp): for runs that name splits, bucket
-/// by length, set phase tables or lr groups, or whose model declares a dataset check
-/// (ModelEntry::check), builds each distinct dataset once and checks split names, the model's
-/// check and bucketing against it; with phase tables or lr groups it also builds each distinct
-/// model once and checks the phase and parameter-group names. ConfigError on the first run that
-/// fails; datasets whose files are missing are skipped (their runs report it).
+/// What needs the data or the model to be known (preflight.cpp): builds each distinct dataset of
+/// the sweep once and checks split names, bucketing and the model against it: by the model's
+/// dataset check (ModelEntry::check) or, for a model without one (or with phase tables or lr
+/// groups to check), by building the model once per distinct model and dataset; then the phase
+/// and parameter-group names. ConfigError on the first run that fails; datasets whose files are
+/// missing are skipped (their runs report it).
 void check_model_datasets(const Sweep& sweep, const Registry& registry, const SweepOptions& options);
 
 /// Runs the sweep. Returns the process exit status (exit_codes.hpp): Ok when every run completed,
