@@ -63,3 +63,46 @@ BOOST_AUTO_TEST_CASE(an_installed_prefix_runs_after_a_move_and_trains_out_of_tre
     BOOST_TEST(s->config.find("plugin = \"stripes\"") != std::string::npos, s->config);
   }
 }
+
+// `modlab new-plugin` as a plugin author uses it with an installed modlab: a model and a dataset
+// plugin written, built against the prefix, trained by the sweeps that come with them, and checked
+// by the plugin contract test like modlab's own plugins.
+BOOST_AUTO_TEST_CASE(new_plugin_folders_build_train_and_keep_the_contract) {
+  TempDir d("new_plugin");
+  const fs::path prefix = d.path / "prefix";
+  install_moved(d.path / "staged", prefix);
+  const std::string modlab = quote((prefix / "bin" / "modlab").string());
+  std::string plugin_path;
+  for (const auto& [name, kind] : {std::pair{"my_net", "model"}, std::pair{"my_spirals", "dataset"}}) {
+    BOOST_TEST_CONTEXT(kind) {
+      const fs::path dir = d.path / name;
+      auto r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin " + name + " --kind " + kind);
+      BOOST_TEST_REQUIRE(r.code == 0, r.output);
+      BOOST_TEST(r.output.find("-DCMAKE_PREFIX_PATH=" + fs::canonical(prefix).string()) != std::string::npos, r.output);
+      r = clean_sh("cmake -S " + quote(dir.string()) + " -B " + quote((dir / "build").string()) +
+                   " -G Ninja -DMODLAB_WERROR=ON -DCMAKE_PREFIX_PATH=" + quote(prefix.string()) + " && cmake --build " +
+                   quote((dir / "build").string()));
+      BOOST_TEST_REQUIRE(r.code == 0, r.output);
+      const fs::path out = dir / "results";
+      r = clean_sh("cd " + quote(dir.string()) + " && " + modlab + " run sweep.toml --jobs 2 --plugin-path build/plugins --out results");
+      BOOST_TEST_REQUIRE(r.code == 0, r.output);
+      for (const auto& run : modlab::runner::read_sweep_index(out.string())) {
+        BOOST_TEST_REQUIRE(run.status == "completed", run.error);
+        BOOST_TEST(run.final_metrics.at("test_accuracy") > 0.6, "it learned: " << run.final_metrics.at("test_accuracy"));
+      }
+      plugin_path += (plugin_path.empty() ? "" : ":") + (dir / "build" / "plugins").string();
+    }
+  }
+  // A name that is not an identifier, and a folder that is taken, are refused before writing.
+  auto r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin My-Net --kind model");
+  BOOST_TEST(r.code == 2, r.output);
+  BOOST_TEST(r.output.find("must start with a lower-case letter") != std::string::npos, r.output);
+  r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin my_net --kind model");
+  BOOST_TEST(r.code == 2, r.output);
+  BOOST_TEST(r.output.find("exists and is not an empty folder") != std::string::npos, r.output);
+
+  r = sh("MODLAB_PLUGIN_PATH=" + quote(plugin_path) + " MODLAB_CONTRACT_PLUGINS=my_net,my_spirals " +
+         quote(std::string(MODLAB_BINARY_DIR) + "/tests/plugin_test_contract"));
+  BOOST_TEST(r.code == 0, r.output);
+  BOOST_TEST(r.output.find("No errors detected") != std::string::npos, r.output);
+}

@@ -1,11 +1,14 @@
 // The modlab command line: run, expand, plugins, show (and the hidden _worker).
 #include <modlab/errors.hpp>
 #include <modlab/runner/cli.hpp>
+#include <modlab/runner/config_check.hpp>
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/h5.hpp>
+#include <modlab/runner/new_plugin.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/show.hpp>
+#include <modlab/runner/slurm.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 #include <modlab/runner/verify.hpp>
@@ -38,14 +41,17 @@ const char* kUsage =
     "  run SWEEP.toml      expand a sweep and run it (resumes: finished runs are skipped)\n"
     "  expand SWEEP.toml   list the runs a sweep expands to, without running them\n"
     "  plugins [NAME]      list loadable plugins with their config keys (NAME: one model, dataset or plugin)\n"
+    "  slurm SWEEP.toml    submit a sweep to Slurm as one job array (-- then sbatch options)\n"
     "  show DIR            print the summary table of a sweep's results\n"
-    "  verify DIR          check every run file of a results folder (checksum, identity)\n\n"
+    "  verify DIR          check every run file of a results folder (checksum, identity)\n"
+    "  new-plugin NAME --kind model|dataset   write a plugin folder to start from (builds, has a sweep)\n\n"
     "options: --help (also after a command: modlab run --help), --version\n\n"
     "environment:\n"
     "  MODLAB_PLUGIN_PATH  folders of plugins (':'-separated), searched after --plugin-path and before\n"
     "                      the plugins beside the executable (<prefix>/plugins, <prefix>/lib/modlab/plugins)\n"
     "  MODLAB_DATA_DIR     where dataset plugins look for their files when a config gives no path\n\n"
-    "docs: README.md and docs/ of the source tree (sweeps.md, output-format.md, python.md, writing-a-model.md)\n\n";
+    "docs: README.md and docs/ of the source tree (sweeps.md, output-format.md, python.md, slurm.md,\n"
+    "      writing-a-model.md)\n\n";
 
 const char* kPluginSearch =
     "\nPlugins are searched in --plugin-path, then MODLAB_PLUGIN_PATH, then beside the executable.\n";
@@ -131,7 +137,9 @@ int cmd_expand(const std::vector<std::string>& args, bool help) {
   Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
   if (!vm.count("no-validate")) {
     auto& reg = load_registry(strings(vm, "plugin-path"));
-    for (const auto& r : s.runs) validate_run_config(*r.config, reg, r.run_id);
+    ConfigErrors errors;
+    for (const auto& r : s.runs) validate_run_config(*r.config, reg, r.run_id, &errors);
+    errors.throw_if_any("in " + s.file);
   }
   std::cout << format_expansion(s);
   std::cout << s.runs.size() << " runs\n";
@@ -187,6 +195,80 @@ int cmd_run(const std::vector<std::string>& args, bool help) {
     return exit_status(ExitCode::Ok);
   }
   return run_sweep(s, reg, o);
+}
+
+/// Runs of the sweep already completed in `out_dir`.
+int completed_runs(const Sweep& s, const std::string& out_dir) {
+  int n = 0;
+  for (const auto& r : s.runs) {
+    const auto summary = read_run_summary(RunPaths::of(out_dir, r.run_id).h5);
+    n += summary && summary->status == "completed";
+  }
+  return n;
+}
+
+/// The `modlab run` arguments every array task repeats: overrides, plugin folders, device.
+std::vector<std::string> forwarded_run_args(const po::variables_map& vm, const SweepOptions& o) {
+  std::vector<std::string> a;
+  for (const auto& set : strings(vm, "set")) a.insert(a.end(), {"--set", set});
+  for (const auto& p : o.plugin_path) a.insert(a.end(), {"--plugin-path", fs::absolute(p).string()});
+  if (o.device != "cpu") a.insert(a.end(), {"--device", o.device});
+  return a;
+}
+
+void print_submitted(const SlurmJob& job, const std::string& id, int done) {
+  std::cout << "submitted job " << id << ": " << job.runs - done << " of " << job.runs << " runs to do, in "
+            << job.tasks << " array tasks of " << job.cpus_per_task << " CPU(s), " << job.jobs
+            << " run(s) at once each -> " << job.out_dir << "\n  job script: " << job.out_dir << "/slurm/"
+            << job.sweep_name << ".sbatch (task logs beside it)\n  watch: squeue -j " << id
+            << "; modlab show " << job.out_dir << " --watch\n"
+            << "  the same command again resumes: completed runs are skipped\n";
+}
+
+int cmd_slurm(std::vector<std::string> args, bool help) {
+  po::options_description d(
+      "modlab slurm SWEEP.toml [options] [-- sbatch options]\n\nSubmits the sweep as one Slurm job array: array task i "
+      "runs `modlab run --shard i/TASKS`\ninto the one output folder. Every run is checked first, as `modlab run` "
+      "does.\nOptions after -- go to sbatch (e.g. -- --partition=cpu --time=4:00:00).\n\noptions");
+  SweepOptions o;
+  int tasks = 0, cpus = 1;
+  d.add_options()("help,h", "this help")("sweep", po::value<std::string>(), "sweep file")(
+      "tasks", po::value<int>(&tasks)->default_value(0), "array tasks (0 = one per run, at most 1000)")(
+      "cpus-per-task,c", po::value<int>(&cpus)->default_value(1), "CPUs Slurm gives each task (its torch threads)")(
+      "jobs,j", po::value<int>(&o.jobs)->default_value(0), "runs at once inside a task (0 = one per CPU)")(
+      "device", po::value<std::string>(&o.device)->default_value("cpu"), "cpu | cuda | cuda:N")(
+      "out,o", po::value<std::string>(&o.out_dir), "output folder (default results/<sweep name>)")(
+      "force", "submit even if this folder's previous job is still queued or running")(
+      "dry-run", "print the job script and exit");
+  add_sweep_options(d);
+  const auto dashes = std::find(args.begin(), args.end(), "--");
+  const std::vector<std::string> sbatch_args(dashes == args.end() ? dashes : dashes + 1, args.end());
+  args.erase(dashes, args.end());
+  po::variables_map vm;
+  if (!parse_command(args, d, "sweep", help, vm)) return exit_status(ExitCode::Ok);
+  if (!vm.count("sweep")) throw UsageError("slurm: missing the sweep file");
+  o.plugin_path = strings(vm, "plugin-path");
+  Sweep s = load_sweep(vm["sweep"].as<std::string>(), strings(vm, "set"));
+  if (o.out_dir.empty()) o.out_dir = (fs::path("results") / s.name).string();
+  SlurmJob job{s.name, fs::canonical("/proc/self/exe").string(), s.file, fs::absolute(o.out_dir).lexically_normal().string(),
+               forwarded_run_args(vm, o), static_cast<int>(s.runs.size())};
+  job.tasks = slurm_task_count(job.runs, tasks);
+  job.cpus_per_task = cpus;
+  job.jobs = o.jobs = slurm_jobs_per_task(job.runs, job.tasks, cpus, o.jobs);
+  auto& reg = load_registry(o.plugin_path);
+  preflight(s, reg, o);
+  check_model_datasets(s, reg, o);
+  if (vm.count("dry-run")) {
+    std::cout << slurm_script(job);
+    return exit_status(ExitCode::Ok);
+  }
+  const int done = completed_runs(s, job.out_dir);
+  if (done == job.runs) {
+    std::cout << "all " << job.runs << " runs are complete in " << job.out_dir << "; nothing to submit\n";
+    return exit_status(ExitCode::Ok);
+  }
+  print_submitted(job, submit_slurm_job(job, sbatch_args, vm.count("force") > 0), done);
+  return exit_status(ExitCode::Ok);
 }
 
 std::string key_type(const KeySpec& k) {
@@ -339,6 +421,37 @@ int cmd_show(const std::vector<std::string>& args, bool help) {
   return exit_status(ExitCode::Ok);
 }
 
+/// The install prefix this executable runs from, if it is one (it holds modlab's CMake package).
+std::string install_prefix() {
+  const fs::path prefix = fs::canonical("/proc/self/exe").parent_path().parent_path();
+  const fs::path libdir = fs::path(MODLAB_PLUGIN_INSTALL_SUBDIR).parent_path().parent_path();
+  std::error_code ec;
+  return fs::exists(prefix / libdir / "cmake" / "modlab" / "modlabConfig.cmake", ec) ? prefix.string() : "";
+}
+
+int cmd_new_plugin(const std::vector<std::string>& args, bool help) {
+  po::options_description d("modlab new-plugin NAME --kind model|dataset [--dir DIR]\n\nWrites a plugin folder to start "
+                            "from: the source, its CMakeLists.txt (find_package(modlab)),\na sweep that trains it "
+                            "and a README. docs/writing-a-model.md walks through it.\n\noptions");
+  d.add_options()("help,h", "this help")("name", po::value<std::string>(), "plugin name (lower-case, digits, _)")(
+      "kind", po::value<std::string>(), "model (an MLP classifier) or dataset (2-D spirals)")(
+      "dir", po::value<std::string>(), "folder to write (default ./NAME; must not exist or be empty)");
+  po::variables_map vm;
+  if (!parse_command(args, d, "name", help, vm)) return exit_status(ExitCode::Ok);
+  if (!vm.count("name")) throw UsageError("new-plugin: missing the plugin's name");
+  if (!vm.count("kind")) throw UsageError("new-plugin: missing --kind model or --kind dataset");
+  const std::string name = vm["name"].as<std::string>();
+  const std::string dir = vm.count("dir") ? vm["dir"].as<std::string>() : name;
+  for (const auto& f : write_new_plugin(name, vm["kind"].as<std::string>(), dir)) std::cout << "wrote " << f << "\n";
+  const std::string prefix = install_prefix();
+  std::cout << "\nbuild it and train it:\n  cd " << dir << "\n  cmake -S . -B build -DCMAKE_PREFIX_PATH="
+            << (prefix.empty() ? "<modlab install prefix>" : prefix) << "\n  cmake --build build\n  modlab run sweep.toml "
+            << "--plugin-path build/plugins --out results\n";
+  if (prefix.empty())
+    std::cout << "(this modlab runs from a build tree: install it first, cmake --install <build> --prefix P)\n";
+  return exit_status(ExitCode::Ok);
+}
+
 int cmd_verify(const std::vector<std::string>& args, bool help) {
   po::options_description d(
       "modlab verify DIR\n\nChecks every run file in DIR/runs: its bytes against the checksum written when it was\n"
@@ -374,7 +487,9 @@ int main(int argc, char** argv) {
         if (sub == "expand") return cmd_expand(rest, true);
         if (sub == "plugins") return cmd_plugins(rest, true);
         if (sub == "show") return cmd_show(rest, true);
+        if (sub == "slurm") return cmd_slurm(rest, true);
         if (sub == "verify") return cmd_verify(rest, true);
+        if (sub == "new-plugin") return cmd_new_plugin(rest, true);
       }
       std::cout << kUsage << exit_codes_help();
       return exit_status(ExitCode::Ok);
@@ -383,9 +498,11 @@ int main(int argc, char** argv) {
     if (cmd == "expand") return cmd_expand(rest, false);
     if (cmd == "plugins") return cmd_plugins(rest, false);
     if (cmd == "show") return cmd_show(rest, false);
+    if (cmd == "slurm") return cmd_slurm(rest, false);
     if (cmd == "verify") return cmd_verify(rest, false);
+    if (cmd == "new-plugin") return cmd_new_plugin(rest, false);
     if (cmd == "_worker") return worker_main(rest);
-    throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, show, verify)");
+    throw UsageError("unknown command '" + cmd + "' (commands: run, expand, plugins, slurm, show, verify, new-plugin)");
   } catch (const UsageError& e) {
     std::cerr << "modlab: " << e.what() << " (see modlab --help)\n";
     return exit_status(ExitCode::BadInput);
