@@ -405,6 +405,28 @@ class ReaderTest(unittest.TestCase):
         sub = modlab.metrics_xarray(self.tiny, runs=self.ids[2:])
         self.assertEqual(list(sub["run"].values), self.ids[2:])
 
+    def test_sweep_h5_columns_are_typed_and_open_in_xarray(self):
+        # sweep.h5 itself, without this package: /columns holds the summary typed, over run_id.
+        if not has_xarray():
+            self.skipTest("xarray is not importable by this Python")
+        import xarray as xr
+        with xr.open_dataset(os.path.join(self.tiny, "sweep.h5"), group="columns", engine="h5netcdf") as ds:
+            self.assertEqual(dict(ds.sizes), {"run_id": 4})
+            self.assertEqual([str(v) for v in ds["run_id"].values], self.ids)
+            types = {k: ds[k].attrs["toml_type"] for k in VARIED}
+            self.assertEqual(types, {"model.num_experts": "integer", "train.lr": "float", "train.shuffle": "boolean",
+                                     "train.optimizer": "string", "model.expert_hidden": "toml", "run.seed": "integer"})
+            self.assertEqual(ds["model.num_experts"].dtype, np.int64)
+            self.assertEqual(ds["train.lr"].dtype, np.float64)
+            self.assertEqual(ds["train.shuffle"].dtype, np.int8)
+            self.assertEqual(list(ds["train.shuffle"].values), [1, 1, 0, 0])
+            self.assertEqual([str(v) for v in ds["train.optimizer"].values], ["adam", "adam", "rmsprop", "rmsprop"])
+            self.assertEqual([str(v) for v in ds["model.expert_hidden"].values], ["[4]", "[4]", "[4, 4]", "[4, 4]"])
+            self.assertEqual(ds["seed"].dtype, np.int64)
+            df = modlab.load_sweep(self.tiny)
+            np.testing.assert_array_equal(ds["test_accuracy"].values, df["test_accuracy"].to_numpy())
+            self.assertEqual(ds["model.num_experts"].attrs["key"], "model.num_experts")
+
     def test_metrics_xarray_without_xarray(self):
         with mock.patch.dict(sys.modules, {"xarray": None}):
             with self.assertRaises(ImportError) as cm:

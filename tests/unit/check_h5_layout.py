@@ -107,6 +107,26 @@ def check_xarray(path, exp):
     print("ok: xarray (h5netcdf) sees an epoch dimension")
 
 
+def check_sweep_columns(sweep_dir, exp):
+    """sweep.h5's /columns: the summary as typed 1-D datasets over run_id, opened by xarray."""
+    try:
+        import xarray as xr
+        import h5netcdf  # noqa: F401
+    except ImportError:
+        print("skip: xarray/h5netcdf are not installed (apt-get install python3-xarray python3-h5netcdf)")
+        return
+    ds = xr.open_dataset(os.path.join(sweep_dir, "sweep.h5"), group="columns", engine="h5netcdf")
+    assert ds["model.hidden"].dims == ("run_id",), ds["model.hidden"].dims
+    assert ds["model.hidden"].dtype == np.int64 and int(ds["model.hidden"][0]) == 8, ds["model.hidden"]
+    assert ds["model.hidden"].attrs["toml_type"] == "integer" and ds["model.hidden"].attrs["key"] == "model.hidden"
+    assert str(ds["run_id"].values[0]) == exp["run_id"] and int(ds["seed"][0]) == 7
+    last = [v for v in exp["metrics"]["val.acc"] if v is not None][-1]
+    assert ds["val.acc"].dtype == np.float64 and float(ds["val.acc"][0]) == last
+    assert str(ds["status"].values[0]) == "completed"
+    ds.close()
+    print("ok: xarray opens sweep.h5's typed columns over a run_id dimension")
+
+
 def check_h5dump(paths):
     if shutil.which("h5dump") is None:
         print("skip: h5dump is not installed (apt-get install hdf5-tools)")
@@ -145,6 +165,7 @@ def main():
     check_run(run_path, exp)
     check_sweep(sweep_dir, exp)
     check_xarray(run_path, exp)
+    check_sweep_columns(sweep_dir, exp)
     check_h5dump([run_path, os.path.join(sweep_dir, "sweep.h5")])
 
 

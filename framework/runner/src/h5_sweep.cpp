@@ -4,11 +4,13 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
 
+#include <hdf5_hl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -36,6 +38,112 @@ std::string unique_column(std::string name, std::set<std::string>& used) {
   while (used.count(name)) name = "final." + name;
   used.insert(name);
   return name;
+}
+
+// ------------------------------------------------------------------- /columns: typed, one per column
+
+/// The TOML type every run's value of a varied key shares ("integer", "float", "boolean",
+/// "string"), or "toml" (arrays, tables, mixed types: the literal text is stored).
+std::string literal_type(const std::string& v) {
+  if (v == "true" || v == "false") return "boolean";
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"' && v.find_first_of("\\\"", 1) == v.size() - 1) return "string";
+  if (v.empty() || v.find_first_of("xobXOB_") != std::string::npos) return "toml";
+  char* end = nullptr;
+  errno = 0;
+  (void)std::strtoll(v.c_str(), &end, 10);
+  if (*end == '\0' && errno == 0 && v.find_first_of(".eEin") == std::string::npos) return "integer";
+  (void)std::strtod(v.c_str(), &end);
+  if (*end == '\0' && v.find_first_not_of("0123456789+-.eE") == std::string::npos) return "float";
+  return "toml";
+}
+
+std::string column_type(const std::vector<std::string>& values) {
+  std::set<std::string> types;
+  for (const auto& v : values) types.insert(literal_type(v));
+  if (types == std::set<std::string>{"integer", "float"}) return "float";
+  return types.size() == 1 ? *types.begin() : "toml";
+}
+
+/// One 1-D dataset of /columns, attached to the run_id scale (or made the scale when `scale` < 0).
+hid_t write_column(hid_t group, const std::string& name, hid_t type, const void* data, std::size_t n, hid_t scale,
+                   const std::string& at) {
+  h5::Handle space = h5::simple_space({n});
+  const hid_t ds = H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  h5::check(static_cast<herr_t>(ds < 0 ? -1 : 0), at + ": cannot create columns/" + name);
+  if (n > 0) h5::check(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), at + ": cannot write columns/" + name);
+  if (scale < 0) h5::check(H5DSset_scale(ds, "run_id"), at + ": columns/run_id as a dimension scale");
+  else h5::check(H5DSattach_scale(ds, scale, 0), at + ": attach run_id to columns/" + name);
+  return ds;
+}
+
+void write_strings_column(hid_t group, const std::string& name, const std::vector<std::string>& values, hid_t scale,
+                          const std::string& at) {
+  std::vector<const char*> p;
+  for (const auto& v : values) p.push_back(v.c_str());
+  h5::Handle str = h5::vlen_string_type();
+  H5Dclose(write_column(group, name, str.get(), p.data(), p.size(), scale, at));
+}
+
+/// A varied key's column, typed by column_type (booleans as int8 0/1), its key and TOML type as attributes.
+void write_varied_column(hid_t group, const std::string& name, const std::string& key, const std::vector<std::string>& values,
+                         hid_t scale, const std::string& at) {
+  const std::string type = column_type(values);
+  std::vector<std::int64_t> ints;
+  std::vector<double> floats;
+  std::vector<std::int8_t> bools;
+  std::vector<std::string> texts;
+  for (const auto& v : values) {
+    if (type == "integer") ints.push_back(std::strtoll(v.c_str(), nullptr, 10));
+    else if (type == "float") floats.push_back(std::strtod(v.c_str(), nullptr));
+    else if (type == "boolean") bools.push_back(v == "true" ? 1 : 0);
+    else texts.push_back(type == "string" ? v.substr(1, v.size() - 2) : v);
+  }
+  if (!texts.empty() || values.empty()) write_strings_column(group, name, texts, scale, at);
+  else {
+    const hid_t t = type == "integer" ? H5T_NATIVE_INT64 : type == "float" ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT8;
+    const void* data = type == "integer" ? static_cast<const void*>(ints.data())
+                       : type == "float" ? static_cast<const void*>(floats.data()) : static_cast<const void*>(bools.data());
+    H5Dclose(write_column(group, name, t, data, values.size(), scale, at));
+  }
+  h5::Handle ds(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose, at + ": columns/" + name);
+  h5::write_attr(ds.get(), "key", key, at);
+  h5::write_attr(ds.get(), "toml_type", values.empty() ? std::string("toml") : type, at);
+}
+
+/// /columns: the summary again, one typed 1-D dataset per column over the dimension run_id (a
+/// dimension scale), so that xarray (engine h5netcdf) and pandas open it without help.
+void write_columns(hid_t f, const std::vector<std::string>& columns, const std::vector<std::string>& varied_keys,
+                   const std::vector<std::string>& metrics, const std::vector<RunSummary>& runs, const std::string& at) {
+  h5::Handle group(H5Gcreate2(f, "columns", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, at + ": cannot create columns");
+  const hid_t g = group.get();
+  const std::size_t n = runs.size();
+  std::vector<std::string> ids, statuses, errors, files;
+  std::vector<std::int64_t> index, seed;
+  for (const auto& r : runs) {
+    ids.push_back(r.run_id), statuses.push_back(r.status), errors.push_back(r.error), files.push_back(r.file);
+    index.push_back(r.index), seed.push_back(r.seed);
+  }
+  std::vector<const char*> id_ptrs;
+  for (const auto& v : ids) id_ptrs.push_back(v.c_str());
+  h5::Handle str = h5::vlen_string_type();
+  h5::Handle scale(write_column(g, "run_id", str.get(), id_ptrs.data(), n, -1, at), H5Dclose, at);
+  H5Dclose(write_column(g, columns[1], H5T_NATIVE_INT64, index.data(), n, scale.get(), at));
+  H5Dclose(write_column(g, columns[2], H5T_NATIVE_INT64, seed.data(), n, scale.get(), at));
+  write_strings_column(g, columns[3], statuses, scale.get(), at);
+  write_strings_column(g, columns[4], errors, scale.get(), at);
+  write_strings_column(g, columns[5], files, scale.get(), at);
+  std::size_t c = kFixedColumns.size();
+  for (const auto& k : varied_keys) {
+    std::vector<std::string> values;
+    for (const auto& r : runs) values.push_back(r.params.count(k) ? r.params.at(k) : "");
+    write_varied_column(g, columns[c++], k, values, scale.get(), at);
+  }
+  for (const auto& m : metrics) {
+    std::vector<double> values;
+    for (const auto& r : runs)
+      values.push_back(r.final_metrics.count(m) ? r.final_metrics.at(m) : std::numeric_limits<double>::quiet_NaN());
+    H5Dclose(write_column(g, columns[c++], H5T_NATIVE_DOUBLE, values.data(), n, scale.get(), at));
+  }
 }
 
 void write_index_file(const std::string& path, const std::string& dir, const std::string& sweep_name,
@@ -109,6 +217,7 @@ void write_index_file(const std::string& path, const std::string& dir, const std
   h5::write_attr(ds.get(), "varied_keys", varied_keys, at + ", summary");
   h5::write_attr(ds.get(), "metric_names", metrics, at + ", summary");
   ds.reset();
+  write_columns(f, columns, varied_keys, metrics, runs, at);
   runs_group.reset();
   file.close("cannot close " + at);
 }
