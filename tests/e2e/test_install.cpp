@@ -17,6 +17,11 @@ namespace {
 /// shell would run it.
 Result clean_sh(const std::string& cmd) { return sh("env -u MODLAB_PLUGIN_PATH -u LD_LIBRARY_PATH " + cmd); }
 
+/// `cmd` run in folder `dir` by a clean shell.
+Result clean_sh_in(const fs::path& dir, const std::string& cmd) {
+  return clean_sh("bash -c " + quote("cd " + quote(dir.string()) + " && " + cmd));
+}
+
 /// Installs the build tree into `staged`, then moves it to `prefix`.
 void install_moved(const fs::path& staged, const fs::path& prefix) {
   auto r = sh("cmake --install " + quote(MODLAB_BINARY_DIR) + " --prefix " + quote(staged.string()));
@@ -76,7 +81,7 @@ BOOST_AUTO_TEST_CASE(new_plugin_folders_build_train_and_keep_the_contract) {
   for (const auto& [name, kind] : {std::pair{"my_net", "model"}, std::pair{"my_spirals", "dataset"}}) {
     BOOST_TEST_CONTEXT(kind) {
       const fs::path dir = d.path / name;
-      auto r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin " + name + " --kind " + kind);
+      auto r = clean_sh_in(d.path, modlab + " new-plugin " + name + " --kind " + kind);
       BOOST_TEST_REQUIRE(r.code == 0, r.output);
       BOOST_TEST(r.output.find("-DCMAKE_PREFIX_PATH=" + fs::canonical(prefix).string()) != std::string::npos, r.output);
       r = clean_sh("cmake -S " + quote(dir.string()) + " -B " + quote((dir / "build").string()) +
@@ -84,7 +89,7 @@ BOOST_AUTO_TEST_CASE(new_plugin_folders_build_train_and_keep_the_contract) {
                    quote((dir / "build").string()));
       BOOST_TEST_REQUIRE(r.code == 0, r.output);
       const fs::path out = dir / "results";
-      r = clean_sh("cd " + quote(dir.string()) + " && " + modlab + " run sweep.toml --jobs 2 --plugin-path build/plugins --out results");
+      r = clean_sh_in(dir, modlab + " run sweep.toml --jobs 2 --plugin-path build/plugins --out results");
       BOOST_TEST_REQUIRE(r.code == 0, r.output);
       for (const auto& run : modlab::runner::read_sweep_index(out.string())) {
         BOOST_TEST_REQUIRE(run.status == "completed", run.error);
@@ -94,10 +99,10 @@ BOOST_AUTO_TEST_CASE(new_plugin_folders_build_train_and_keep_the_contract) {
     }
   }
   // A name that is not an identifier, and a folder that is taken, are refused before writing.
-  auto r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin My-Net --kind model");
+  auto r = clean_sh_in(d.path, modlab + " new-plugin My-Net --kind model");
   BOOST_TEST(r.code == 2, r.output);
   BOOST_TEST(r.output.find("must start with a lower-case letter") != std::string::npos, r.output);
-  r = clean_sh("cd " + quote(d.path.string()) + " && " + modlab + " new-plugin my_net --kind model");
+  r = clean_sh_in(d.path, modlab + " new-plugin my_net --kind model");
   BOOST_TEST(r.code == 2, r.output);
   BOOST_TEST(r.output.find("exists and is not an empty folder") != std::string::npos, r.output);
 
