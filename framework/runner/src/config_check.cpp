@@ -37,7 +37,7 @@ void check_table(const Config& root, const Value& table, const std::string& rel,
                     return s.name.rfind(key + ".", 0) == 0;
                   });
     if (parent) check_table(root, v, key, keys, reserved, names, errors);
-    else errors.check([&] { unknown_key(root, v, key, names); });
+    else errors.check([&, &value = v] { unknown_key(root, value, key, names); });
   }
 }
 
