@@ -256,8 +256,11 @@ int cmd_slurm(std::vector<std::string> args, bool help) {
   job.cpus_per_task = cpus;
   job.jobs = o.jobs = slurm_jobs_per_task(job.runs, job.tasks, cpus, o.jobs);
   auto& reg = load_registry(o.plugin_path);
-  preflight(s, reg, o);
-  check_model_datasets(s, reg, o);
+  // The submitting machine may have no GPU where the nodes have: --device is checked by each task.
+  SweepOptions here = o;
+  here.device = "cpu";
+  preflight(s, reg, here);
+  check_model_datasets(s, reg, here);
   if (vm.count("dry-run")) {
     std::cout << slurm_script(job);
     return exit_status(ExitCode::Ok);
