@@ -1,0 +1,2 @@
+# Includes no LibTorch header.
+set(TEST_NO_PCH ON)
