@@ -65,14 +65,14 @@ std::string column_type(const std::vector<std::string>& values) {
 }
 
 /// One 1-D dataset of /columns, attached to the run_id scale (or made the scale when `scale` < 0).
-hid_t write_column(hid_t group, const std::string& name, hid_t type, const void* data, std::size_t n, hid_t scale,
-                   const std::string& at) {
+h5::Handle write_column(hid_t group, const std::string& name, hid_t type, const void* data, std::size_t n, hid_t scale,
+                        const std::string& at) {
   h5::Handle space = h5::simple_space({n});
-  const hid_t ds = H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  h5::check(static_cast<herr_t>(ds < 0 ? -1 : 0), at + ": cannot create columns/" + name);
-  if (n > 0) h5::check(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), at + ": cannot write columns/" + name);
-  if (scale < 0) h5::check(H5DSset_scale(ds, "run_id"), at + ": columns/run_id as a dimension scale");
-  else h5::check(H5DSattach_scale(ds, scale, 0), at + ": attach run_id to columns/" + name);
+  h5::Handle ds(H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose,
+                at + ": cannot create columns/" + name);
+  if (n > 0) h5::check(H5Dwrite(ds.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), at + ": cannot write columns/" + name);
+  if (scale < 0) h5::check(H5DSset_scale(ds.get(), "run_id"), at + ": columns/run_id as a dimension scale");
+  else h5::check(H5DSattach_scale(ds.get(), scale, 0), at + ": attach run_id to columns/" + name);
   return ds;
 }
 
@@ -81,7 +81,7 @@ void write_strings_column(hid_t group, const std::string& name, const std::vecto
   std::vector<const char*> p;
   for (const auto& v : values) p.push_back(v.c_str());
   h5::Handle str = h5::vlen_string_type();
-  H5Dclose(write_column(group, name, str.get(), p.data(), p.size(), scale, at));
+  write_column(group, name, str.get(), p.data(), p.size(), scale, at);
 }
 
 /// A varied key's column, typed by column_type (booleans as int8 0/1), its key and TOML type as attributes.
@@ -103,7 +103,7 @@ void write_varied_column(hid_t group, const std::string& name, const std::string
     const hid_t t = type == "integer" ? H5T_NATIVE_INT64 : type == "float" ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT8;
     const void* data = type == "integer" ? static_cast<const void*>(ints.data())
                        : type == "float" ? static_cast<const void*>(floats.data()) : static_cast<const void*>(bools.data());
-    H5Dclose(write_column(group, name, t, data, values.size(), scale, at));
+    write_column(group, name, t, data, values.size(), scale, at);
   }
   h5::Handle ds(H5Dopen2(group, name.c_str(), H5P_DEFAULT), H5Dclose, at + ": columns/" + name);
   h5::write_attr(ds.get(), "key", key, at);
@@ -126,9 +126,9 @@ void write_columns(hid_t f, const std::vector<std::string>& columns, const std::
   std::vector<const char*> id_ptrs;
   for (const auto& v : ids) id_ptrs.push_back(v.c_str());
   h5::Handle str = h5::vlen_string_type();
-  h5::Handle scale(write_column(g, "run_id", str.get(), id_ptrs.data(), n, -1, at), H5Dclose, at);
-  H5Dclose(write_column(g, columns[1], H5T_NATIVE_INT64, index.data(), n, scale.get(), at));
-  H5Dclose(write_column(g, columns[2], H5T_NATIVE_INT64, seed.data(), n, scale.get(), at));
+  const h5::Handle scale = write_column(g, "run_id", str.get(), id_ptrs.data(), n, -1, at);
+  write_column(g, columns[1], H5T_NATIVE_INT64, index.data(), n, scale.get(), at);
+  write_column(g, columns[2], H5T_NATIVE_INT64, seed.data(), n, scale.get(), at);
   write_strings_column(g, columns[3], statuses, scale.get(), at);
   write_strings_column(g, columns[4], errors, scale.get(), at);
   write_strings_column(g, columns[5], files, scale.get(), at);
@@ -142,7 +142,7 @@ void write_columns(hid_t f, const std::vector<std::string>& columns, const std::
     std::vector<double> values;
     for (const auto& r : runs)
       values.push_back(r.final_metrics.count(m) ? r.final_metrics.at(m) : std::numeric_limits<double>::quiet_NaN());
-    H5Dclose(write_column(g, columns[c++], H5T_NATIVE_DOUBLE, values.data(), n, scale.get(), at));
+    write_column(g, columns[c++], H5T_NATIVE_DOUBLE, values.data(), n, scale.get(), at);
   }
 }
 
