@@ -159,7 +159,7 @@ void print_dry_run(const Sweep& s, const SweepOptions& o) {
   Sweep mine = s;
   mine.runs.clear();
   for (const auto& r : s.runs)
-    if (r.index % o.shard_count == o.shard_index) mine.runs.push_back(r);
+    if (o.in_shard(r.index)) mine.runs.push_back(r);
   std::cout << format_expansion(mine) << mine.runs.size() << " runs";
   if (o.shard_count > 1)
     std::cout << " of " << s.runs.size() << " (shard " << o.shard_index << "/" << o.shard_count << ")";

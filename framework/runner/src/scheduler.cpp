@@ -176,7 +176,7 @@ class SweepRun {
       row_of_[r.run_id] = index_.size();
       reject_if_untrusted(r);
       index_.push_back(summarize(r, out_));
-      if (r.index % o_.shard_count != o_.shard_index) continue;
+      if (!o_.in_shard(r.index)) continue;
       ++in_shard_;
       if (index_.back().status == "completed") {
         ++skipped_;

@@ -4,6 +4,7 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/sweep.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct SweepOptions {
   std::string out_dir;           ///< default results/<sweep name>
   std::vector<std::string> plugin_path;  ///< extra plugin folders (passed on to workers)
   int shard_index = 0, shard_count = 1;  ///< run only runs with index % count == index
+  /// Whether the run at sweep position `run_index` belongs to this shard.
+  bool in_shard(std::int64_t run_index) const { return run_index % shard_count == shard_index; }
   bool verbose = false;
   std::string exe;               ///< path of the modlab executable for workers (default /proc/self/exe)
 };
