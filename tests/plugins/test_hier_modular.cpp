@@ -477,29 +477,93 @@ BOOST_AUTO_TEST_CASE(recorded_routing_and_recovery_metric) {
   BOOST_TEST(ms.get("routing_correct") == 0.0);
 }
 
-BOOST_AUTO_TEST_CASE(pruning_removes_exactly_the_requested_percentile) {
+BOOST_AUTO_TEST_CASE(pruning_removes_one_global_percentile_of_all_weights) {
   auto data = boolean_data({6, 3, 2, 2}, 0.8);
   const auto b = data->split("train")->all();
   for (double q : {0.0, 12.5, 50.0, 90.0, 100.0}) {
     torch::manual_seed(9);
     auto m = make_model("mlp", {{"pruning_ratio", Value::floating(q)}}, data->spec());
+    std::vector<std::int64_t> layer_zeros;
     auto check = [&](const std::string& when) {
+      std::int64_t zeros = 0, n = 0;
+      layer_zeros.clear();
       for (int i = 0; i < 4; ++i) {
         const auto w = params(*m).at("fc" + std::to_string(i) + ".weight");
         const auto bias = params(*m).at("fc" + std::to_string(i) + ".bias");
-        const auto n = w.numel();
-        const auto zeros = (w == 0).sum().item<std::int64_t>();
-        BOOST_TEST(zeros == std::llround(q / 100.0 * static_cast<double>(n)), when << " q " << q << " layer " << i);
+        layer_zeros.push_back((w == 0).sum().item<std::int64_t>());
+        zeros += layer_zeros.back();
+        n += w.numel();
         const auto dead_rows = (w != 0).sum(1) == 0;
         BOOST_TEST(torch::equal(bias.masked_select(dead_rows), torch::zeros({dead_rows.sum().item<std::int64_t>()})));
       }
+      // 6·36 + 36·36 + 36·36 + 36·2 = 2880 weights; one threshold over all of them
+      BOOST_TEST(n == 2880);
+      BOOST_TEST(zeros == std::llround(q / 100.0 * static_cast<double>(n)), when << " q " << q);
     };
     check("at init");
+    if (q == 50.0) {  // one global cut, not a count per layer: the layers' shares differ
+      const std::vector<std::int64_t> per_layer = {108, 648, 648, 36};
+      BOOST_TEST(layer_zeros != per_layer);
+    }
     train_and_score(*m, b, 20, 0.1);  // pruned weights stay pruned under Adam with its updates
     check("after training");
     CaptureRecorder rec;
     m->record(rec);
     BOOST_TEST(rec.tensors.count("pruning.mask0") == (q > 0 ? 1u : 0u));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(location_noise_and_temperature_follow_the_routing_as_the_reference) {
+  auto data = boolean_data({6, 3, 2, 2});
+  const auto all = data->split("train")->all();
+  // The chosen module of each slot in training forwards: with noise it changes between calls.
+  auto choices_vary = [&](const Value::Table& keys) {
+    torch::manual_seed(3);
+    auto m = make_model("hierarchically_modular_shared_modules", keys, data->spec());
+    m->train();
+    const auto first = m->forward(all).aux.at("locations.layer0").argmax(-1);
+    for (int i = 0; i < 20; ++i)
+      if (!torch::equal(m->forward(all).aux.at("locations.layer0").argmax(-1), first)) return true;
+    return false;
+  };
+  BOOST_TEST(!choices_vary({}));  // no use_gumbel: no location noise (straight-through argmax)
+  BOOST_TEST(choices_vary({{"use_gumbel", Value::boolean(true)}}));
+  BOOST_TEST(choices_vary({{"location_noise", Value::boolean(true)}}));
+  // location_tau 0 (the default) takes the routing tau: the location gradients equal those of an
+  // explicit location_tau = tau, and differ from location_tau = 1.
+  auto location_grad = [&](const Value::Table& keys) {
+    torch::manual_seed(4);
+    auto m = make_model("hierarchically_modular_shared_modules", keys, data->spec());
+    m->to(torch::kDouble);
+    m->train();
+    modlab::total(m->loss(all, m->forward(all))).backward();
+    return params(*m).at("location_logits0").grad().clone();
+  };
+  const auto follows = location_grad({{"tau", Value::floating(2.0)}});
+  BOOST_TEST(torch::allclose(follows, location_grad({{"tau", Value::floating(2.0)}, {"location_tau", Value::floating(2.0)}})));
+  BOOST_TEST(!torch::allclose(follows, location_grad({{"tau", Value::floating(2.0)}, {"location_tau", Value::floating(1.0)}})));
+}
+
+BOOST_AUTO_TEST_CASE(zeros_baseline_is_the_share_of_zero_target_bits) {
+  auto data = boolean_data({6, 3, 2, 2}, 0.3);
+  for (const std::string split : {"train", "test"}) {
+    const auto b = data->split(split)->all();
+    const double expected = (b.targets == 0).to(torch::kDouble).mean().item<double>();
+    for (const std::string model : {"mlp", "hierarchically_modular", "hierarchically_modular_shared_modules"}) {
+      auto m = make_model(model, {}, data->spec());
+      m->eval();
+      torch::NoGradGuard ng;
+      modlab::MetricSet ms;
+      m->eval_begin(split);
+      // two batches: the metric is the mean over all bits, weighted by batch size
+      const auto n = b.inputs.size(0), half = n / 2;
+      for (auto [from, count] : {std::pair<std::int64_t, std::int64_t>{0, half}, {half, n - half}}) {
+        const auto part = b.select(torch::arange(from, from + count));
+        m->eval_batch(split, part, m->forward(part), ms);
+      }
+      BOOST_TEST(ms.get("zeros_accuracy") == expected, boost::test_tools::tolerance(1e-12));
+      BOOST_TEST(expected > 0.5);  // the Boolean targets are mostly 0 (hier_modular §5.1)
+    }
   }
 }
 

@@ -301,7 +301,7 @@ BOOST_AUTO_TEST_CASE(real_plugins_declare_consistent_keys) {
   BOOST_TEST(mnist.at("split_fractions") == "[0.7, 0.2, 0.1]");
   const auto shared = defaults(reg.model("hierarchically_modular_shared_modules").keys);
   BOOST_TEST(shared.at("module_arch") == "[2, 12, 1]");
-  BOOST_TEST(shared.at("location_noise") == "true");
+  BOOST_TEST(shared.at("location_noise") == "false");
   BOOST_TEST(shared.count("num_slots") == 1u);
   BOOST_TEST(defaults(reg.model("hierarchically_modular").keys).count("num_slots") == 0u);
 }

@@ -59,18 +59,29 @@ void check_dataset(const DatasetSpec& spec, const std::string& model) {
                       " inputs and " + std::to_string(spec.num_outputs) + " outputs; need >= 1 of each");
 }
 
+/// The all-zeros baseline of multi-label data, `<split>_zeros_accuracy`: the per-bit accuracy of
+/// predicting 0 for every output (the reference's Boolean tasks are mostly 0, so a model that has
+/// learned nothing can score well above 0.5).
+void add_zeros_baseline(const Batch& batch, MetricSet& metrics) {
+  const auto& t = batch.targets;
+  if (t.numel() > 0)
+    metrics.add("zeros_accuracy", (t == 0).to(torch::kDouble).mean().item<double>(), static_cast<double>(t.numel()));
+}
+
 // ------------------------------------------------------------------------------------------- mlp
 
 /// MLP arch[0] → … → arch[-1] with ReLU hidden layers and a linear head (logits). With
-/// `pruning_ratio` q, each layer keeps a fixed random mask: the round(q·n/100) weights with the
-/// lowest uniform random scores (the q-th percentile of the scores) are zeroed once; a bias is
+/// `pruning_ratio` q, a fixed random mask: of all N weights of all layers, the round(q·N/100) with
+/// the lowest uniform random scores (one global q-th percentile) are zeroed once; a bias is
 /// zeroed when its whole weight row is pruned. Pruned entries get zero gradients, so they stay zero
 /// under every optimizer the trainer offers (L2 decay of a zero weight is zero).
 class MlpModel : public Model {
  public:
   /// `classes_per_output` > 0 (MultiClass data): the head's logits are read as [B, outputs, classes].
-  MlpModel(const std::vector<std::int64_t>& arch, double pruning_ratio, std::int64_t tasks, std::int64_t classes_per_output)
-      : tasks_(tasks), classes_per_output_(classes_per_output), pruning_ratio_(pruning_ratio) {
+  /// `multi_label`: the outputs are independent bits (the zeros baseline is recorded).
+  MlpModel(const std::vector<std::int64_t>& arch, double pruning_ratio, std::int64_t tasks, std::int64_t classes_per_output,
+           bool multi_label)
+      : tasks_(tasks), classes_per_output_(classes_per_output), multi_label_(multi_label), pruning_ratio_(pruning_ratio) {
     for (std::size_t i = 0; i + 1 < arch.size(); ++i)
       layers_.push_back(register_module("fc" + std::to_string(i), modlab::nn::Linear(arch[i], arch[i + 1])));
     if (pruning_ratio_ > 0.0) prune();
@@ -90,6 +101,10 @@ class MlpModel : public Model {
     return out;
   }
 
+  void eval_batch(const std::string&, const Batch& batch, const Output&, MetricSet& metrics) override {
+    if (multi_label_) add_zeros_baseline(batch, metrics);
+  }
+
   void record(Recorder& recorder) override {
     if (masks_.empty()) return;
     std::int64_t pruned = 0, total = 0;
@@ -104,14 +119,11 @@ class MlpModel : public Model {
  private:
   void prune() {
     torch::NoGradGuard no_grad;
+    const auto masks = prune_masks();
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       auto& w = layers_[i]->weight;
       auto& b = layers_[i]->bias;
-      const std::int64_t n = w.numel();
-      const auto cut = static_cast<std::int64_t>(std::llround(pruning_ratio_ / 100.0 * static_cast<double>(n)));
-      auto mask = torch::ones({n}, w.options());
-      if (cut > 0) mask.index_fill_(0, torch::rand({n}).argsort().slice(0, 0, cut), 0.0);
-      mask = mask.view_as(w);
+      const auto mask = masks[i].view_as(w).to(w.scalar_type());
       auto bias_mask = (mask.sum(1) > 0).to(w.scalar_type());
       w.mul_(mask);
       b.mul_(bias_mask);
@@ -124,8 +136,21 @@ class MlpModel : public Model {
     }
   }
 
+  /// One uniform score per weight over all layers; the round(q·N/100) lowest of the N scores (one
+  /// global q-th percentile, as the reference thresholds) are pruned. Flat masks, one per layer.
+  std::vector<torch::Tensor> prune_masks() const {
+    std::vector<std::int64_t> sizes;
+    for (const auto& l : layers_) sizes.push_back(l->weight.numel());
+    const std::int64_t n = std::accumulate(sizes.begin(), sizes.end(), std::int64_t{0});
+    const auto cut = static_cast<std::int64_t>(std::llround(pruning_ratio_ / 100.0 * static_cast<double>(n)));
+    auto keep = torch::ones({n}, torch::kBool);
+    if (cut > 0) keep.index_fill_(0, torch::rand({n}).argsort().slice(0, 0, cut), false);
+    return keep.split_with_sizes(sizes);
+  }
+
   std::int64_t tasks_;
   std::int64_t classes_per_output_;
+  bool multi_label_;
   double pruning_ratio_;
   std::vector<modlab::nn::Linear> layers_;
   std::vector<torch::Tensor> masks_, bias_masks_;
@@ -145,7 +170,7 @@ const Options<MlpOptions>& mlp_options() {
                "tasks: the task id is appended)")
           .at_least(1)
           .key("pruning_ratio", &MlpOptions::pruning_ratio,
-               "percent q of each layer's weights pruned at random, fixed at initialisation")
+               "percent q of all weights pruned at random (one global percentile over the layers), fixed at initialisation")
           .in_range(0, 100);
   return o;
 }
@@ -186,7 +211,8 @@ void check_mlp(const Config& c, const DatasetSpec& spec) { mlp_arch(c, spec); }
 std::shared_ptr<Model> make_mlp(const Config& c, const DatasetSpec& spec, Host&) {
   const auto arch = mlp_arch(c, spec);
   return std::make_shared<MlpModel>(arch, mlp_options().parse(c).pruning_ratio, task_count(spec),
-                                    spec.task == TaskKind::MultiClass ? spec.num_classes : 0);
+                                    spec.task == TaskKind::MultiClass ? spec.num_classes : 0,
+                                    spec.task == TaskKind::MultiLabel);
 }
 
 // ------------------------------------------------------------------------------- modular models
@@ -209,8 +235,8 @@ struct ModularOptions {
   bool known_module_locations = false;
   std::string location_init = "randn";
   double lr_module_location = 0.0;
-  double location_tau = 1.0;
-  bool location_noise = true;
+  double location_tau = 0.0;    ///< 0 = tau
+  bool location_noise = false;  ///< noise also without use_gumbel
   // image modules (datasets of image pairs, e.g. rotated_mnist mode = "digit_pairs"; §5.2)
   std::vector<std::int64_t> image_arch;  ///< [pixels, hidden..., bits]; [] = [pixels, 128, 64, bits]
   bool known_image_inputs = false;
@@ -279,9 +305,12 @@ Options<ModularOptions> declare_modular(bool shared) {
         .choices({"randn", "known"})
         .key("lr_module_location", &O::lr_module_location, "learning rate of the locations group; 0 = train.lr")
         .at_least(0).finite()
-        .key("location_tau", &O::location_tau, "temperature of the location Gumbel-softmax").greater_than(0).finite()
+        .key("location_tau", &O::location_tau,
+             "temperature of the location softmax in training; 0 = tau, the routing temperature (as the reference)")
+        .at_least(0).finite()
         .key("location_noise", &O::location_noise,
-             "Gumbel noise on learned location logits in training (false: straight-through argmax)");
+             "Gumbel noise on learned location logits in training even without use_gumbel (the reference adds it "
+             "only with use_gumbel; without noise: straight-through argmax)");
   }
   return o;
 }
@@ -476,6 +505,10 @@ class RoutedModel : public Model {
     std::vector<ParamGroup> groups = {modules, routing};
     extra_groups(groups);
     return groups;
+  }
+
+  void eval_batch(const std::string&, const Batch& batch, const Output&, MetricSet& metrics) override {
+    add_zeros_baseline(batch, metrics);
   }
 
   void eval_end(const std::string&, MetricSet& metrics, Recorder&) override {
@@ -727,8 +760,9 @@ class SharedModulesModel : public RoutedModel {
     const auto y = bank_->forward_shared(inputs.reshape({B * slots, opt_.topk})).view({B, slots, S});
     const auto& p = locations_[l];
     const bool per_sample = train && opt_.per_sample_routing && p.learned;
-    const auto w = locations(p.logits, task, B, train ? opt_.location_tau : 1.0, train && p.learned && opt_.location_noise,
-                             per_sample);  // [N, slots, S]
+    const double tau = opt_.location_tau > 0.0 ? opt_.location_tau : opt_.tau;
+    const bool noise = train && p.learned && (opt_.use_gumbel || opt_.location_noise);
+    const auto w = locations(p.logits, task, B, train ? tau : 1.0, noise, per_sample);  // [N, slots, S]
     out.aux[location_names_[l]] = w;
     return combine_locations(y, w, task, per_sample);
   }
