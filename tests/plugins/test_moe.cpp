@@ -1276,3 +1276,59 @@ BOOST_AUTO_TEST_CASE(prechosen_expert_options_are_checked) {
   BOOST_TEST(m.find("model.init_experts_from") != std::string::npos, m);
   BOOST_TEST(m.find("no finished run file") != std::string::npos, m);
 }
+
+BOOST_AUTO_TEST_CASE(fit_gate_metrics_accumulate_the_training_batches_of_an_epoch) {
+  // H_s, H_u, I(E;Y), the expert × class table and the error over the training forwards of one
+  // epoch (before each step), written once at the epoch's first evaluated split (moe §1.2, §1.4).
+  torch::manual_seed(31);
+  const auto spec = flat_spec(2, 3);
+  auto m = make_model({{"num_experts", Value::integer(3)}, {"fit_gate_metrics", Value::boolean(true)}}, spec);
+  OptimContext oc;
+  for (const auto& g : m->param_groups("train")) oc.params.insert(oc.params.end(), g.params.begin(), g.params.end());
+  oc.opt = std::make_unique<torch::optim::SGD>(oc.params, torch::optim::SGDOptions(0.0));  // lr 0: the gate stays
+  const std::vector<modlab::Batch> batches = {batch_of(torch::randn({16, 2}), torch::randint(3, {16}, torch::kLong)),
+                                              batch_of(torch::randn({24, 2}), torch::randint(3, {24}, torch::kLong))};
+  m->begin_epoch(modlab::EpochContext{"train", 0, 1, 0, nullptr});
+  m->train();
+  for (const auto& b : batches) m->train_step(b, oc);
+  // the same statistics from the forwards on the two batches together
+  m->eval();
+  const auto all = batch_of(torch::cat({batches[0].inputs, batches[1].inputs}),
+                            torch::cat({batches[0].targets, batches[1].targets}));
+  torch::Tensor g, f, pred;
+  {
+    torch::NoGradGuard ng;
+    const auto out = m->forward(all);
+    g = out.aux.at("gate").to(torch::kDouble);
+    f = out.aux.at("experts").to(torch::kDouble);
+    pred = out.prediction.argmax(1);
+  }
+  CaptureRecorder rec;
+  modlab::MetricSet ms;
+  m->eval_begin("test");
+  m->eval_end("test", ms, rec);
+  namespace mx = modlab::mixture;
+  BOOST_TEST(rec.scalars.at("fit_gate_sample_entropy") == mx::sample_entropy_bits(g), boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(rec.scalars.at("fit_gate_usage_entropy") == mx::usage_entropy_bits(g), boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(rec.scalars.at("fit_gate_mutual_information") ==
+                 mx::mutual_information_bits(mx::selection_counts(g, f).to(torch::kDouble)),
+             boost::test_tools::tolerance(1e-9));
+  BOOST_TEST(rec.scalars.at("fit_error") == (pred != all.targets).to(torch::kDouble).mean().item<double>(),
+             boost::test_tools::tolerance(1e-12));
+  BOOST_TEST(torch::equal(rec.appended.at("fit/allocation").at(0), mx::allocation_counts(g, all.targets, 3)));
+  // written once per epoch: a second evaluated split adds nothing
+  CaptureRecorder again;
+  m->eval_end("val", ms, again);
+  BOOST_TEST(again.scalars.count("fit_error") == 0u);
+  // off by default: no fit_* metrics
+  auto plain = make_model({{"num_experts", Value::integer(3)}}, spec);
+  plain->begin_epoch(modlab::EpochContext{"train", 0, 1, 0, nullptr});
+  plain->train();
+  OptimContext pc;
+  for (const auto& gr : plain->param_groups("train")) pc.params.insert(pc.params.end(), gr.params.begin(), gr.params.end());
+  pc.opt = std::make_unique<torch::optim::SGD>(pc.params, torch::optim::SGDOptions(0.0));
+  plain->train_step(batches[0], pc);
+  CaptureRecorder none;
+  plain->eval_end("test", ms, none);
+  BOOST_TEST(none.scalars.count("fit_error") == 0u);
+}

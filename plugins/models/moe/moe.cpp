@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,7 @@ struct MoeOptions {
   std::int64_t temperature_decay_start = 0;
   std::int64_t top_k = 0;
   bool top1_softmax_quirk = false;
+  bool fit_gate_metrics = false;
   double eps = 1e-15;
   double w_importance = 0.0;
   double w_ortho = 0.0;
@@ -100,6 +102,10 @@ const Options<MoeOptions>& moe_options() {
           .key("top_k", &O::top_k, "route through the k largest gate logits only (0 = all experts; <= num_experts)")
           .at_least(0)
           .key("top1_softmax_quirk", &O::top1_softmax_quirk, "top_k = 1: output softmax(sum_e g_e f_e) as the reference")
+          .key("fit_gate_metrics", &O::fit_gate_metrics,
+               "also accumulate H_s, H_u, I(E;Y), the expert x class table and the error over each epoch's training "
+               "batches, as the reference logs them (fit_* metrics; the training forward then builds the gate and "
+               "expert tensors)")
           .key("eps", &O::eps, "epsilon in the loss NLL(log(y + eps))").at_least(0).finite()
           .key("w_importance", &O::w_importance, "weight of the importance CV^2 term").at_least(0).finite()
           .key("w_ortho", &O::w_ortho, "weight of the ortho CV^2 term").at_least(0).finite()
@@ -238,7 +244,7 @@ class MoeModel : public Model {
     temperature_ = opt_.temperature;
     method_ = make_method(opt_);
     check_expert_lr_scale();
-    lean_step_ = !attention_ && !expert_mask_.defined() && !loss_reads_aux();
+    lean_step_ = !attention_ && !expert_mask_.defined() && !loss_reads_aux() && !opt_.fit_gate_metrics;
   }
 
   /// The experts, built under `expert_init_seed` when set (so runs with the same value start from
@@ -348,7 +354,31 @@ class MoeModel : public Model {
     out.aux["experts"] = f.probs;
     out.aux["expert_logits"] = f.logits;
     out.aux["inputs"] = flat_inputs(batch.inputs);
+    if (for_loss && opt_.fit_gate_metrics && t == current_temperature()) add_fit(batch, out);
     return out;
+  }
+
+  /// The training-time statistics of `fit_gate_metrics`: the gate and experts of a training
+  /// forward (before its optimizer step) and whether its prediction was right.
+  void add_fit(const Batch& batch, const Output& out) {
+    torch::NoGradGuard ng;
+    if (!fit_.gate) fit_.gate.emplace(opt_.num_experts, classes_);
+    const auto y = batch.targets.to(torch::kCPU);
+    fit_.gate->add(out.aux.at("gate").detach().to(torch::kCPU, torch::kDouble),
+                   out.aux.at("experts").detach().to(torch::kCPU, torch::kDouble), y);
+    fit_.errors += (out.prediction.detach().argmax(1).to(torch::kCPU) != y).sum().item<std::int64_t>();
+  }
+
+  /// Writes the `fit_*` metrics of the epoch just trained (once, at its first evaluated split).
+  void record_fit(Recorder& recorder) {
+    if (!fit_.gate || fit_.gate->examples() == 0) return;
+    const GateSummary s = fit_.gate->summary();
+    recorder.scalar("fit_gate_sample_entropy", s.sample_entropy);
+    recorder.scalar("fit_gate_usage_entropy", s.usage_entropy);
+    recorder.scalar("fit_gate_mutual_information", s.mutual_information);
+    recorder.scalar("fit_error", static_cast<double>(fit_.errors) / static_cast<double>(s.examples));
+    recorder.append("fit/allocation", s.allocation, {"expert", "class"});
+    fit_ = FitStats{};
   }
 
   Losses loss(const Batch& batch, const Output& out) override {
@@ -407,7 +437,10 @@ class MoeModel : public Model {
 
   std::vector<ParamGroup> param_groups(const std::string& phase) override { return method_->param_groups(*this, phase); }
 
-  void begin_epoch(const EpochContext& ctx) override { method_->begin_epoch(*this, ctx); }
+  void begin_epoch(const EpochContext& ctx) override {
+    fit_ = FitStats{};
+    method_->begin_epoch(*this, ctx);
+  }
 
   /// The dual-temperature schedule: T[epoch] (the last entry repeated; `temperature` without a
   /// schedule), divided by 1 + decay·(epoch − start) from `temperature_decay_start` on, at least 0.001.
@@ -464,6 +497,7 @@ class MoeModel : public Model {
   }
 
   void eval_end(const std::string& split, MetricSet& metrics, Recorder& recorder) override {
+    record_fit(recorder);
     auto it = stats_.find(split);
     if (it == stats_.end() || it->second.gate.examples() == 0) return;
     const GateSummary s = it->second.gate.summary();
@@ -529,6 +563,10 @@ class MoeModel : public Model {
   struct SplitStats {
     GateStats gate;
     torch::Tensor weighted_loss;  // [E]: Σ_i g_e(x_i) · CE(f_e(x_i), y_i)
+  };
+  struct FitStats {  // over the training batches of the current epoch (fit_gate_metrics)
+    std::optional<GateStats> gate;
+    std::int64_t errors = 0;
   };
 
   /// Index [B] per row of the distribution `p` [B, E]: sampled when `sample`, else argmax.
@@ -610,6 +648,7 @@ class MoeModel : public Model {
   bool lean_step_ = false;          // the training step's loss reads no aux (forward_at)
   torch::Tensor expert_mask_;      // [E, C] bool: classes each expert may output; undefined = all
   std::map<std::string, SplitStats> stats_;
+  FitStats fit_;
   torch::Tensor bbox_lo_, bbox_hi_;  // [2] over the evaluated 2-D inputs
   torch::Tensor final_allocation_;   // of the last evaluated "test" split (else the last evaluated one)
   bool final_is_test_ = false;
