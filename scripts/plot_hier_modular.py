@@ -1,25 +1,33 @@
 #!/usr/bin/python3
 """Generalization of MLPs and hierarchically modular networks on the Boolean tasks (hier_modular).
 
-Reads finished sweep folders (sweeps/hier_modular/*.toml run with `modlab run`), and for every
-task structure plots the final test accuracy against the training fraction s (mean ± std over
-seeds, one line per model variant) and the fraction of runs whose learned routing recovers the
-true one (the `test_routing_correct` metric: up to the order of a module's inputs and permutations
-of the modules in a layer; see plugins/models/hier_modular/README.md). Prints the numbers as
-Markdown tables.
+Reads finished sweep folders (sweeps/hier_modular/*.toml run with `modlab run`) and prints, per task
+structure and protocol (the reference README's settings, or the ablation without input noise and
+weight decay), the final test accuracy against the training fraction s (mean ± sample std over
+seeds and the 95 % t-interval of the mean), the all-zeros baseline of each test split, how many
+runs recover the true routing (`test_routing_correct`: up to the order of a module's inputs and
+permutations of the modules in a layer; plugins/models/hier_modular/README.md) and how many end
+exactly on the baseline. With --doc it writes the whole results page (docs/results/hier_modular.md
+is written so, by `scripts/reproduce hier_modular`).
 
-    /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mlp results/hier_modular_modular \
+    /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mlp results/hier_modular_modular \\
         results/hier_modular_shared --out hier_modular.png
+    /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mnist results/hier_modular_mnist_mlp
 """
 import argparse
 import math
 import os
 import sys
-import tomllib
 from collections import defaultdict
 
 import h5py
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sweep_summary import completed_runs, duration, mean_ci, text, wall  # noqa: E402
+
+# The reference README's training settings for the Boolean tasks (../shared/spec/hier_modular.md).
+REFERENCE = {"train_noise": 0.1, "weight_decay": 1e-3, "epochs": 1000, "batch_size": 64}
 
 
 def variant(config):
@@ -46,6 +54,16 @@ def variant(config):
     return plugin
 
 
+def protocol(config):
+    """"yes" when the run used the reference README's training settings, else what differs."""
+    d, t = config["dataset"], config.get("train", {})
+    have = {"train_noise": float(d.get("train_noise", 0.0)), "weight_decay": float(t.get("weight_decay", 0.0)),
+            "epochs": int(t.get("epochs", 0)), "batch_size": int(t.get("batch_size", 0))}
+    words = {"train_noise": "input noise σ", "weight_decay": "weight decay", "epochs": "epochs", "batch_size": "batch"}
+    diff = [f"{words[k]} {have[k]:g} (reference {REFERENCE[k]:g})" for k in REFERENCE if have[k] != REFERENCE[k]]
+    return "yes" if not diff else "no: " + ", ".join(diff)
+
+
 def last_value(run, name):
     """Final (last non-NaN) value of metrics/<name>, or NaN."""
     if f"metrics/{name}" not in run:
@@ -55,89 +73,123 @@ def last_value(run, name):
     return float(v[-1]) if len(v) else math.nan
 
 
-def load(folders):
-    """One record per completed run: structure, variant, fraction, seed, metrics."""
-    records = []
-    for folder in folders:
-        path = os.path.join(folder, "sweep.h5")
-        if not os.path.exists(path):
-            sys.exit(f"{path}: no sweep index (run the sweep first: modlab run SWEEP.toml --out {folder})")
-        with h5py.File(path, "r") as f:
-            summary = f["summary"][:]
-            for row in summary:
-                status = row["status"].decode() if isinstance(row["status"], bytes) else row["status"]
-                run_id = row["run_id"].decode() if isinstance(row["run_id"], bytes) else row["run_id"]
-                if status != "completed" or run_id not in f["runs"]:
-                    continue
-                run = f["runs"][run_id]
-                attr = run.attrs["config"]
-                config = tomllib.loads(attr.decode() if isinstance(attr, bytes) else attr)
-                d = config["dataset"]
-                records.append({
-                    "structure": ",".join(str(x) for x in d.get("structure", [6, 3, 2, 2])),
-                    "variant": variant(config),
-                    "fraction": float(d.get("train_fraction", 0.8)),
-                    "seed": int(config["run"].get("seed", 0)),
-                    "test_accuracy": last_value(run, "test_accuracy"),
-                    "train_accuracy": last_value(run, "train_accuracy"),
-                    "routing_correct": last_value(run, "test_routing_correct"),
-                    "epochs": int(config.get("train", {}).get("epochs", 0)),
-                })
-    return records
+def read_run(run_id, run, config):
+    d = config["dataset"]
+    return {
+        "structure": ",".join(str(x) for x in d.get("structure", [6, 3, 2, 2])),
+        "variant": variant(config),
+        "protocol": protocol(config),
+        "fraction": float(d.get("train_fraction", 0.8)),
+        "seed": int(config["run"].get("seed", 0)),
+        "test_accuracy": last_value(run, "test_accuracy"),
+        "train_accuracy": last_value(run, "train_accuracy"),
+        "zeros": last_value(run, "test_zeros_accuracy"),
+        "routing_correct": last_value(run, "test_routing_correct"),
+        "time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else math.nan,
+        "start": text(run.attrs.get("start_time", "")),
+        "end": text(run.attrs.get("end_time", "")),
+    }
 
 
 def aggregate(records):
-    """(structure, variant, fraction) → n, accuracy mean/std, recovered fraction (NaN for MLPs)."""
+    """(protocol, structure, variant, fraction) → accuracy statistics, baseline, recovery counts."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["structure"], r["variant"], r["fraction"])].append(r)
+        groups[(r["protocol"], r["structure"], r["variant"], r["fraction"])].append(r)
     out = {}
     for key, rs in groups.items():
-        acc = np.array([r["test_accuracy"] for r in rs])
-        rc = np.array([r["routing_correct"] for r in rs])
-        out[key] = {
-            "n": len(rs),
-            "acc_mean": float(np.nanmean(acc)),
-            "acc_std": float(np.nanstd(acc)),
-            "recovered": float(np.nanmean(rc)) if np.any(~np.isnan(rc)) else math.nan,
-        }
+        n, mean, std, half = mean_ci(r["test_accuracy"] for r in rs)
+        rc = [r["routing_correct"] for r in rs if not math.isnan(r["routing_correct"])]
+        zeros = [r["zeros"] for r in rs if not math.isnan(r["zeros"])]
+        out[key] = {"n": n, "mean": mean, "std": std, "half": half, "zeros": zeros[0] if zeros else math.nan,
+                    "recovered": sum(x == 1.0 for x in rc), "routed": len(rc),
+                    "on_baseline": sum(abs(r["test_accuracy"] - r["zeros"]) < 1e-6 for r in rs),
+                    "train_fit": sum(r["train_accuracy"] == 1.0 for r in rs)}
     return out
 
 
 def order(variants):
-    rank = lambda v: (0 if v.startswith("MLP") else 1 if v.startswith("modular") else 2, "known" not in v, v)
+    rank = lambda v: (0 if v.startswith("MLP") else 1 if v.startswith("modular") else 2, "known" not in v, v)  # noqa: E731
     return sorted(variants, key=rank)
 
 
-def tables(stats):
-    """Markdown: per structure, test accuracy (mean ± std) and the recovered fraction, by s."""
-    lines = []
-    for structure in sorted({k[0] for k in stats}, key=lambda s: (len(s), s)):
-        keys = [k for k in stats if k[0] == structure]
-        fractions = sorted({k[2] for k in keys})
-        variants = order({k[1] for k in keys})
-        n = sorted({stats[k]["n"] for k in keys})
-        lines.append(f"\n### [{structure}]: test accuracy (mean ± std over {'/'.join(map(str, n))} seeds)\n")
-        lines.append("| model | " + " | ".join(f"s={s:g}" for s in fractions) + " |")
-        lines.append("|---|" + "---|" * len(fractions))
-        for v in variants:
+def structures_of(stats):
+    return sorted({k[1] for k in stats}, key=lambda s: (len(s), s))
+
+
+def protocols_of(stats):
+    return sorted({k[0] for k in stats}, key=lambda p: (p != "yes", p))
+
+
+def cell_text(st):
+    if not st or st["n"] == 0:
+        return ""
+    if math.isnan(st["half"]):
+        return f"{st['mean']:.3f} (n={st['n']})"
+    lo, hi = max(0.0, st["mean"] - st["half"]), min(1.0, st["mean"] + st["half"])  # accuracies: clipped to [0, 1]
+    return f"{st['mean']:.3f} ± {st['std']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def accuracy_table(stats, proto, structure):
+    keys = [k for k in stats if k[0] == proto and k[1] == structure]
+    fractions = sorted({k[3] for k in keys})
+    n = sorted({stats[k]["n"] for k in keys})
+    lines = [f"\n### [{structure}], reference protocol: {proto}\n",
+             f"Final test accuracy: mean ± sample std over {'/'.join(map(str, n))} seeds [95 % interval of the mean].\n",
+             "| model | reference protocol? | " + " | ".join(f"s={s:g}" for s in fractions) + " |",
+             "|---|---|" + "---|" * len(fractions)]
+    for v in order({k[2] for k in keys}):
+        cells = [cell_text(stats.get((proto, structure, v, s))) for s in fractions]
+        lines.append(f"| {v} | {proto} | " + " | ".join(cells) + " |")
+    zeros = [stats[next(k for k in keys if k[3] == s)]["zeros"] for s in fractions]
+    lines.append("| all-zeros baseline (predict 0 for every bit) | – | " +
+                 " | ".join("" if math.isnan(z) else f"{z:.3f}" for z in zeros) + " |")
+    routed = [v for v in order({k[2] for k in keys}) if not v.startswith("MLP")]
+    if routed:
+        lines += ["\nRuns whose routing recovers the true one / runs ending exactly on the all-zeros baseline "
+                  "(test accuracy):\n",
+                  "| model | " + " | ".join(f"s={s:g}" for s in fractions) + " |", "|---|" + "---|" * len(fractions)]
+        for v in routed:
             cells = []
             for s in fractions:
-                st = stats.get((structure, v, s))
-                cells.append(f"{st['acc_mean']:.3f} ± {st['acc_std']:.3f}" if st else "")
+                st = stats.get((proto, structure, v, s))
+                cells.append(f"{st['recovered']}/{st['routed']} · {st['on_baseline']}" if st else "")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
-        modular = [v for v in variants if not v.startswith("MLP")]
-        if modular:
-            lines.append(f"\n### [{structure}]: fraction of runs whose routing recovers the true one\n")
-            lines.append("| model | " + " | ".join(f"s={s:g}" for s in fractions) + " |")
-            lines.append("|---|" + "---|" * len(fractions))
-            for v in modular:
-                cells = []
-                for s in fractions:
-                    st = stats.get((structure, v, s))
-                    cells.append("" if not st or math.isnan(st["recovered"]) else f"{st['recovered']:.2f}")
-                lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def effect_table(stats, structure, ablation):
+    """Reference protocol minus the ablation, per cell, marked where the two 95 % intervals overlap."""
+    keys = [k for k in stats if k[0] == "yes" and k[1] == structure]
+    fractions = sorted({k[3] for k in keys})
+    lines = [f"\n### [{structure}]: reference protocol − ablation ({ablation[4:]})\n",
+             "Difference of mean test accuracy; `~` where the two 95 % intervals overlap (these runs do not "
+             "separate the two settings there).\n",
+             "| model | " + " | ".join(f"s={s:g}" for s in fractions) + " |", "|---|" + "---|" * len(fractions)]
+    for v in order({k[2] for k in keys if (ablation, structure, k[2], k[3]) in stats}):
+        cells = []
+        for s in fractions:
+            a, b = stats.get(("yes", structure, v, s)), stats.get((ablation, structure, v, s))
+            if not a or not b or math.isnan(a["half"]) or math.isnan(b["half"]):
+                cells.append("")
+                continue
+            overlap = abs(a["mean"] - b["mean"]) <= a["half"] + b["half"]
+            cells.append(f"{a['mean'] - b['mean']:+.3f}" + (" ~" if overlap else ""))
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tables(stats):
+    parts = []
+    for structure in structures_of(stats):
+        for proto in protocols_of(stats):
+            if any(k[0] == proto and k[1] == structure for k in stats):
+                parts.append(accuracy_table(stats, proto, structure))
+    for structure in structures_of(stats):
+        for ablation in [p for p in protocols_of(stats) if p != "yes"]:
+            if any(k[0] == ablation and k[1] == structure for k in stats):
+                parts.append(effect_table(stats, structure, ablation))
+    return "\n".join(parts)
 
 
 def plot(stats, out):
@@ -145,110 +197,327 @@ def plot(stats, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    structures = sorted({k[0] for k in stats}, key=lambda s: (len(s), s))
+    structures = structures_of(stats)
     fig, axes = plt.subplots(len(structures), 2, figsize=(12, 4 * len(structures)), squeeze=False)
     for row, structure in enumerate(structures):
-        keys = [k for k in stats if k[0] == structure]
-        for v in order({k[1] for k in keys}):
-            fs = sorted(k[2] for k in keys if k[1] == v)
-            st = [stats[(structure, v, s)] for s in fs]
-            m = np.array([x["acc_mean"] for x in st])
-            sd = np.array([x["acc_std"] for x in st])
+        keys = [k for k in stats if k[0] == "yes" and k[1] == structure] or [k for k in stats if k[1] == structure]
+        proto = keys[0][0]
+        for v in order({k[2] for k in keys}):
+            fs = sorted(k[3] for k in keys if k[2] == v)
+            st = [stats[(proto, structure, v, s)] for s in fs]
+            m = np.array([x["mean"] for x in st])
+            h = np.array([0.0 if math.isnan(x["half"]) else x["half"] for x in st])
             (line,) = axes[row][0].plot(fs, m, marker="o", label=v)
-            axes[row][0].fill_between(fs, m - sd, m + sd, alpha=0.15, color=line.get_color())
-            rec = np.array([x["recovered"] for x in st])
-            if not np.all(np.isnan(rec)):
+            axes[row][0].fill_between(fs, m - h, m + h, alpha=0.15, color=line.get_color())
+            if st[0]["routed"]:
+                rec = np.array([x["recovered"] / x["routed"] for x in st])
                 axes[row][1].plot(fs, rec, marker="o", label=v, color=line.get_color())
-        axes[row][0].set_title(f"[{structure}]: test accuracy (mean ± std)")
+        fs = sorted({k[3] for k in keys})
+        axes[row][0].plot(fs, [stats[next(k for k in keys if k[3] == s)]["zeros"] for s in fs], "k--",
+                          label="all-zeros baseline")
+        title = "reference protocol" if proto == "yes" else proto
+        axes[row][0].set_title(f"[{structure}], {title}: test accuracy (mean, 95 % interval)", fontsize=9)
         axes[row][0].set_xlabel("training fraction s")
         axes[row][0].set_ylabel("per-bit test accuracy")
         axes[row][0].set_ylim(0.4, 1.02)
-        axes[row][0].grid(alpha=0.3)
-        axes[row][0].legend(fontsize=8)
-        axes[row][1].set_title(f"[{structure}]: learned routing recovers the true one")
+        axes[row][1].set_title(f"[{structure}], {title}: learned routing recovers the true one", fontsize=9)
         axes[row][1].set_xlabel("training fraction s")
         axes[row][1].set_ylabel("fraction of runs")
         axes[row][1].set_ylim(-0.03, 1.03)
-        axes[row][1].grid(alpha=0.3)
-        axes[row][1].legend(fontsize=8)
+        for ax in axes[row]:
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    print(f"\nfigure: {out}")
+    fig.savefig(out, dpi=110)
+    return out
 
 
-def mnist_tables(folders):
+def findings(stats):
+    """Statements computed from the tables (reference protocol)."""
+    out = []
+    for structure in structures_of(stats):
+        ref = {k: v for k, v in stats.items() if k[0] == "yes" and k[1] == structure}
+        if not ref:
+            continue
+        learned = [v for k, v in ref.items() if "learned" in k[2]]
+        if learned:
+            rec, runs = sum(v["recovered"] for v in learned), sum(v["routed"] for v in learned)
+            base = sum(v["on_baseline"] for v in learned)
+            total = sum(v["n"] for v in learned)
+            out.append(f"[{structure}]: learned routing recovered the true routing in {rec} of {runs} runs; "
+                       f"{base} of {total} learned-routing runs end with a test accuracy exactly equal to the "
+                       f"all-zeros baseline.")
+        fractions = sorted({k[3] for k in ref})
+        for s in fractions[:1]:
+            cells = sorted(((v["mean"], k[2]) for k, v in ref.items() if k[3] == s), reverse=True)
+            zeros = next(v["zeros"] for k, v in ref.items() if k[3] == s)
+            above = [name for mean, name in cells if mean > zeros]
+            out.append(f"[{structure}] at s = {s:g} (all-zeros baseline {zeros:.3f}): best {cells[0][1]} "
+                       f"({cells[0][0]:.3f}), worst {cells[-1][1]} ({cells[-1][0]:.3f}); "
+                       f"{len(above)} of {len(cells)} models above the baseline on average.")
+    return out
+
+
+def protocol_findings(stats):
+    """Per structure: learned-routing runs on the baseline under each protocol."""
+    out = []
+    for structure in structures_of(stats):
+        parts = []
+        for proto in protocols_of(stats):
+            cells = [v for k, v in stats.items() if k[0] == proto and k[1] == structure and "learned" in k[2]]
+            if cells:
+                parts.append(f"{sum(v['on_baseline'] for v in cells)} of {sum(v['n'] for v in cells)} with "
+                             f"{'the reference protocol' if proto == 'yes' else 'the ablation (' + proto[4:] + ')'}")
+        if len(parts) > 1:
+            out.append(f"[{structure}]: learned-routing runs ending on the all-zeros baseline: " + "; ".join(parts) + ".")
+    return out
+
+
+def pytorch_table(path):
+    """The cross-check of bench/python/hier_modular_ref.py (a PyTorch implementation written like the
+    reference's code), one JSON line per run: test accuracy, runs on the baseline, recovered routing."""
+    import json
+
+    rows = defaultdict(list)
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if "model" in r:
+                rows[(r["model"], ",".join(map(str, r["structure"])), r["fraction"], r.get("noise", 0.0),
+                      r.get("wd", 0.0))].append(r)
+    lines = ["| PyTorch model | structure | s | input noise σ | weight decay | runs | test accuracy | all-zeros baseline "
+             "| runs on the baseline | routing recovered |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, structure, s, noise, wd), rs in sorted(rows.items()):
+        n, mean, std, half = mean_ci(r["test_accuracy"] for r in rs)
+        zeros = rs[0]["test_zeros_accuracy"]
+        on = sum(abs(r["test_accuracy"] - zeros) < 1e-6 for r in rs)
+        rec = sum(r.get("routing_correct", 0) for r in rs)
+        lines.append(f"| {model} | [{structure}] | {s:g} | {noise:g} | {wd:g} | {n} | {cell_text({'n': n, 'mean': mean, 'std': std, 'half': half})} "
+                     f"| {zeros:.3f} | {on} | {rec} |")
+    return "\n".join(lines)
+
+
+def run_summary(sweeps, commands):
+    lines = ["| sweep | completed runs | seeds | wall time | training time summed | command |", "|---|---|---|---|---|---|"]
+    for name, runs in sweeps.items():
+        _, _, span = wall(runs)
+        seeds = sorted({r["seed"] for r in runs})
+        seed_text = f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0]) if seeds else "–"
+        train = sum(r["time_s"] for r in runs if not math.isnan(r["time_s"]))
+        lines.append(f"| {name} | {len(runs)} | {seed_text} | {span} | {duration(train)} | `{commands.get(name, '')}` |")
+    return "\n".join(lines)
+
+
+MNIST_METRICS = (("train_accuracy", "train accuracy"),
+                 ("test1_accuracy", "test1 accuracy (train pairs, MNIST test images)"),
+                 ("test2_accuracy", "test2 accuracy (unseen pairs)"),
+                 ("test2_routing_correct", "fraction of runs recovering the routing"),
+                 ("test2_images_correct", "fraction of runs reading the two images with different modules"))
+
+
+def mnist_label(config):
+    m = config["model"]
+    if m["plugin"] == "mlp":
+        return "MLP"
+    if m.get("known_module_inputs", False):
+        return "modular, known routing" + (" + known images" if m.get("known_image_inputs", False) else "")
+    return "modular, learned routing" + ("" if m.get("known_image_inputs", False) else " + image selection")
+
+
+def read_mnist_run(run_id, run, config):
+    r = {k: last_value(run, k) for k, _ in MNIST_METRICS}
+    r.update({"label": mnist_label(config), "fraction": float(config["dataset"]["train_fraction"]),
+              "zeros": last_value(run, "test2_zeros_accuracy"), "seed": int(config["run"].get("seed", 0)),
+              "time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else math.nan,
+              "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))})
+    return r
+
+
+def mnist_findings(sweeps):
+    """test2 (unseen pairs) against its all-zeros baseline, per model over all fractions."""
+    rows = defaultdict(list)
+    for runs in sweeps.values():
+        for r in runs:
+            rows[r["label"]].append(r)
+    out = []
+    for label, rs in sorted(rows.items()):
+        below = sum(r["test2_accuracy"] < r["zeros"] for r in rs)
+        out.append(f"{label}: test2 accuracy {np.nanmean([r['test2_accuracy'] for r in rs]):.3f} against an all-zeros "
+                   f"baseline of {np.nanmean([r['zeros'] for r in rs]):.3f} (mean over {len(rs)} runs); "
+                   f"{below} of {len(rs)} runs below their baseline.")
+    return out
+
+
+def mnist_tables(sweeps):
     """Tables of the MNIST variant (rotated_mnist mode = "digit_pairs", sweeps/hier_modular/mnist*.toml):
     final train / test1 (train pairs, MNIST test images) / test2 (unseen pairs) accuracy, mean ± std
-    over seeds, and the share of runs recovering the routing and reading the two images with
-    different image modules."""
+    [95 % interval] over seeds with test2's all-zeros baseline, and the share of runs recovering the
+    routing and reading the two images with different image modules."""
     rows = defaultdict(list)
-    for folder in folders:
-        runs = os.path.join(folder, "runs")
-        for name in sorted(os.listdir(runs)):
-            if not name.endswith(".h5"):
-                continue
-            with open(os.path.join(runs, name[:-3] + ".toml"), "rb") as f:
-                config = tomllib.load(f)
-            m = config["model"]
-            if m["plugin"] == "mlp":
-                label = "MLP"
-            elif m.get("known_module_inputs", False):
-                label = "modular, known routing" + (" + known images" if m.get("known_image_inputs", False) else "")
-            else:
-                label = "modular, learned routing" + ("" if m.get("known_image_inputs", False) else " + image selection")
-            with h5py.File(os.path.join(runs, name), "r") as f:
-                if f.attrs.get("status", b"completed") not in ("completed", b"completed"):
-                    continue
-                met = f["metrics"]
-                rows[(label, float(config["dataset"]["train_fraction"]))].append(
-                    {k: float(met[k][-1]) if k in met else math.nan
-                     for k in ("train_accuracy", "test1_accuracy", "test2_accuracy", "test2_routing_correct",
-                               "test2_images_correct")})
+    for runs in sweeps.values():
+        for r in runs:
+            rows[(r["label"], r["fraction"])].append(r)
     labels = sorted({k[0] for k in rows})
     fractions = sorted({k[1] for k in rows})
     out = []
-    for key, title in (("train_accuracy", "train accuracy"),
-                       ("test1_accuracy", "test1 accuracy (train pairs, MNIST test images)"),
-                       ("test2_accuracy", "test2 accuracy (unseen pairs)"),
-                       ("test2_routing_correct", "fraction of runs recovering the routing"),
-                       ("test2_images_correct", "fraction of runs reading the two images with different modules")):
-        out.append(f"\n### MNIST pairs: {title}\n")
-        out.append("| model | " + " | ".join(f"s={x:g}" for x in fractions) + " |")
-        out.append("|---|" + "---|" * len(fractions))
+    for key, title in MNIST_METRICS:
+        out += [f"\n#### {title}\n", "| model | " + " | ".join(f"s={x:g}" for x in fractions) + " |",
+                "|---|" + "---|" * len(fractions)]
         for label in labels:
             cells = []
             for x in fractions:
-                v = np.array([r[key] for r in rows.get((label, x), [])])
-                if v.size == 0 or np.all(np.isnan(v)):
+                n, mean, std, half = mean_ci(r[key] for r in rows.get((label, x), []))
+                if n == 0:
                     cells.append("–")
                 elif "accuracy" in key:
-                    cells.append(f"{v.mean():.3f} ± {v.std():.3f}")
+                    cells.append(cell_text({"n": n, "mean": mean, "std": std, "half": half}))
                 else:
-                    cells.append(f"{v.mean():.2f}")
+                    cells.append(f"{mean:.2f}")
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if key == "test2_accuracy":
+            # the pair split depends on the seed: the baseline is averaged over the runs
+            zeros = [np.nanmean([r["zeros"] for k, rs in rows.items() if k[1] == x for r in rs]) for x in fractions]
+            out.append("| all-zeros baseline of test2 (mean over the runs' pair splits) | " +
+                       " | ".join("–" if math.isnan(z) else f"{z:.3f}" for z in zeros) + " |")
     return "\n".join(out)
+
+
+HEADER = """# hier_modular: generalization of MLPs and hierarchically modular networks on Boolean tasks
+
+Question (hier_modular §5): on the hierarchically modular Boolean functions of 6 bits, how does
+test accuracy grow with the fraction s of the 64 truth-table rows used for training, for an MLP, a
+hierarchically modular network with learned or known routing, and a network of shared modules with
+learned or known locations, and how often does learned routing recover the true structure?
+
+This page is written by `scripts/plot_hier_modular.py`, run by `scripts/reproduce hier_modular`,
+from the run files of the sweeps below; every number comes from those files.
+
+## Setup
+
+- Data: `toy`, `task = "boolean"`, structures [6,3,2,2] (y = [f1∧f2, f2∧f3], f_i = XOR of an
+  input pair) and [6,3,3,2,2] (y = [g1∨g3, g2∨g3]); s ∈ {0.3, …, 0.9}; the reference split
+  (random_split with seed 40: ⌊64·s⌋ train rows, the rest halved into val and test, so the test
+  split has 23 rows at s = 0.3 and 4 at s = 0.9).
+- **Reference protocol** (the reference README, ../shared/spec/hier_modular.md §5.1, §5.3): Gaussian
+  noise σ = 0.1 on training inputs at every access (train-eval, val and test clean), Adam with
+  weight decay 1e-3 on every parameter group including the routing and location logits, batch 64,
+  1000 epochs (one optimizer step each: batch 64 > the at most 57 training rows), 10 seeds:
+  - MLP 6-36-36-36-2, lr 0.1;
+  - modular (`hierarchically_modular`, modules 2-12-1, top-2 routing), lr 0.01, routing lr 0.1:
+    learned routing with τ = 2; learned routing with Gumbel noise, τ = 1 and per-sample routing;
+    known routing (only the modules train);
+  - shared modules (`hierarchically_modular_shared_modules`, one pool module per hidden layer),
+    lr 0.01, routing and location lr 0.1, τ = 2 (location noise and temperature follow
+    `use_gumbel` and τ, as the reference): everything learned; known routing and locations.
+- **Ablation**: the same runs without input noise and with weight decay 0 (the MLP keeps its weight
+  decay 1e-3: the reference README gives it), the settings of modlab's earlier tables.
+- Deliberately different from the reference: every s from 0.3 to 0.9 (the README runs s = 0.5);
+  evaluation every 10 epochs (the final values are those of the last epoch either way).
+- Accuracy is per-bit accuracy of the final epoch on the test split. The **all-zeros baseline** is
+  the per-bit accuracy of predicting 0 everywhere on the same split (`test_zeros_accuracy`; the
+  Boolean targets are mostly 0). Intervals are 95 % t-intervals of the mean over seeds, clipped to
+  [0, 1]; std is the sample std. "Recovers the true routing": the final routing equals the true wiring up to input
+  order within a module, module permutations within a layer and, for shared modules, relabelling of
+  the pool (`test_routing_correct`, plugins/models/hier_modular/README.md).
+"""
+
+MNIST_HEADER = """## MNIST variant (§5.2) at small sample counts
+
+Two MNIST images of digits 0..7 (3 bits each) labelled by the [6,3,2,2] function of the 6 bits
+(rotated_mnist `mode = "digit_pairs"`). A fraction s of the 64 digit pairs trains (100 image pairs
+per pair from the MNIST train file); the held-out pairs give val and test2 (unseen pairs, 100 image
+pairs each from the MNIST test file); test1 = the train pairs on MNIST test images. Pair split and
+image draws use the run's seed. Models: MLP 1568-256-128-36-36-36-36-2; modular with image modules
+784-128-64-3 (learned Gumbel-softmax image selection and learned routing, τ = 2, routing lr 0.1),
+and the same with known image selection and known routing (only the modules train). Adam lr 0.001,
+batch 64. **Differs from the reference**: 30 epochs (reference 200) and 100 image pairs per train
+pair (reference 100–1000), no input noise or weight decay; the reference's protocol is
+`--set train.epochs=200 --set dataset.samples_per_pair=1000` on the same sweep files (about 65× the
+compute of these runs), not run here.
+"""
+
+
+def is_mnist(config):
+    return config["dataset"].get("plugin") == "rotated_mnist"
+
+
+def read_any(run_id, run, config):
+    return read_mnist_run(run_id, run, config) if is_mnist(config) else read_run(run_id, run, config)
+
+
+def sweep_command(folder):
+    """The command that runs the sweep of `folder`, the sweep file relative to the repository."""
+    with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
+        sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
+    rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
+    return f"modlab run {rel} --jobs 2 --out results/{os.path.basename(os.path.normpath(folder))}"
+
+
+PYTORCH_TEXT = """### Cross-check with a PyTorch implementation
+
+`bench/python/hier_modular_ref.py` implements the same models the way the reference's code base does
+(nn.ModuleList of module MLPs, DataLoader, torch.optim.Adam with `weight_decay` on every group). Run
+with the reference protocol (`--noise 0.1 --wd 1e-3`, 1000 epochs) on a few cells, it shows whether
+what modlab's runs show under that protocol is the protocol's doing or modlab's:
+"""
+
+
+def page(boolean, mnist, commands, figure, pytorch=None):
+    parts = [HEADER, "## Runs\n", run_summary({**boolean, **mnist}, commands), ""]
+    records = [r for runs in boolean.values() for r in runs]
+    if records:
+        stats = aggregate(records)
+        parts += ["## Boolean tasks\n", "Findings (computed from the tables below):\n"]
+        parts += [f"- {f}" for f in findings(stats) + protocol_findings(stats)]
+        parts += [tables(stats), ""]
+        if figure:
+            parts.append(f"![test accuracy and routing recovery, reference protocol]({figure})\n")
+        if pytorch:
+            parts += [PYTORCH_TEXT, f"`{pytorch[1]}`\n", pytorch_table(pytorch[0]), ""]
+    if mnist:
+        parts += [MNIST_HEADER, "Findings (computed from the runs):\n"] + [f"- {f}" for f in mnist_findings(mnist)]
+        parts += [mnist_tables(mnist), ""]
+    parts.append("\nThroughput of these sweeps against the reference's PyTorch code: bench/README.md, "
+                 "`bench_hier_modular`.\n")
+    return "\n".join(parts)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folders", nargs="+", help="sweep output folders (each with sweep.h5)")
+    ap.add_argument("folders", nargs="+", help="sweep output folders (each with sweep.h5); MNIST sweeps are told "
+                    "apart by their dataset")
     ap.add_argument("--out", default="hier_modular.png", help="figure file (default: hier_modular.png)")
     ap.add_argument("--no-plot", action="store_true", help="print the tables only")
-    ap.add_argument("--mnist", action="store_true",
-                    help="the folders hold the MNIST variant (sweeps/hier_modular/mnist*.toml): print its tables")
+    ap.add_argument("--doc", help="write the whole results page here (the figure goes to --out)")
+    ap.add_argument("--pytorch", help="JSON lines of bench/python/hier_modular_ref.py runs, for the cross-check table")
+    ap.add_argument("--pytorch-command", default="", help="the command that wrote --pytorch, quoted in the page")
     args = ap.parse_args()
-    if args.mnist:
-        print(mnist_tables(args.folders))
-        return
-    records = load(args.folders)
-    if not records:
+    boolean, mnist, commands = {}, {}, {}
+    for folder in args.folders:
+        name, runs = completed_runs(folder, read_any)
+        commands[name] = sweep_command(folder)
+        (mnist if runs and "label" in runs[0] else boolean)[name] = runs
+    if not any(boolean.values()) and not any(mnist.values()):
         sys.exit("no completed runs in " + ", ".join(args.folders))
-    stats = aggregate(records)
-    epochs = sorted({r["epochs"] for r in records})
-    print(f"{len(records)} completed runs, epochs {'/'.join(map(str, epochs))}")
-    print(tables(stats))
-    if not args.no_plot:
-        plot(stats, args.out)
+    records = [r for runs in boolean.values() for r in runs]
+    figure = None
+    if records and not args.no_plot:
+        figure = plot(aggregate(records), args.out)
+    if args.doc:
+        rel = os.path.relpath(os.path.abspath(figure), os.path.dirname(os.path.abspath(args.doc))) if figure else None
+        with open(args.doc, "w") as f:
+            f.write(page(boolean, mnist, commands, rel,
+                         (args.pytorch, args.pytorch_command) if args.pytorch else None))
+        print(f"wrote {args.doc}" + (f" and {figure}" if figure else ""))
+        return
+    if records:
+        print(f"{len(records)} completed runs")
+        print(tables(aggregate(records)))
+    if any(mnist.values()):
+        print(mnist_tables(mnist))
+    if figure:
+        print(f"\nfigure: {figure}")
 
 
 if __name__ == "__main__":

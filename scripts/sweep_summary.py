@@ -103,3 +103,25 @@ def results_page(description, header, load_sweep, section):
             f.write(md)
     else:
         sys.stdout.write(md)
+
+
+# Two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's).
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def mean_ci(values):
+    """(n, mean, sample std, half-width of the 95 % t-interval of the mean) of the finite values;
+    std and half-width are NaN below two values."""
+    import math
+
+    v = [float(x) for x in values if x == x and abs(float(x)) != math.inf]
+    n = len(v)
+    if n == 0:
+        return 0, math.nan, math.nan, math.nan
+    mean = sum(v) / n
+    if n < 2:
+        return n, mean, math.nan, math.nan
+    std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.960
+    return n, mean, std, t * std / math.sqrt(n)

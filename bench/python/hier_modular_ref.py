@@ -195,7 +195,9 @@ def evaluate(model, loader):
     return loss / max(n, 1), correct / max(n, 1)
 
 
-def run(name, structure, fraction, seed, epochs, eval_every):
+def run(name, structure, fraction, seed, epochs, eval_every, noise=0.0, wd=None):
+    """One run; `noise`: std of Gaussian noise on training inputs (the reference's --dataset_noise
+    uses 0.1); `wd`: weight decay of every parameter group (None: the model's, 0 for modular ones)."""
     cfg = MODELS[name]
     torch.manual_seed(seed)
     train, val, test = splits(structure, fraction)
@@ -211,7 +213,8 @@ def run(name, structure, fraction, seed, epochs, eval_every):
             groups.append({"params": routing, "lr": cfg["lr_input"]})
         if model.shared and all(p.requires_grad for p in model.locations):
             groups.append({"params": list(model.locations), "lr": cfg["lr_location"]})
-    opt = torch.optim.Adam(groups, lr=cfg["lr"], weight_decay=cfg.get("wd", 0.0))
+    wd = cfg.get("wd", 0.0) if wd is None else wd
+    opt = torch.optim.Adam(groups, lr=cfg["lr"], weight_decay=wd)
     loader = DataLoader(train, batch_size=64, shuffle=True)
     evals = [DataLoader(s, batch_size=4096) for s in (train, val, test)]
     history = []
@@ -219,14 +222,17 @@ def run(name, structure, fraction, seed, epochs, eval_every):
     for epoch in range(epochs):
         for x, y in loader:
             opt.zero_grad()
+            if noise > 0:
+                x = x + noise * torch.randn_like(x)
             loss = F.binary_cross_entropy_with_logits(model(x), y)
             loss.backward()
             opt.step()
         if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
             history.append([evaluate(model, e) for e in evals])
     wall = time.perf_counter() - t0
-    out = {"model": name, "structure": list(structure), "fraction": fraction, "seed": seed,
-           "test_accuracy": history[-1][2][1], "train_accuracy": history[-1][0][1], "seconds": wall}
+    out = {"model": name, "structure": list(structure), "fraction": fraction, "seed": seed, "noise": noise, "wd": wd,
+           "test_accuracy": history[-1][2][1], "train_accuracy": history[-1][0][1], "seconds": wall,
+           "test_zeros_accuracy": float(torch.cat([y for _, y in evals[2]]).eq(0).float().mean())}
     if cfg["kind"] != "mlp":
         out["routing_correct"] = int(recovers(model, structure))
     return out
@@ -241,6 +247,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: PyTorch's default)")
+    ap.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise on training inputs (reference: 0.1)")
+    ap.add_argument("--wd", type=float, default=None, help="weight decay of every group (default: the model's)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -249,7 +257,8 @@ def main():
     for name in args.models:
         for fraction in args.fractions:
             for seed in args.seeds:
-                print(json.dumps(run(name, tuple(args.structure), fraction, seed, args.epochs, args.eval_every)),
+                print(json.dumps(run(name, tuple(args.structure), fraction, seed, args.epochs, args.eval_every,
+                                           args.noise, args.wd)),
                       flush=True)
                 n += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
