@@ -1279,7 +1279,7 @@ BOOST_AUTO_TEST_CASE(prechosen_expert_options_are_checked) {
 
 BOOST_AUTO_TEST_CASE(fit_gate_metrics_accumulate_the_training_batches_of_an_epoch) {
   // H_s, H_u, I(E;Y), the expert × class table and the error over the training forwards of one
-  // epoch (before each step), written once at the epoch's first evaluated split (moe §1.2, §1.4).
+  // epoch (before each step), written by end_epoch (moe §1.2, §1.4).
   torch::manual_seed(31);
   const auto spec = flat_spec(2, 3);
   auto m = make_model({{"num_experts", Value::integer(3)}, {"fit_gate_metrics", Value::boolean(true)}}, spec);
@@ -1288,7 +1288,8 @@ BOOST_AUTO_TEST_CASE(fit_gate_metrics_accumulate_the_training_batches_of_an_epoc
   oc.opt = std::make_unique<torch::optim::SGD>(oc.params, torch::optim::SGDOptions(0.0));  // lr 0: the gate stays
   const std::vector<modlab::Batch> batches = {batch_of(torch::randn({16, 2}), torch::randint(3, {16}, torch::kLong)),
                                               batch_of(torch::randn({24, 2}), torch::randint(3, {24}, torch::kLong))};
-  m->begin_epoch(modlab::EpochContext{"train", 0, 1, 0, nullptr});
+  const modlab::EpochContext epoch{"train", 0, 1, 0, nullptr};
+  m->begin_epoch(epoch);
   m->train();
   for (const auto& b : batches) m->train_step(b, oc);
   // the same statistics from the forwards on the two batches together
@@ -1304,9 +1305,7 @@ BOOST_AUTO_TEST_CASE(fit_gate_metrics_accumulate_the_training_batches_of_an_epoc
     pred = out.prediction.argmax(1);
   }
   CaptureRecorder rec;
-  modlab::MetricSet ms;
-  m->eval_begin("test");
-  m->eval_end("test", ms, rec);
+  m->end_epoch(epoch, rec);
   namespace mx = modlab::mixture;
   BOOST_TEST(rec.scalars.at("fit_gate_sample_entropy") == mx::sample_entropy_bits(g), boost::test_tools::tolerance(1e-9));
   BOOST_TEST(rec.scalars.at("fit_gate_usage_entropy") == mx::usage_entropy_bits(g), boost::test_tools::tolerance(1e-9));
@@ -1316,19 +1315,20 @@ BOOST_AUTO_TEST_CASE(fit_gate_metrics_accumulate_the_training_batches_of_an_epoc
   BOOST_TEST(rec.scalars.at("fit_error") == (pred != all.targets).to(torch::kDouble).mean().item<double>(),
              boost::test_tools::tolerance(1e-12));
   BOOST_TEST(torch::equal(rec.appended.at("fit/allocation").at(0), mx::allocation_counts(g, all.targets, 3)));
-  // written once per epoch: a second evaluated split adds nothing
+  // the next epoch starts afresh: without training batches it writes nothing
+  m->begin_epoch(epoch);
   CaptureRecorder again;
-  m->eval_end("val", ms, again);
+  m->end_epoch(epoch, again);
   BOOST_TEST(again.scalars.count("fit_error") == 0u);
   // off by default: no fit_* metrics
   auto plain = make_model({{"num_experts", Value::integer(3)}}, spec);
-  plain->begin_epoch(modlab::EpochContext{"train", 0, 1, 0, nullptr});
+  plain->begin_epoch(epoch);
   plain->train();
   OptimContext pc;
   for (const auto& gr : plain->param_groups("train")) pc.params.insert(pc.params.end(), gr.params.begin(), gr.params.end());
   pc.opt = std::make_unique<torch::optim::SGD>(pc.params, torch::optim::SGDOptions(0.0));
   plain->train_step(batches[0], pc);
   CaptureRecorder none;
-  plain->eval_end("test", ms, none);
+  plain->end_epoch(epoch, none);
   BOOST_TEST(none.scalars.count("fit_error") == 0u);
 }

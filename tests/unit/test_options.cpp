@@ -276,7 +276,7 @@ BOOST_AUTO_TEST_CASE(real_plugins_declare_consistent_keys) {
   };
   BOOST_TEST_REQUIRE(reg.has_model("moe"));
   const auto moe = defaults(reg.model("moe").keys);
-  BOOST_TEST(moe.size() == 35u);
+  BOOST_TEST(moe.size() == 36u);
   BOOST_TEST(moe.at("method") == "\"expectation\"");
   BOOST_TEST(moe.at("num_experts") == "4");
   BOOST_TEST(moe.at("expert_hidden") == "[4]");

@@ -98,6 +98,9 @@ BOOST_AUTO_TEST_CASE(trains_and_writes_a_completed_run) {
   BOOST_TEST(s->final_metrics.at("train_accuracy") > 0.8);
   BOOST_TEST(s->final_metrics.count("test_mean_logit") == 1u);  // model metric, prefixed by split
   BOOST_TEST(s->final_metrics.at("fit_loss") < 1.0);
+  // Model::end_epoch writes in the epoch's row, unprefixed: 240 examples in batches of 16
+  BOOST_TEST(s->final_metrics.at("fit_steps") == 15.0);
+  BOOST_TEST(s->final_metrics.count("train_fit_steps") + s->final_metrics.count("test_fit_steps") == 0u);
   BOOST_TEST(run_state(d.path.string(), req.run_id) == "completed");
 }
 

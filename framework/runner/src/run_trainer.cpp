@@ -239,6 +239,7 @@ class RunTrainer {
       model_->train();
       const EpochLoss loss = train_epoch(s, bo, ep);
       write_fit_row(s, loss, bo);
+      model_->end_epoch(ectx, *writer_);
       if ((ep + 1) % s.opt.eval_every == 0 || ep + 1 == s.epochs) evaluate(s);
       end_epoch(s, bo, ep, t0, loss.mean(), nphases);
     }

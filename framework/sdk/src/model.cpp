@@ -70,6 +70,7 @@ std::vector<ParamGroup> Model::param_groups(const std::string&) {
 }
 
 void Model::begin_epoch(const EpochContext&) {}
+void Model::end_epoch(const EpochContext&, Recorder&) {}
 void Model::eval_begin(const std::string&) {}
 void Model::eval_batch(const std::string&, const Batch&, const Output&, MetricSet&) {}
 void Model::eval_end(const std::string&, MetricSet&, Recorder&) {}

@@ -200,6 +200,10 @@ void Analyzer::begin_epoch(const EpochContext& ctx) {
   if (sequential() && ctx.epoch == 0) redraw_free_weights(static_cast<std::size_t>(active_));
 }
 
+void Analyzer::end_epoch(const EpochContext& ctx, Recorder& recorder) {
+  if (active_ < 0) inner_->end_epoch(ctx, recorder);  // the inner model's own training
+}
+
 std::vector<torch::Tensor> Analyzer::eval_masks(std::size_t stage) const {
   std::vector<torch::Tensor> out;
   for (const auto& l : logits_[stage]) out.push_back(hard_mask(l));

@@ -65,6 +65,7 @@ class Analyzer : public Model {
   void begin_phase(const Phase& phase) override;
   std::vector<ParamGroup> param_groups(const std::string& phase) override;
   void begin_epoch(const EpochContext& ctx) override;
+  void end_epoch(const EpochContext& ctx, Recorder& recorder) override;
   void eval_begin(const std::string& split) override;
   void eval_batch(const std::string& split, const Batch& batch, const Output& output, MetricSet& metrics) override;
   void eval_end(const std::string& split, MetricSet& metrics, Recorder& recorder) override;

@@ -369,8 +369,8 @@ class MoeModel : public Model {
     fit_.errors += (out.prediction.detach().argmax(1).to(torch::kCPU) != y).sum().item<std::int64_t>();
   }
 
-  /// Writes the `fit_*` metrics of the epoch just trained (once, at its first evaluated split).
-  void record_fit(Recorder& recorder) {
+  /// Writes the `fit_*` metrics of the epoch just trained.
+  void end_epoch(const EpochContext&, Recorder& recorder) override {
     if (!fit_.gate || fit_.gate->examples() == 0) return;
     const GateSummary s = fit_.gate->summary();
     recorder.scalar("fit_gate_sample_entropy", s.sample_entropy);
@@ -497,7 +497,6 @@ class MoeModel : public Model {
   }
 
   void eval_end(const std::string& split, MetricSet& metrics, Recorder& recorder) override {
-    record_fit(recorder);
     auto it = stats_.find(split);
     if (it == stats_.end() || it->second.gate.examples() == 0) return;
     const GateSummary s = it->second.gate.summary();

@@ -116,6 +116,10 @@ class MODLAB_API Model : public torch::nn::Module {
 
   /// Called at the start of every training epoch (temperature schedules, E-steps ...).
   virtual void begin_epoch(const EpochContext& ctx);
+  /// Called after the training steps of every epoch, before its evaluation: metrics of the
+  /// training itself (statistics accumulated over the epoch's training batches), written as named
+  /// (`recorder.scalar("fit_error", e)` → `metrics/fit_error`, unprefixed) in the epoch's row.
+  virtual void end_epoch(const EpochContext& ctx, Recorder& recorder);
 
   /// Evaluation hooks. For each evaluated split the trainer calls `eval_begin`, then `eval_batch`
   /// for every batch (in eval mode, without grad), then `eval_end`. Metrics put in `metrics` are
