@@ -38,7 +38,8 @@ from collections import OrderedDict
 import h5py
 import numpy as np
 
-from sweep_summary import config_name, load as load_summary, text
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from sweep_summary import completed_runs, config_name, duration, load as load_summary, mean_ci, text, wall  # noqa: E402
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -339,6 +340,206 @@ def per_expert_table(folder, groups):
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ the results page (--doc)
+
+def ci(values, scale=1.0, digits=2, hi=math.inf):
+    """"mean ± sample std [95 % t-interval]" of the finite values; the interval is clipped to
+    [0, hi] (every quantity here is non-negative: errors in %, entropies, counts)."""
+    n, mean, std, half = mean_ci(scale * v for v in values)
+    if n == 0:
+        return "n/a"
+    if n < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} [{max(0.0, mean - half):.{digits}f}, {min(hi, mean + half):.{digits}f}]"
+
+
+def paired(rows_a, rows_b, key, scale=100.0):
+    """a − b over seeds present in both (paired), with its 95 % interval, as text."""
+    b = {r["seed"]: r.get(key, math.nan) for r in rows_b}
+    d = [scale * (r.get(key, math.nan) - b[r["seed"]]) for r in rows_a if r["seed"] in b]
+    n, mean, _, half = mean_ci(d)
+    if n < 2:
+        return "n/a"
+    verdict = "interval contains 0: no difference shown" if abs(mean) <= half else "a difference"
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] ({n} paired seeds; {verdict})"
+
+
+def value(row, key):
+    v = row.get(key)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return text(v).strip('"') if v is not None else None
+
+
+def aistats_label(r):
+    e, gating = int(value(r, "model.num_experts")), value(r, "model.gating")
+    if e == 1:
+        return "single CNN (E = 1)"
+    name = f"E = {e}, " + ("attentive gate" if gating == "attentive" else "softmax gate")
+    if value(r, "model.w_importance"):
+        name += f" + importance {value(r, 'model.w_importance'):g}"
+    if value(r, "model.beta_same") or value(r, "model.beta_diff"):
+        name += f" + L_s (β_s {value(r, 'model.beta_same'):g}, β_d {value(r, 'model.beta_diff'):g})"
+    return name
+
+
+def xai_label(r, sweep):
+    if sweep == "moe_mnist_xai_experts":
+        return "1: experts trained alone on their class pairs (gate untrained)"
+    if sweep == "moe_mnist_xai_gate":
+        return "2: gate trained over the prechosen experts"
+    if not value(r, "model.init_gate_from"):
+        return "3: the same restricted mixture trained jointly from scratch"
+    seed = int(value(r, "model.expert_init_seed"))
+    return "3: learned gate + new experts, " + ("same initial weights as stage 1" if seed == 1000 else
+                                                 "other random initial weights")
+
+
+def grouped(rows, label):
+    groups = OrderedDict()
+    for r in rows:
+        if r.get("status") == "completed":
+            groups.setdefault(label(r), []).append(r)
+    return groups
+
+
+def group_table(groups, columns, protocol):
+    lines = ["| configuration | reference protocol? | runs | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for name, rs in groups.items():
+        cells = [ci([fn(r) for r in rs], 1.0, d, 100.0 if "%" in title else math.inf) for title, fn, d in columns]
+        lines.append(f"| {name} | {protocol(name)} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+ERR = ("test error %", lambda r: 100.0 * (1.0 - r.get("test_accuracy", math.nan)), 2)
+HU = ("H_u test", lambda r: r.get("test_gate_usage_entropy", math.nan), 2)
+MI = ("I(E;Y) test", lambda r: r.get("test_gate_mutual_information", math.nan), 2)
+AISTATS_COLUMNS = (ERR, ("train error % (training batches)", lambda r: 100.0 * r.get("fit_error", math.nan), 2),
+                   ("H_s (training batches)", lambda r: r.get("fit_gate_sample_entropy", math.nan), 2),
+                   ("H_u (training batches)", lambda r: r.get("fit_gate_usage_entropy", math.nan), 2), HU,
+                   ("I(E;Y) (training batches)", lambda r: r.get("fit_gate_mutual_information", math.nan), 2), MI)
+
+
+def aistats_section(rows):
+    groups = grouped(rows, aistats_label)
+    seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
+    out = ["## AISTATS MNIST table (moe §1.6)", "",
+           f"Seeds {', '.join(map(str, seeds))}. Final epoch. \"Training batches\": accumulated over the last "
+           "epoch's training forwards as the reference logs them (`fit_*`); \"test\": the 10,000 test images. "
+           "Entropies and I(E;Y) in bits (H_u at most log2 E; I(E;Y) counts the selected expert's predicted "
+           "class, as the reference).", "",
+           group_table(groups, AISTATS_COLUMNS, lambda n: "yes (5 of its 10 runs)"), ""]
+    base = next((n for n in groups if n.startswith("E = ") and n.endswith(", softmax gate")), None)
+    plain = groups.get(base)
+    finds = []
+    if plain:
+        for n, rs in groups.items():
+            if n != base:
+                finds.append(f"{n} − {base}, test error (points): {paired(rs, plain, 'test_accuracy', -100.0)}")
+    att = next((rs for n, rs in groups.items() if n.startswith("E = ") and n.endswith(", attentive gate")), None)
+    if att and plain:
+        finds.append(f"attentive − softmax gate, test I(E;Y) (bits): "
+                     f"{paired(att, plain, 'test_gate_mutual_information', 1.0)}")
+    if finds:
+        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
+    return out
+
+
+def simple_section(title, intro, rows, label, columns, protocol):
+    groups = grouped(rows, label)
+    return [title, "", intro, "", group_table(groups, columns, protocol), ""]
+
+
+def toy_exp2_extra(rows):
+    """Train-split allocation of the fast (lr 0.01) and the slow (1e-4) expert after the last epoch."""
+    fast = [r.get("train_expert0_count", math.nan) for r in rows if r.get("status") == "completed"]
+    slow = [r.get("train_expert1_count", math.nan) for r in rows if r.get("status") == "completed"]
+    total = [a + b for a, b in zip(fast, slow)]
+    all_fast = sum(1 for a, t in zip(fast, total) if t > 0 and a >= 0.99 * t)
+    return [f"Examples of the train split whose argmax gate is the fast expert (lr 0.01) / the slow one (1e-4), "
+            f"last epoch: {ci(fast, 1.0, 0)} / {ci(slow, 1.0, 0)}; in {all_fast} of {len(fast)} runs the fast expert "
+            f"gets ≥ 99 % of them.", ""]
+
+
+MOE_HEADER = """# moe: MNIST and toy results
+
+This page is written by `scripts/plot_moe.py --doc`, run by `scripts/reproduce moe`, from the run
+files of the sweeps below; every number comes from those files. Cells: mean ± sample std over seeds
+[95 % t-interval of the mean]; differences between configurations are paired by seed. The tables
+are the reference's experiments with its settings unless the column "reference protocol?" names a
+difference.
+"""
+
+NOT_RUN = """## Committed, not run here yet
+
+| sweep | what | runs | estimated time on 2 cores (--jobs 2) |
+|---|---|---|---|
+| `sweeps/moe/mnist_sample_similarity.toml` | the AISTATS L_s grid: β_s ∈ {1e-6, 1e-5} × β_d ∈ {1e-6 … 1e-1}, softmax and attentive gate, reference form | 120 | about 3.5 h |
+| `sweeps/moe/mnist_importance.toml` | the AISTATS w_imp scan {0.2 … 1.0}, softmax and attentive gate | 50 | about 1.5 h |
+| `sweeps/moe/mnist_experts.toml` | E = 10 and 15 (10 epochs), softmax and attentive gate | 20 | about 1.5 h |
+| `sweeps/moe/fmnist.toml` | the AISTATS Fashion-MNIST table | 35 | about 1.5 h |
+
+The estimates scale the E = 5 MNIST runs of this page (see their training time in the table of runs).
+"""
+
+
+def run_times(run_id, run, config):
+    """Training time (sum of the epochs' time_s) and start / end of one run file."""
+    return {"time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else 0.0,
+            "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))}
+
+
+def run_table(folders):
+    lines = ["| sweep | completed runs | wall time | training time summed | command |", "|---|---|---|---|---|"]
+    for folder in folders:
+        name, runs = completed_runs(folder, run_times)
+        with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
+            sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
+        rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
+        lines.append(f"| {name} | {len(runs)} | {wall(runs)[2]} | {duration(sum(r['time_s'] for r in runs))} | "
+                     f"`modlab run {rel} --jobs 2 --threads 1 --out results/{os.path.basename(os.path.normpath(folder))}` |")
+    return lines
+
+
+def write_page(folders, doc):
+    parts = [MOE_HEADER, "## Runs", ""] + run_table(folders) + [""]
+    xai = []
+    for folder in folders:
+        rows, _ = load_summary(folder, "plot_moe.py")
+        with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
+            name = text(f.attrs.get("sweep_name", os.path.basename(folder)))
+        if name == "moe_mnist":
+            parts += aistats_section(rows)
+        elif name == "moe_toy_exp2":
+            parts += simple_section("## Toy: two experts with different learning rates (XAI Exp. 2)",
+                                    "E = 2 linear experts, RMSprop 0.01 / momentum 0.9, 30 epochs, the experts' "
+                                    "learning rates 0.01 and 1e-4 (`expert_lr_scale = [1.0, 0.01]`).",
+                                    rows, lambda r: "E = 2, expert lr 0.01 / 1e-4", (ERR, HU),
+                                    lambda n: "yes") + toy_exp2_extra(rows)
+        elif name == "moe_toy_em":
+            parts += simple_section("## Toy: the EM method (moe §1.3.3)",
+                                    "E = 4 linear experts and gate on the toy multi_class task; the reference's "
+                                    "M-step loss against the complete-data form.",
+                                    rows, lambda r: f"EM, M-step loss {value(r, 'model.em_loss_form')}", (ERR, HU, MI),
+                                    lambda n: "yes" if "reference" in n else "no: the complete-data M-step loss")
+        elif name.startswith("moe_mnist_xai"):
+            xai += [dict(r, _label=xai_label(r, name)) for r in rows]
+    if xai:
+        parts += simple_section("## MNIST (XAI) Exp. 2: prechosen experts, then the gate, then the gate reused",
+                                "The three staged sweeps `sweeps/moe/mnist_xai_{1_experts,2_gate,3_reuse}.toml`: "
+                                "first 10,048 training and 2,000 test images, Normalize(0.5, 0.5), batch 32, "
+                                "RMSprop(1e-3, momentum 0.9), 20 epochs, E = 5, experts restricted to the class "
+                                "pairs [[0,1],[2,5],[3,4],[6,9],[7,8]]; test split of 2,000 images. Stage 1's "
+                                "gate has not trained, so its error says only that the stages are separate.",
+                                xai, lambda r: r["_label"], (ERR, HU, MI), lambda n: "yes")
+    parts.append(NOT_RUN)
+    with open(doc, "w") as f:
+        f.write("\n".join(parts) + "\n")
+    print(f"wrote {doc}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("folders", nargs="+", help="sweep output folders (holding sweep.h5)")
@@ -346,7 +547,11 @@ def main():
     ap.add_argument("--no-figures", action="store_true", help="print the tables only")
     ap.add_argument("--per-expert", action="store_true",
                     help="also print each expert's allocated sample count and gate-weighted loss (last epoch)")
+    ap.add_argument("--doc", help="write the results page (docs/results/moe.md) from the folders, nothing else")
     args = ap.parse_args()
+    if args.doc:
+        write_page(args.folders, args.doc)
+        return
     for folder in args.folders:
         rows, swept = load_summary(folder, "plot_moe.py")
         md, groups = table(rows, swept)
