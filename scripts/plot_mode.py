@@ -31,7 +31,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sweep_summary import completed_runs, config_name, duration, load as load_summary, mean_ci, text, wall  # noqa: E402
+from sweep_summary import (completed_runs, config_name, ci_text, duration, load as load_summary,  # noqa: E402
+                           paired_text, text, wall)
 
 def load(folder):
     """The summary rows of `folder` (each tagged with its folder) and the swept keys."""
@@ -273,15 +274,6 @@ def read_run(run_id, run, config):
     return r
 
 
-def ci_cell(values, scale, digits):
-    n, mean, std, half = mean_ci(scale * v for v in values)
-    if n == 0:
-        return "n/a"
-    if n < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
-
-
 def doc_table(runs):
     groups = OrderedDict()
     for r in sorted(runs, key=lambda r: r["config"]):
@@ -289,21 +281,16 @@ def doc_table(runs):
     head = "| configuration | reference protocol? | runs | " + " | ".join(c[1] for c in COLUMNS) + " | collapsed runs |"
     lines = [head, "|---|---|---|" + "---|" * len(COLUMNS) + "---|"]
     for name, rs in groups.items():
-        cells = [ci_cell([r[k] for r in rs], scale, d) for k, _, scale, d in COLUMNS]
+        cells = [ci_text([scale * r[k] for r in rs], d, 0.0, 100.0 if scale == 100 else math.inf) for k, _, scale, d in COLUMNS]
         collapsed = sum(r["top_share"] >= 0.99 for r in rs)
         lines.append(f"| {name} | {rs[0]['protocol']} | {len(rs)} | " + " | ".join(cells) + f" | {collapsed} |")
     return "\n".join(lines), groups
 
 
 def paired(groups, a, b, key="test_accuracy"):
-    """Mean over seeds of a − b (runs paired by seed) with its 95 % t-interval, as text."""
-    by_seed = {r["seed"]: r[key] for r in groups.get(b, [])}
-    diffs = [100 * (r[key] - by_seed[r["seed"]]) for r in groups.get(a, []) if r["seed"] in by_seed]
-    n, mean, _, half = mean_ci(diffs)
-    if n < 2:
-        return None
-    verdict = "the interval contains 0: no difference shown" if abs(mean) <= half else "a difference"
-    return f"{mean:+.2f} points [{mean - half:+.2f}, {mean + half:+.2f}] over {n} paired seeds ({verdict})"
+    """a − b in points (× 100), runs paired by seed, with its 95 % interval, as text."""
+    by_seed = lambda name: {r["seed"]: 100 * r[key] for r in groups.get(name, [])}  # noqa: E731
+    return paired_text(by_seed(a), by_seed(b))
 
 
 def mode_findings(groups):
@@ -313,11 +300,11 @@ def mode_findings(groups):
     shared = next((n for n in names if n == "E=8, α=0.01, L_KD on the prediction's forward"), None)
     base = next((n for n in names if n == "E=8, α=0"), None)
     if sep and shared:
-        out.append(f"L_KD on a separate forward (reference) − on the prediction's forward, test accuracy: "
+        out.append(f"L_KD on a separate forward (reference) − on the prediction's forward, test accuracy (points): "
                    f"{paired(groups, sep, shared)}.")
     if sep and base:
-        out.append(f"MoDE (reference protocol) − plain MoE, test accuracy: {paired(groups, sep, base)}; "
-                   f"all-example expert accuracy: {paired(groups, sep, base, 'test_probe_accuracy_mean')}.")
+        out.append(f"MoDE (reference protocol) − plain MoE, test accuracy (points): {paired(groups, sep, base)}; "
+                   f"all-example expert accuracy (points): {paired(groups, sep, base, 'test_probe_accuracy_mean')}.")
     for n, rs in groups.items():
         c = sum(r["top_share"] >= 0.99 for r in rs)
         if c:

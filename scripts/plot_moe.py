@@ -39,7 +39,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sweep_summary import completed_runs, config_name, duration, load as load_summary, mean_ci, text, wall  # noqa: E402
+from sweep_summary import (ci_text, completed_runs, config_name, duration, load as load_summary,  # noqa: E402
+                           paired_text, text, wall)
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -342,26 +343,10 @@ def per_expert_table(folder, groups):
 
 # ------------------------------------------------------------------ the results page (--doc)
 
-def ci(values, scale=1.0, digits=2, hi=math.inf):
-    """"mean ± sample std [95 % t-interval]" of the finite values; the interval is clipped to
-    [0, hi] (every quantity here is non-negative: errors in %, entropies, counts)."""
-    n, mean, std, half = mean_ci(scale * v for v in values)
-    if n == 0:
-        return "n/a"
-    if n < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} [{max(0.0, mean - half):.{digits}f}, {min(hi, mean + half):.{digits}f}]"
-
-
 def paired(rows_a, rows_b, key, scale=100.0):
-    """a − b over seeds present in both (paired), with its 95 % interval, as text."""
-    b = {r["seed"]: r.get(key, math.nan) for r in rows_b}
-    d = [scale * (r.get(key, math.nan) - b[r["seed"]]) for r in rows_a if r["seed"] in b]
-    n, mean, _, half = mean_ci(d)
-    if n < 2:
-        return "n/a"
-    verdict = "interval contains 0: no difference shown" if abs(mean) <= half else "a difference"
-    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] ({n} paired seeds; {verdict})"
+    """a − b (× scale) over the seeds present in both, with its 95 % interval, as text."""
+    by_seed = lambda rows: {r["seed"]: scale * r.get(key, math.nan) for r in rows}  # noqa: E731
+    return paired_text(by_seed(rows_a), by_seed(rows_b))
 
 
 def value(row, key):
@@ -408,7 +393,7 @@ def group_table(groups, columns, protocol):
     lines = ["| configuration | reference protocol? | runs | " + " | ".join(c[0] for c in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
     for name, rs in groups.items():
-        cells = [ci([fn(r) for r in rs], 1.0, d, 100.0 if "%" in title else math.inf) for title, fn, d in columns]
+        cells = [ci_text([fn(r) for r in rs], d, 0.0, 100.0 if "%" in title else math.inf) for title, fn, d in columns]
         lines.append(f"| {name} | {protocol(name)} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -459,7 +444,7 @@ def toy_exp2_extra(rows):
     total = [a + b for a, b in zip(fast, slow)]
     all_fast = sum(1 for a, t in zip(fast, total) if t > 0 and a >= 0.99 * t)
     return [f"Examples of the train split whose argmax gate is the fast expert (lr 0.01) / the slow one (1e-4), "
-            f"last epoch: {ci(fast, 1.0, 0)} / {ci(slow, 1.0, 0)}; in {all_fast} of {len(fast)} runs the fast expert "
+            f"last epoch: {ci_text(fast, 0, 0.0)} / {ci_text(slow, 0, 0.0)}; in {all_fast} of {len(fast)} runs the fast expert "
             f"gets ≥ 99 % of them.", ""]
 
 

@@ -125,3 +125,25 @@ def mean_ci(values):
     std = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
     t = _T975[n - 2] if n - 1 <= len(_T975) else 1.960
     return n, mean, std, t * std / math.sqrt(n)
+
+
+def ci_text(values, digits=2, lo=-float("inf"), hi=float("inf")):
+    """"mean ± sample std [95 % interval]" of the finite values, the interval clipped to [lo, hi]
+    (a bounded quantity: an accuracy, an entropy); "n/a" without values, the mean alone for one."""
+    n, mean, std, half = mean_ci(values)
+    if n == 0:
+        return "n/a"
+    if n < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} [{max(lo, mean - half):.{digits}f}, {min(hi, mean + half):.{digits}f}]"
+
+
+def paired_text(a, b, digits=2):
+    """The mean of a[s] − b[s] over the seeds s in both ({seed: value} each) with its 95 % interval,
+    and whether the interval excludes 0; "n/a" below two pairs."""
+    d = [a[s] - b[s] for s in a if s in b]
+    n, mean, _, half = mean_ci(d)
+    if n < 2:
+        return "n/a"
+    verdict = "the interval contains 0: no difference shown" if abs(mean) <= half else "a difference"
+    return f"{mean:+.{digits}f} [{mean - half:+.{digits}f}, {mean + half:+.{digits}f}] over {n} paired seeds ({verdict})"

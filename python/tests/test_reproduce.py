@@ -259,7 +259,7 @@ class Pages(unittest.TestCase):
         self.assertEqual(table_rows(page, "E=8, α=0.01, L_KD on the prediction's forward")[0][1],
                          "no: kd_outputs \"shared\" (reference \"separate\")")
         self.assertTrue(table_rows(page, "E=8, α=0")[0][1].startswith("baseline: the plain MoE"))
-        self.assertIn("L_KD on a separate forward (reference) − on the prediction's forward, test accuracy:", page)
+        self.assertIn("L_KD on a separate forward (reference) − on the prediction's forward, test accuracy (points):", page)
         self.assertIn("over 3 paired seeds", page)
 
     def test_moe_page(self):
