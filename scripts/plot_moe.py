@@ -374,10 +374,15 @@ def xai_label(r, sweep):
         return "1: experts trained alone on their class pairs (gate untrained)"
     if sweep == "moe_mnist_xai_gate":
         return "2: gate trained over the prechosen experts"
+    if sweep == "moe_mnist_xai_scratch":
+        return "4: unrestricted mixture trained jointly from scratch"
+    same = int(value(r, "model.expert_init_seed")) == 1000
+    if sweep == "moe_mnist_xai_scratch_reuse":
+        return "5: stage 4's gate + new experts, " + ("same initial weights as stage 4" if same else
+                                                      "other random initial weights")
     if not value(r, "model.init_gate_from"):
-        return "3: the same restricted mixture trained jointly from scratch"
-    seed = int(value(r, "model.expert_init_seed"))
-    return "3: learned gate + new experts, " + ("same initial weights as stage 1" if seed == 1000 else
+        return "3: the restricted mixture trained jointly from scratch (modlab's comparison)"
+    return "3: stage 2's gate + new experts, " + ("same initial weights as stage 1" if same else
                                                  "other random initial weights")
 
 
@@ -516,8 +521,10 @@ def write_page(folders, doc):
                                 "The three staged sweeps `sweeps/moe/mnist_xai_{1_experts,2_gate,3_reuse}.toml`: "
                                 "first 10,048 training and 2,000 test images, Normalize(0.5, 0.5), batch 32, "
                                 "RMSprop(1e-3, momentum 0.9), 20 epochs, E = 5, experts restricted to the class "
-                                "pairs [[0,1],[2,5],[3,4],[6,9],[7,8]]; test split of 2,000 images. Stage 1's "
-                                "gate has not trained, so its error says only that the stages are separate.",
+                                "pairs [[0,1],[2,5],[3,4],[6,9],[7,8]] in stages 1–3 and unrestricted in stages 4–5 "
+                                "(`mnist_xai_4_scratch.toml`, `mnist_xai_5_scratch_reuse.toml`); test split of "
+                                "2,000 images. Stage 1's gate has not trained, so its error says only that the "
+                                "stages are separate.",
                                 xai, lambda r: r["_label"], (ERR, HU, MI), lambda n: "yes")
     parts.append(NOT_RUN)
     with open(doc, "w") as f:
