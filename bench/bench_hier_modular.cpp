@@ -36,11 +36,11 @@ struct Variant {
   std::string name;     ///< as hier_modular_ref.py --models names it
   std::string label;    ///< table row
   std::string sweep;    ///< file under sweeps/hier_modular/
-  std::string zip;      ///< --set sweep.zip=... selecting this variant ("" = the file has none)
+  std::string zip;      ///< --set sweep.zip=... selecting this variant (and the reference protocol, not the ablation)
 };
 
 const std::vector<Variant> kVariants = {
-    {"mlp", "MLP 6-36-36-36-2", "mlp.toml", ""},
+    {"mlp", "MLP 6-36-36-36-2", "mlp.toml", R"([{ "dataset.train_noise" = [0.1] }])"},
     {"modular", "modular, learned routing, tau=2", "modular.toml",
      R"([{ "model.tau" = [2.0], "model.use_gumbel" = [false], "model.per_sample_routing" = [false], "model.known_module_inputs" = [false] }])"},
     {"modular_gumbel", "modular, learned, Gumbel, per-sample, tau=1", "modular.toml",
@@ -192,7 +192,8 @@ int main(int argc, char** argv) {
     std::string fr;
     for (int j = 0; j < python_runs; ++j) fr += " " + fracs[static_cast<std::size_t>(j) % fracs.size()];
     const std::string cmd = python + " " + quote(ref) + " --models " + kVariants[i].name + " --fractions" + fr +
-                            " --seeds 0 --threads 1 --epochs " + std::to_string(epochs) + " --eval-every 10 2>&1";
+                            " --seeds 0 --threads 1 --epochs " + std::to_string(epochs) +
+                            " --eval-every 10 --noise 0.1 --wd 1e-3 2>&1";  // the sweeps' reference protocol
     const Timed t = timed(cmd);
     std::smatch m;
     if (t.code != 0 || !std::regex_search(t.out, m, runs_re)) {
