@@ -411,7 +411,9 @@ from the run files of the sweeps below; every number comes from those files.
     lr 0.01, routing and location lr 0.1, τ = 2 (location noise and temperature follow
     `use_gumbel` and τ, as the reference): everything learned; known routing and locations.
 - **Ablation**: the same runs without input noise and with weight decay 0 (the MLP keeps its weight
-  decay 1e-3: the reference README gives it), the settings of modlab's earlier tables.
+  decay 1e-3: the reference README gives it), the settings of modlab's earlier tables except that
+  those ran 500 epochs and, for shared modules, always drew location noise at τ = 1 (it now
+  follows `use_gumbel` and τ in both protocols).
 - Deliberately different from the reference: every s from 0.3 to 0.9 (the README runs s = 0.5);
   evaluation every 10 epochs (the final values are those of the last epoch either way).
 - Accuracy is per-bit accuracy of the final epoch on the test split. The **all-zeros baseline** is
