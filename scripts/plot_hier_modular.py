@@ -422,6 +422,10 @@ from the run files of the sweeps below; every number comes from those files.
   [0, 1]; std is the sample std. "Recovers the true routing": the final routing equals the true wiring up to input
   order within a module, module permutations within a layer and, for shared modules, relabelling of
   the pool (`test_routing_correct`, plugins/models/hier_modular/README.md).
+
+Wall time: first run start to last run end, as measured on the 2-core development machine, which
+may have been running other sweeps or builds at the same time; training time: the runs' epoch
+times summed.
 """
 
 MNIST_HEADER = """## MNIST variant (§5.2) at small sample counts

@@ -335,6 +335,10 @@ the mean test gate (of log2 E bits). "Collapsed": one expert receives ≥ 99 % o
 Note on the data: the shared MNIST training images are a reconstruction (images 6,309 onward are
 inverted PNG exports, 97.4 % of pixels exact, the rest off by one grey level; shared/data/README);
 the test file is the original.
+
+Wall time: first run start to last run end, as measured on the 2-core development machine, which
+may have been running other sweeps or builds at the same time; training time: the runs' epoch
+times summed.
 """
 
 SECTION_TEXT = {

@@ -460,6 +460,10 @@ files of the sweeps below; every number comes from those files. Cells: mean ± s
 [95 % t-interval of the mean]; differences between configurations are paired by seed. The tables
 are the reference's experiments with its settings unless the column "reference protocol?" names a
 difference.
+
+Wall time: first run start to last run end, as measured on the 2-core development machine, which
+may have been running other sweeps or builds at the same time; training time: the runs' epoch
+times summed.
 """
 
 NOT_RUN = """## Committed, not run here yet
