@@ -263,6 +263,7 @@ def read_run(run_id, run, config):
     total = sum(c for c in counts if not math.isnan(c))
     r = {k: last_metric(run, k) for k, *_ in COLUMNS}
     r.update({"seed": int(config["run"].get("seed", 0)), "protocol": protocol(m, t),
+              "experts": int(m.get("num_experts", 4)),
               "config": f"E={int(m.get('num_experts', 4))}, α={float(m.get('alpha', 0.0)):g}"
                         + ((", L_KD on a separate forward" if m.get("kd_outputs", "shared") == "separate"
                             else ", L_KD on the prediction's forward") if float(m.get("alpha", 0.0)) > 0 else "")
@@ -274,6 +275,13 @@ def read_run(run_id, run, config):
     return r
 
 
+def upper(key, scale, experts):
+    """The largest value a column can take: 100 for percentages, log2 E bits for an entropy."""
+    if scale == 100:
+        return 100.0
+    return math.log2(experts) if "entropy" in key else math.inf
+
+
 def doc_table(runs):
     groups = OrderedDict()
     for r in sorted(runs, key=lambda r: r["config"]):
@@ -281,7 +289,7 @@ def doc_table(runs):
     head = "| configuration | reference protocol? | runs | " + " | ".join(c[1] for c in COLUMNS) + " | collapsed runs |"
     lines = [head, "|---|---|---|" + "---|" * len(COLUMNS) + "---|"]
     for name, rs in groups.items():
-        cells = [ci_text([scale * r[k] for r in rs], d, 0.0, 100.0 if scale == 100 else math.inf) for k, _, scale, d in COLUMNS]
+        cells = [ci_text([scale * r[k] for r in rs], d, 0.0, upper(k, scale, rs[0]["experts"])) for k, _, scale, d in COLUMNS]
         collapsed = sum(r["top_share"] >= 0.99 for r in rs)
         lines.append(f"| {name} | {rs[0]['protocol']} | {len(rs)} | " + " | ".join(cells) + f" | {collapsed} |")
     return "\n".join(lines), groups
