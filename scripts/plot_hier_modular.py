@@ -20,11 +20,11 @@ import os
 import sys
 from collections import defaultdict
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sweep_summary import completed_runs, duration, mean_ci, text, wall  # noqa: E402
+from sweep_summary import (completed_runs, duration, interval_text, last_metric, mean_ci,  # noqa: E402
+                           run_times, sweep_command, wall)
 
 # The reference README's training settings for the Boolean tasks (../shared/spec/hier_modular.md).
 REFERENCE = {"train_noise": 0.1, "weight_decay": 1e-3, "epochs": 1000, "batch_size": 64}
@@ -64,15 +64,6 @@ def protocol(config):
     return "yes" if not diff else "no: " + ", ".join(diff)
 
 
-def last_value(run, name):
-    """Final (last non-NaN) value of metrics/<name>, or NaN."""
-    if f"metrics/{name}" not in run:
-        return math.nan
-    v = run[f"metrics/{name}"][:]
-    v = v[~np.isnan(v)]
-    return float(v[-1]) if len(v) else math.nan
-
-
 def read_run(run_id, run, config):
     d = config["dataset"]
     return {
@@ -81,13 +72,11 @@ def read_run(run_id, run, config):
         "protocol": protocol(config),
         "fraction": float(d.get("train_fraction", 0.8)),
         "seed": int(config["run"].get("seed", 0)),
-        "test_accuracy": last_value(run, "test_accuracy"),
-        "train_accuracy": last_value(run, "train_accuracy"),
-        "zeros": last_value(run, "test_zeros_accuracy"),
-        "routing_correct": last_value(run, "test_routing_correct"),
-        "time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else math.nan,
-        "start": text(run.attrs.get("start_time", "")),
-        "end": text(run.attrs.get("end_time", "")),
+        "test_accuracy": last_metric(run, "test_accuracy"),
+        "train_accuracy": last_metric(run, "train_accuracy"),
+        "zeros": last_metric(run, "test_zeros_accuracy"),
+        "routing_correct": last_metric(run, "test_routing_correct"),
+        **run_times(run),
     }
 
 
@@ -122,12 +111,10 @@ def protocols_of(stats):
 
 
 def cell_text(st):
-    if not st or st["n"] == 0:
+    """An accuracy cell from aggregate()'s statistics, its interval clipped to [0, 1]."""
+    if not st:
         return ""
-    if math.isnan(st["half"]):
-        return f"{st['mean']:.3f} (n={st['n']})"
-    lo, hi = max(0.0, st["mean"] - st["half"]), min(1.0, st["mean"] + st["half"])  # accuracies: clipped to [0, 1]
-    return f"{st['mean']:.3f} ± {st['std']:.3f} [{lo:.2f}, {hi:.2f}]"
+    return interval_text(st["n"], st["mean"], st["std"], st["half"], 3, 0.0, 1.0)
 
 
 def accuracy_table(stats, proto, structure):
@@ -326,11 +313,10 @@ def mnist_label(config):
 
 
 def read_mnist_run(run_id, run, config):
-    r = {k: last_value(run, k) for k, _ in MNIST_METRICS}
+    r = {k: last_metric(run, k) for k, _ in MNIST_METRICS}
     r.update({"label": mnist_label(config), "fraction": float(config["dataset"]["train_fraction"]),
-              "zeros": last_value(run, "test2_zeros_accuracy"), "seed": int(config["run"].get("seed", 0)),
-              "time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else math.nan,
-              "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))})
+              "zeros": last_metric(run, "test2_zeros_accuracy"), "seed": int(config["run"].get("seed", 0)),
+              **run_times(run)})
     return r
 
 
@@ -450,14 +436,6 @@ def is_mnist(config):
 
 def read_any(run_id, run, config):
     return read_mnist_run(run_id, run, config) if is_mnist(config) else read_run(run_id, run, config)
-
-
-def sweep_command(folder):
-    """The command that runs the sweep of `folder`, the sweep file relative to the repository."""
-    with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
-        sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
-    rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
-    return f"modlab run {rel} --jobs 2 --out results/{os.path.basename(os.path.normpath(folder))}"
 
 
 PYTORCH_TEXT = """### Cross-check with a PyTorch implementation

@@ -31,8 +31,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sweep_summary import (completed_runs, config_name, ci_text, duration, load as load_summary,  # noqa: E402
-                           paired_text, text, wall)
+from sweep_summary import (completed_runs, config_name, ci_text, duration, last_metric,  # noqa: E402
+                           load as load_summary, paired_text, run_times, sweep_command, wall)
 
 def load(folder):
     """The summary rows of `folder` (each tagged with its folder) and the swept keys."""
@@ -233,14 +233,6 @@ COLUMNS = (("val_accuracy", "val acc %", 100, 2), ("test_accuracy", "test acc %"
            ("test_gate_usage_entropy", "H_u test (bits)", 1, 2))
 
 
-def last_metric(run, name):
-    if f"metrics/{name}" not in run:
-        return math.nan
-    v = run[f"metrics/{name}"][()]
-    v = v[~np.isnan(v)]
-    return float(v[-1]) if len(v) else math.nan
-
-
 def protocol(m, t):
     """"yes" for the reference example's settings, else what differs (α = 0 is the plain MoE)."""
     have = {"num_experts": int(m.get("num_experts", 4)), "alpha": float(m.get("alpha", 0.0)),
@@ -270,8 +262,7 @@ def read_run(run_id, run, config):
                         + ("" if m.get("kd_gate_gradient", True) else ", gate out of L_KD"),
               "fit_distill": last_metric(run, "fit_distill"),
               "top_share": max(counts) / total if total > 0 else math.nan,
-              "time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else math.nan,
-              "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))})
+              **run_times(run)})
     return r
 
 
@@ -363,10 +354,7 @@ def write_page(folders, doc):
     for folder in folders:
         name, runs = completed_runs(folder, read_run)
         sweeps[name] = runs
-        with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
-            sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
-        rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
-        commands[name] = f"modlab run {rel} --jobs 2 --threads 1 --out results/{os.path.basename(os.path.normpath(folder))}"
+        commands[name] = sweep_command(folder, "--jobs 2 --threads 1")
     parts = [PAGE_HEADER, "## Runs\n", "| sweep | completed runs | seeds | wall time | training time summed | command |",
              "|---|---|---|---|---|---|"]
     for name, runs in sweeps.items():

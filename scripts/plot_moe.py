@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_summary import (ci_text, completed_runs, config_name, duration, load as load_summary,  # noqa: E402
-                           paired_text, text, wall)
+                           paired_text, run_times, sweep_command, text, wall)
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -479,21 +479,12 @@ The estimates scale the E = 5 MNIST runs of this page (see their training time i
 """
 
 
-def run_times(run_id, run, config):
-    """Training time (sum of the epochs' time_s) and start / end of one run file."""
-    return {"time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else 0.0,
-            "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))}
-
-
 def run_table(folders):
     lines = ["| sweep | completed runs | wall time | training time summed | command |", "|---|---|---|---|---|"]
     for folder in folders:
-        name, runs = completed_runs(folder, run_times)
-        with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
-            sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
-        rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
+        name, runs = completed_runs(folder, lambda run_id, run, config: run_times(run))
         lines.append(f"| {name} | {len(runs)} | {wall(runs)[2]} | {duration(sum(r['time_s'] for r in runs))} | "
-                     f"`modlab run {rel} --jobs 2 --threads 1 --out results/{os.path.basename(os.path.normpath(folder))}` |")
+                     f"`{sweep_command(folder, '--jobs 2 --threads 1')}` |")
     return lines
 
 

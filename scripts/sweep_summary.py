@@ -53,6 +53,34 @@ def completed_runs(folder, read_run):
     return name, runs
 
 
+def last_metric(run, name):
+    """The last finite value of metrics/<name> of a run group (h5py), or NaN."""
+    import numpy as np
+
+    if f"metrics/{name}" not in run:
+        return float("nan")
+    v = run[f"metrics/{name}"][()]
+    v = v[~np.isnan(v)]
+    return float(v[-1]) if len(v) else float("nan")
+
+
+def run_times(run):
+    """{"time_s": the run's epoch times summed, "start", "end": its ISO start and end times}."""
+    import numpy as np
+
+    return {"time_s": float(np.nansum(run["metrics/time_s"][()])) if "metrics/time_s" in run else 0.0,
+            "start": text(run.attrs.get("start_time", "")), "end": text(run.attrs.get("end_time", ""))}
+
+
+def sweep_command(folder, options="--jobs 2"):
+    """The `modlab run` command of the sweep in `folder`: its sweep file from `sweeps/` on (as
+    recorded in sweep.h5), `options`, and the folder as results/<name>."""
+    with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
+        sweep_file = text(f.attrs.get("sweep_file", "SWEEP.toml"))
+    rel = sweep_file[sweep_file.rfind("sweeps/"):] if "sweeps/" in sweep_file else sweep_file
+    return f"modlab run {rel} {options} --out results/{os.path.basename(os.path.normpath(folder))}"
+
+
 def wall(runs):
     """(first start, last end, span as text) of runs carrying "start" and "end" (ISO times of the
     run files' start_time / end_time attributes)."""
@@ -127,15 +155,19 @@ def mean_ci(values):
     return n, mean, std, t * std / math.sqrt(n)
 
 
-def ci_text(values, digits=2, lo=-float("inf"), hi=float("inf")):
-    """"mean ± sample std [95 % interval]" of the finite values, the interval clipped to [lo, hi]
+def interval_text(n, mean, std, half, digits=2, lo=-float("inf"), hi=float("inf")):
+    """"mean ± std [mean − half, mean + half]" (mean_ci's numbers), the interval clipped to [lo, hi]
     (a bounded quantity: an accuracy, an entropy); "n/a" without values, the mean alone for one."""
-    n, mean, std, half = mean_ci(values)
     if n == 0:
         return "n/a"
     if n < 2:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f} [{max(lo, mean - half):.{digits}f}, {min(hi, mean + half):.{digits}f}]"
+
+
+def ci_text(values, digits=2, lo=-float("inf"), hi=float("inf")):
+    """interval_text of the finite values."""
+    return interval_text(*mean_ci(values), digits, lo, hi)
 
 
 def paired_text(a, b, digits=2):
