@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_summary import (ci_text, completed_runs, config_name, duration, load as load_summary,  # noqa: E402
-                           paired_text, run_times, sweep_command, text, wall)
+                           count_runs, paired_text, run_times, sweep_command, text, wall)
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -466,35 +466,52 @@ may have been running other sweeps or builds at the same time; training time: th
 times summed.
 """
 
-NOT_RUN = """## Committed, not run here yet
-
-| sweep | what | runs | estimated time on 2 cores (--jobs 2) |
-|---|---|---|---|
-| `sweeps/moe/mnist_sample_similarity.toml` | the AISTATS L_s grid: β_s ∈ {1e-6, 1e-5} × β_d ∈ {1e-6 … 1e-1}, softmax and attentive gate, reference form | 120 | about 3.5 h |
-| `sweeps/moe/mnist_importance.toml` | the AISTATS w_imp scan {0.2 … 1.0}, softmax and attentive gate | 50 | about 1.5 h |
-| `sweeps/moe/mnist_experts.toml` | E = 10 and 15 (10 epochs), softmax and attentive gate | 20 | about 1.5 h |
-| `sweeps/moe/fmnist.toml` | the AISTATS Fashion-MNIST table | 35 | about 1.5 h |
-
-The estimates scale the E = 5 MNIST runs of this page (see their training time in the table of runs).
-"""
+# Committed sweeps not run here: (file, what, relative cost of a run against an E = 5 MNIST run).
+NOT_RUN = (("mnist_sample_similarity.toml", "the AISTATS L_s grid: β_s ∈ {1e-6, 1e-5} × β_d ∈ {1e-6 … 1e-1}, "
+            "softmax and attentive gate, reference form", 1.0),
+           ("mnist_importance.toml", "the AISTATS w_imp scan {0.2 … 1.0}, softmax and attentive gate", 1.0),
+           ("mnist_experts.toml", "E = 10 and 15 (10 epochs), softmax and attentive gate; a run costs about twice "
+            "an E = 5 one (assumed, not measured)", 2.0),
+           ("fmnist.toml", "the AISTATS Fashion-MNIST table; a run costs about 1.5× an MNIST one (the wider gate; "
+            "assumed, not measured)", 1.5))
 
 
-def run_table(folders):
-    lines = ["| sweep | completed runs | wall time | training time summed | command |", "|---|---|---|---|---|"]
-    for folder in folders:
-        name, runs = completed_runs(folder, lambda run_id, run, config: run_times(run))
-        lines.append(f"| {name} | {len(runs)} | {wall(runs)[2]} | {duration(sum(r['time_s'] for r in runs))} | "
-                     f"`{sweep_command(folder, '--jobs 2 --threads 1')}` |")
-    return lines
+def not_run_section(mnist_runs):
+    """The committed sweeps not run here, with their run counts and the time they would take with
+    --jobs 2, scaled from the measured training time of this page's E = 5 MNIST runs."""
+    e5 = [r["time_s"] for r in mnist_runs if r.get("experts") == 5]
+    per_run = sum(e5) / len(e5) if e5 else math.nan
+    lines = ["## Committed, not run here yet", "",
+             f"Estimated time with --jobs 2 on 2 cores: runs × the mean training time of this page's E = 5 MNIST "
+             f"runs ({duration(per_run) if e5 else 'not measured'}) × the relative cost / 2.", "",
+             "| sweep | what | runs | estimated time |", "|---|---|---|---|"]
+    sweeps = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps", "moe")
+    for file, what, cost in NOT_RUN:
+        n = count_runs(os.path.join(sweeps, file))
+        est = duration(n * per_run * cost / 2) if e5 else "?"
+        lines.append(f"| `sweeps/moe/{file}` | {what} | {n} | about {est} |")
+    return lines + [""]
+
+
+def timed_runs(folder):
+    """(sweep name, [run_times + experts of each completed run]) of a sweep folder."""
+    return completed_runs(folder, lambda run_id, run, config: dict(
+        run_times(run), experts=int(config.get("model", {}).get("num_experts", 4))))
+
+
+def run_table(folder, name, runs):
+    return (f"| {name} | {len(runs)} | {wall(runs)[2]} | {duration(sum(r['time_s'] for r in runs))} | "
+            f"`{sweep_command(folder, '--jobs 2 --threads 1')}` |")
 
 
 def write_page(folders, doc):
-    parts = [MOE_HEADER, "## Runs", ""] + run_table(folders) + [""]
+    timed = [timed_runs(folder) for folder in folders]
+    parts = [MOE_HEADER, "## Runs", "", "| sweep | completed runs | wall time | training time summed | command |",
+             "|---|---|---|---|---|"]
+    parts += [run_table(folder, name, runs) for folder, (name, runs) in zip(folders, timed)] + [""]
     xai = []
-    for folder in folders:
+    for folder, (name, _) in zip(folders, timed):
         rows, _ = load_summary(folder, "plot_moe.py")
-        with h5py.File(os.path.join(folder, "sweep.h5"), "r") as f:
-            name = text(f.attrs.get("sweep_name", os.path.basename(folder)))
         if name == "moe_mnist":
             parts += aistats_section(rows)
         elif name == "moe_toy_exp2":
@@ -521,7 +538,7 @@ def write_page(folders, doc):
                                 "2,000 images. Stage 1's gate has not trained, so its error says only that the "
                                 "stages are separate.",
                                 xai, lambda r: r["_label"], (ERR, HU, MI), lambda n: "yes")
-    parts.append(NOT_RUN)
+    parts += not_run_section(next((runs for name, runs in timed if name == "moe_mnist"), []))
     with open(doc, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(f"wrote {doc}")

@@ -81,6 +81,22 @@ def sweep_command(folder, options="--jobs 2"):
     return f"modlab run {rel} {options} --out results/{os.path.basename(os.path.normpath(folder))}"
 
 
+def count_runs(sweep_toml):
+    """Runs a sweep file expands to: seeds × every grid list × one length per zip group (the
+    expansion of docs/sweeps.md, without modlab)."""
+    import tomllib
+
+    with open(sweep_toml, "rb") as f:
+        sweep = tomllib.load(f).get("sweep", {})
+    seeds = sweep.get("seeds", 1)
+    n = seeds if isinstance(seeds, int) else len(seeds)
+    for values in sweep.get("grid", {}).values():
+        n *= len(values)
+    for group in sweep.get("zip", []):
+        n *= len(next(iter(group.values())))
+    return n
+
+
 def wall(runs):
     """(first start, last end, span as text) of runs carrying "start" and "end" (ISO times of the
     run files' start_time / end_time attributes)."""

@@ -180,6 +180,20 @@ class MeanInterval(unittest.TestCase):
         self.assertEqual(sweep_summary.mean_ci([])[0], 0)
 
 
+class CountRuns(unittest.TestCase):
+    """sweep_summary.count_runs (the results pages' cost estimates) agrees with `modlab expand`."""
+
+    def test_counts_equal_the_expansion(self):
+        if not modlab_exe():
+            self.skipTest("MODLAB_EXE not set")
+        for sweep in ["moe/mnist.toml", "moe/mnist_sample_similarity.toml", "moe/mnist_experts.toml",
+                      "hier_modular/modular.toml", "mode/mnist.toml", "quickstart.toml"]:
+            path = os.path.join(ROOT, "sweeps", sweep)
+            p = subprocess.run([modlab_exe(), "expand", path], capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"{sweep_summary.count_runs(path)} runs", p.stdout.splitlines()[-1], sweep)
+
+
 class DryRun(unittest.TestCase):
     """Every sweep a document's reproduction runs exists and passes `modlab expand` as it is run."""
 
