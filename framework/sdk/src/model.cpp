@@ -1,7 +1,9 @@
 // The defaults of `Model`, so that a plain classifier implements only `forward`: the loss by task
 // and output kind, the one-phase training step, one parameter group, accuracy.
 #include <modlab/config.hpp>
+#include <modlab/errors.hpp>
 #include <modlab/model.hpp>
+#include <modlab/population.hpp>
 
 #include <torch/nn/functional/loss.h>
 #include <torch/torch.h>
@@ -24,32 +26,57 @@ torch::Tensor total(const Losses& losses) {
   return sum.defined() ? sum : torch::zeros({});
 }
 
-Losses Model::loss(const Batch& batch, const Output& out) {
+namespace {
+thread_local std::int64_t g_members = 1;
+
+/// The default task loss per example ([rows] or [rows, outputs]), before `member_mean`.
+torch::Tensor per_example_loss(const Batch& batch, const Output& out) {
   namespace F = torch::nn::functional;
   auto p = out.prediction;
   auto targets = batch.targets;
-  torch::Tensor l;
   if (targets.scalar_type() == torch::kLong && targets.dim() == 2 && p.dim() == 3) {
     // MultiClass: every output is one classification; the mean over outputs and examples.
     p = p.reshape({-1, p.size(-1)});
     targets = targets.reshape({-1});
   }
+  const auto none = torch::kNone;
   if (targets.scalar_type() == torch::kLong) {
     switch (out.kind) {
-      case Output::Kind::Logits: l = F::cross_entropy(p, targets); break;
-      case Output::Kind::LogProbabilities: l = F::nll_loss(p, targets); break;
-      case Output::Kind::Probabilities: l = F::nll_loss(torch::log(p + 1e-15), targets); break;
-    }
-  } else {
-    auto t = targets.to(p.scalar_type());
-    switch (out.kind) {
-      case Output::Kind::Logits: l = F::binary_cross_entropy_with_logits(p, t); break;
-      case Output::Kind::Probabilities: l = F::binary_cross_entropy(p, t); break;
-      case Output::Kind::LogProbabilities: l = F::binary_cross_entropy(torch::exp(p), t); break;
+      case Output::Kind::Logits: return F::cross_entropy(p, targets, F::CrossEntropyFuncOptions().reduction(none));
+      case Output::Kind::LogProbabilities: return F::nll_loss(p, targets, F::NLLLossFuncOptions().reduction(none));
+      case Output::Kind::Probabilities:
+        return F::nll_loss(torch::log(p + 1e-15), targets, F::NLLLossFuncOptions().reduction(none));
     }
   }
-  return {{"task", l}};
+  auto t = targets.to(p.scalar_type());
+  switch (out.kind) {
+    case Output::Kind::Logits:
+      return F::binary_cross_entropy_with_logits(p, t, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(none));
+    case Output::Kind::Probabilities: return F::binary_cross_entropy(p, t, F::BinaryCrossEntropyFuncOptions().reduction(none));
+    case Output::Kind::LogProbabilities:
+      return F::binary_cross_entropy(torch::exp(p), t, F::BinaryCrossEntropyFuncOptions().reduction(none));
+  }
+  throw ArgumentError("unknown output kind");
 }
+}  // namespace
+
+std::int64_t population_members() { return g_members; }
+
+PopulationScope::PopulationScope(std::int64_t members) : outer_(g_members) {
+  if (members < 1) throw ArgumentError("a population needs at least one member");
+  g_members = members;
+}
+PopulationScope::~PopulationScope() { g_members = outer_; }
+
+torch::Tensor member_mean(const torch::Tensor& per_example) {
+  if (g_members == 1) return per_example.mean();
+  if (per_example.dim() == 0 || per_example.size(0) % g_members != 0)
+    throw ArgumentError("member_mean: " + std::to_string(per_example.dim() == 0 ? 0 : per_example.size(0)) +
+                        " rows do not split into the population's " + std::to_string(g_members) + " members");
+  return per_example.reshape({g_members, -1}).mean(1);
+}
+
+Losses Model::loss(const Batch& batch, const Output& out) { return {{"task", member_mean(per_example_loss(batch, out))}}; }
 
 Losses Model::train_step(const Batch& batch, StepContext& ctx) {
   Output out = forward(batch);
