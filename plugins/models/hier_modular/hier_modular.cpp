@@ -12,6 +12,7 @@
 #include "routing_ops.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/nn/layers.hpp>
 #include <modlab/plugin.hpp>
 
 #include <torch/torch.h>
@@ -407,12 +408,17 @@ void resolve(const Config& c, ModularOptions& o, Layout& L) {
 struct RoutingParam {
   torch::Tensor logits;  ///< [T, M, I]
   bool learned = true;
+  std::string name;      ///< as registered (the name an override replaces it by)
 };
 
 /// What the two modular models share: input routing per hidden layer, the output routing, the
 /// parameter groups, the recovery metric and the recorded routing tables. Subclasses supply the
 /// modules that turn each layer's routed inputs [B, M·k] into its outputs [B, M].
-class RoutedModel : public Model {
+///
+/// The logits can be overridden like any modlab::nn layer's weights ([K, T, …] overrides with K
+/// samples folded into the batch), so that a population stacks learned routing over its members;
+/// an analyzer does not mask them (unmaskable_parameters).
+class RoutedModel : public Model, public modlab::nn::Overridable {
  public:
   /// The routing, output, image and location logits choose which inputs a module reads: a mask
   /// over them would change the routing, not remove a connection. Every module weight is maskable.
@@ -444,7 +450,8 @@ class RoutedModel : public Model {
         r = torch::randn({T, M, width});
       }
       const bool learned = !opt_.known_module_inputs;
-      inputs_.push_back({register_parameter("routing_logits" + std::to_string(l), r, learned), learned});
+      const auto name = "routing_logits" + std::to_string(l);
+      inputs_.push_back({register_parameter(name, r, learned), learned, name});
       layer_names_.push_back("routing.layer" + std::to_string(l));
       width = M;
     }
@@ -462,14 +469,14 @@ class RoutedModel : public Model {
       r = torch::randn({T, 1, width});
     }
     const bool learned = !(opt_.known_module_inputs || opt_.known_func_outputs);
-    output_ = {register_parameter("output_logits", r, learned), learned};
+    output_ = {register_parameter("output_logits", r, learned), learned, "output_logits"};
 
     if (layout_.images > 0) {  // image modules and their image selection (§5.2)
       const std::int64_t n = layout_.images;
       image_bank_ = register_module("image_modules", ModuleBank(n, opt_.image_arch));
       const bool fixed = opt_.known_image_inputs;
       auto logits = fixed ? torch::eye(n).unsqueeze(0).repeat({T, 1, 1}) : torch::randn({T, n, n});
-      image_ = {register_parameter("image_logits", logits, !fixed), !fixed};
+      image_ = {register_parameter("image_logits", logits, !fixed), !fixed, "image_logits"};
     }
   }
 
@@ -482,11 +489,11 @@ class RoutedModel : public Model {
                           ? image_forward(batch, task, train, out)
                           : batch.inputs.reshape({batch.inputs.size(0), -1}).to(output_.logits.scalar_type());
     for (std::size_t l = 0; l < inputs_.size(); ++l) {
-      const Routed r = route(h, inputs_[l].logits, task, mode(inputs_[l], opt_.topk, train));
+      const Routed r = route_with(h, inputs_[l], task, mode(inputs_[l], opt_.topk, train));
       h = layer_forward(l, r.inputs, task, train, out);
       out.aux[layer_names_[l]] = r.indices;
     }
-    const Routed r = route(h, output_.logits, task, mode(output_, layout_.outputs, train));
+    const Routed r = route_with(h, output_, task, mode(output_, layout_.outputs, train));
     out.prediction = r.inputs;  // one routing "module" reading `outputs` inputs: [B, outputs]
     out.aux["routing.output"] = r.indices;
     return out;
@@ -591,10 +598,11 @@ class RoutedModel : public Model {
     const auto imgs = batch.inputs.reshape({B, n, layout_.image_pixels}).to(image_.logits.scalar_type());
     torch::Tensor sel = imgs;
     if (image_.learned) {
-      const auto w = locations(image_.logits, task, B, train ? opt_.image_tau : 1.0, train && opt_.image_noise,
+      const auto f = task_logits(image_, task, B);
+      const auto w = locations(f.logits, f.task, B, train ? opt_.image_tau : 1.0, train && opt_.image_noise,
                                /*per_sample=*/false);  // [T, modules, images]
       out.aux["images.selection"] = w;
-      sel = w.size(0) == 1 ? torch::matmul(w.squeeze(0), imgs) : torch::bmm(w.index_select(0, task), imgs);
+      sel = w.size(0) == 1 ? torch::matmul(w.squeeze(0), imgs) : torch::bmm(w.index_select(0, f.task), imgs);
     }
     return image_bank_->forward(sel.transpose(0, 1)).permute({1, 0, 2}).reshape({B, n * layout_.image_bits});
   }
@@ -641,6 +649,17 @@ class RoutedModel : public Model {
       } while (std::next_permutation(p1.begin(), p1.end()));
     } while (std::next_permutation(p0.begin(), p0.end()));
     return false;
+  }
+
+  /// `p`'s logits as this forward sees them (an override, with K samples as K·T tasks) and the
+  /// task of each of the `rows` rows among them.
+  TaskLogits task_logits(const RoutingParam& p, const torch::Tensor& task, std::int64_t rows) const {
+    return fold_samples_into_tasks(effective(p.name, p.logits), 3, task, rows);
+  }
+
+  Routed route_with(const torch::Tensor& x, const RoutingParam& p, const torch::Tensor& task, const RouteMode& m) const {
+    const auto f = task_logits(p, task, x.size(0));
+    return route(x, f.logits, f.task, m);
   }
 
   RouteMode mode(const RoutingParam& p, std::int64_t k, bool train) const {
@@ -747,7 +766,8 @@ class SharedModulesModel : public RoutedModel {
         r = torch::randn({T, slots, S});
       }
       const bool learned = !opt_.known_module_locations;
-      locations_.push_back({register_parameter("location_logits" + std::to_string(l), r, learned), learned});
+      const auto name = "location_logits" + std::to_string(l);
+      locations_.push_back({register_parameter(name, r, learned), learned, name});
       location_names_.push_back("locations.layer" + std::to_string(l));
     }
   }
@@ -762,9 +782,10 @@ class SharedModulesModel : public RoutedModel {
     const bool per_sample = train && opt_.per_sample_routing && p.learned;
     const double tau = opt_.location_tau > 0.0 ? opt_.location_tau : opt_.tau;
     const bool noise = train && p.learned && (opt_.use_gumbel || opt_.location_noise);
-    const auto w = locations(p.logits, task, B, train ? tau : 1.0, noise, per_sample);  // [N, slots, S]
+    const auto f = task_logits(p, task, B);
+    const auto w = locations(f.logits, f.task, B, train ? tau : 1.0, noise, per_sample);  // [N, slots, S]
     out.aux[location_names_[l]] = w;
-    return combine_locations(y, w, task, per_sample);
+    return combine_locations(y, w, f.task, per_sample);
   }
 
   std::vector<torch::Tensor> module_parameters() override { return bank_->parameters(); }

@@ -85,6 +85,24 @@ struct StraightThroughSelect : public torch::autograd::Function<StraightThroughS
 
 }  // namespace detail
 
+/// Logits with K override samples folded into the batch (modlab/nn/layers.hpp), [K, T, …], as K·T
+/// tasks, and the task among them of each of the `rows` = K·B rows (row r belongs to sample r / B),
+/// so that every operation below runs all K samples (a population's members, an analyzer's mask
+/// samples) at once. Plain logits (`plain_dims` axes) come back as they are with `task`.
+struct TaskLogits {
+  torch::Tensor logits;  ///< [T', …] with T' = K·T, sample k's task t at k·T + t
+  torch::Tensor task;    ///< [rows] int64 task ids into T' (undefined when plain and `task` was)
+};
+
+inline TaskLogits fold_samples_into_tasks(const torch::Tensor& logits, std::int64_t plain_dims, const torch::Tensor& task,
+                                          std::int64_t rows) {
+  if (logits.dim() == plain_dims) return {logits, task};
+  const std::int64_t K = logits.size(0), T = logits.size(1);
+  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(logits.device());
+  auto sample = torch::arange(K, opts).repeat_interleave(rows / K);
+  return {logits.flatten(0, 1), task.defined() ? task + sample * T : sample * T};
+}
+
 /// Routes `x` [B, I] through logits [T, M, I]. The selection scores are s = σ((R + G)/τ) (G only
 /// with `mode.noise`); the top-k indices are taken on (R + G) itself, which orders inputs exactly like s
 /// but without σ's float saturation making large logits tie. With gradients enabled and logits that

@@ -48,7 +48,8 @@ std::map<std::string, std::int64_t> stacked_modules(Model& model) {
 
 std::vector<MaskedParam> select_masked(Model& model, const MaskFilter& filter, const std::string& model_name) {
   const auto maskable = modlab::nn::maskable_parameters(model);
-  const std::set<std::string> can(maskable.begin(), maskable.end());
+  std::set<std::string> can(maskable.begin(), maskable.end());
+  for (const auto& [name, why] : model.unmaskable_parameters()) can.erase(name);  // overridable, not a weight
   const auto norms = norm_modules(model);
   const auto stacked = stacked_modules(model);
   auto params = model.named_parameters();

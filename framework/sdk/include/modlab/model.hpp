@@ -136,11 +136,13 @@ class MODLAB_API Model : public torch::nn::Module {
   /// (multi-label) of 0/1 floats. Default: argmax for classification, threshold for multi-label.
   virtual torch::Tensor correct(const Batch& batch, const Output& output);
 
-  /// Parameters that no override may replace, by full name, each with the reason (routing logits
+  /// Parameters that an analyzer must not mask, by full name, each with the reason (routing logits
   /// that select inputs rather than weigh them, say). Every other parameter must be maskable:
   /// built from modlab::nn layers, so `modlab::nn::maskable_parameters(model)` lists it and an
   /// analyzer can mask it with K samples folded into the batch (the plugin contract test checks
-  /// both). Default: none.
+  /// both). A declared parameter may still be overridable (held by a modlab::nn::Overridable
+  /// module that reads it through `effective`), which lets a population stack it over its
+  /// members; it must then fold K samples like any layer. Default: none.
   virtual std::map<std::string, std::string> unmaskable_parameters() const { return {}; }
 };
 
