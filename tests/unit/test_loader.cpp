@@ -38,7 +38,7 @@ BOOST_AUTO_TEST_CASE(loads_a_good_plugin) {
   BOOST_TEST(r.plugins().size() == 1u);
   BOOST_TEST(std::string(r.plugins()[0].info->name) == "fixture_basic");
   BOOST_TEST(std::string(r.plugins()[0].info->version) == "0.1.0");
-  BOOST_TEST(r.model("fixture_mlp").keys.size() == 5u);
+  BOOST_TEST(r.model("fixture_mlp").keys.size() == 6u);
   // loading the same file again is a no-op
   r.load_file(fixture_file("basic"));
   BOOST_TEST(r.plugins().size() == 1u);

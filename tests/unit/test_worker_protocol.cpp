@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include <string>
+#include <vector>
 
 using namespace modlab::runner;
 using namespace modlab::runner::protocol;
@@ -30,6 +31,16 @@ BOOST_AUTO_TEST_CASE(run_commands_round_trip) {
   BOOST_TEST(back->spec_file == c.spec_file);
   BOOST_TEST(!parse_run_command("walk a1b2c3 7 42 x").has_value());
   BOOST_TEST(!parse_run_command("run a1b2c3 seven 42 x").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(population_commands_are_a_header_and_one_run_line_per_member) {
+  const std::vector<RunCommand> members{{"a1", 0, 1, "/out/runs/a1.toml"}, {"b2", 1, 2, "/out/runs/b2.toml"}};
+  BOOST_TEST(format_population_command(members) == "population 2\nrun a1 0 1 /out/runs/a1.toml\nrun b2 1 2 /out/runs/b2.toml\n");
+  BOOST_TEST(parse_population_header("population 2").value_or(0) == 2u);
+  BOOST_TEST(!parse_population_header("population 0").has_value());
+  BOOST_TEST(!parse_population_header("population").has_value());
+  BOOST_TEST(!parse_population_header("run a1 0 1 /x.toml").has_value());
+  BOOST_TEST(!parse_run_command("population 2").has_value());
 }
 
 BOOST_AUTO_TEST_CASE(progress_and_done_lines_round_trip) {

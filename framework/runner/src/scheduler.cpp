@@ -74,6 +74,33 @@ std::string last_lines(const std::string& path, std::size_t n) {
 
 }  // namespace
 
+std::int64_t population_of(const RunSpec& r) {
+  const Config root(r.config, "");
+  if (!root.has("run")) return 1;
+  const Config run = root.sub("run");
+  const auto p = run.has("population") ? run.get<std::int64_t>("population") : 1;
+  return p == 0 ? kAutoPopulationLimit : p;
+}
+
+std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo) {
+  std::vector<std::vector<const RunSpec*>> groups;
+  std::map<std::string, std::size_t> open;  // group key → index of its group still filling
+  for (const RunSpec* r : todo) {
+    const auto cap = population_of(*r);
+    std::string key = std::to_string(cap);
+    for (const auto& [k, v] : r->varied)
+      if (k != "run.seed" && k != "train.lr") key += "\n" + k + "=" + v.literal();
+    auto it = open.find(key);
+    if (cap > 1 && it != open.end() && static_cast<std::int64_t>(groups[it->second].size()) < cap) {
+      groups[it->second].push_back(r);
+      continue;
+    }
+    groups.push_back({r});
+    if (cap > 1) open[key] = groups.size() - 1;
+  }
+  return groups;
+}
+
 int cgroup_cpu_limit(const std::string& cpu_max) {
   std::ifstream in(cpu_max);
   std::string quota;
@@ -157,7 +184,7 @@ class SweepRun {
       pool.poll(200, on_line);
       pool.reap(on_line, [this](Worker& w, int status) {
         // a worker that exits while it holds a run failed it, even with status 0
-        if (w.run) finish_run(w, status < 0 ? status : status == 0 ? 1 : status);
+        while (w.run) finish_run(w, status < 0 ? status : status == 0 ? 1 : status);
       });
       draw_status(pool);
     }
@@ -184,8 +211,9 @@ class SweepRun {
       }
       todo_.push_back(&r);
     }
+    groups_ = population_groups(todo_);
     int total_threads = o_.threads > 0 ? o_.threads : default_threads();
-    int nworkers = std::max(1, std::min<int>(o_.jobs, static_cast<int>(todo_.size())));
+    int nworkers = std::max(1, std::min<int>(o_.jobs, static_cast<int>(groups_.size())));
     per_run_threads_ = std::max(1, total_threads / nworkers);
   }
 
@@ -208,26 +236,32 @@ class SweepRun {
                   ", the run is done again");
   }
 
-  // The next run of todo_ this runner takes: one that no other runner holds (its lock) and that
-  // none completed since plan(); nullptr when none is left.
-  const RunSpec* next_run() {
-    while (next_ < todo_.size()) {
-      const RunSpec& r = *todo_[next_++];
-      FileLock lock((fs::path(out_) / "runs" / (r.run_id + ".lock")).string(), /*wait=*/false);
-      if (!lock.held()) {
-        ++elsewhere_;
-        continue;
-      }
-      const auto done = read_run_summary(RunPaths::of(out_, r.run_id).h5);
-      if (done && done->status == "completed" && run_file_problem(RunPaths::of(out_, r.run_id).h5, r.run_id).empty()) {
-        ++elsewhere_;
-        index_[row_of_.at(r.run_id)] = summarize(r, out_);
-        continue;
-      }
-      locks_.emplace(r.run_id, std::move(lock));
-      return &r;
+  // The next runs this runner takes: the members of the next population group that no other
+  // runner holds (their locks) and that none completed since plan(); empty when none is left.
+  std::vector<const RunSpec*> next_runs() {
+    while (next_ < groups_.size()) {
+      std::vector<const RunSpec*> taken;
+      for (const RunSpec* r : groups_[next_]) if (take(*r)) taken.push_back(r);
+      ++next_;
+      if (!taken.empty()) return taken;
     }
-    return nullptr;
+    return {};
+  }
+
+  bool take(const RunSpec& r) {
+    FileLock lock((fs::path(out_) / "runs" / (r.run_id + ".lock")).string(), /*wait=*/false);
+    if (!lock.held()) {
+      ++elsewhere_;
+      return false;
+    }
+    const auto done = read_run_summary(RunPaths::of(out_, r.run_id).h5);
+    if (done && done->status == "completed" && run_file_problem(RunPaths::of(out_, r.run_id).h5, r.run_id).empty()) {
+      ++elsewhere_;
+      index_[row_of_.at(r.run_id)] = summarize(r, out_);
+      return false;
+    }
+    locks_.emplace(r.run_id, std::move(lock));
+    return true;
   }
 
   void announce() const {
@@ -271,30 +305,36 @@ class SweepRun {
     const bool stopping = interrupts::stop_requested();
     for (auto& [pid, w] : pool.workers()) {
       if (w.run || w.command_fd < 0) continue;
-      const RunSpec* r = stopping ? nullptr : next_run();
-      if (r) assign(pool, w, *r);
+      const auto runs = stopping ? std::vector<const RunSpec*>{} : next_runs();
+      if (!runs.empty()) assign(pool, w, runs);
       else pool.close_input(w);
     }
     while (!stopping && static_cast<int>(pool.size()) < o_.jobs) {
-      const RunSpec* r = next_run();
-      if (!r) break;
-      assign(pool, pool.spawn(), *r);
+      const auto runs = next_runs();
+      if (runs.empty()) break;
+      assign(pool, pool.spawn(), runs);
     }
   }
 
-  void assign(WorkerPool& pool, Worker& w, const RunSpec& r) {
-    RunPaths p = RunPaths::of(out_, r.run_id);
-    std::error_code ec;
-    fs::remove(p.h5 + ".error", ec);
-    write_file_atomic(p.spec, canonical_text(*r.config));
-    w.run = &r;
+  void assign(WorkerPool& pool, Worker& w, const std::vector<const RunSpec*>& runs) {
+    std::vector<protocol::RunCommand> commands;
+    for (const RunSpec* r : runs) {
+      RunPaths p = RunPaths::of(out_, r->run_id);
+      std::error_code ec;
+      fs::remove(p.h5 + ".error", ec);
+      write_file_atomic(p.spec, canonical_text(*r->config));
+      commands.push_back({r->run_id, r->index, r->seed, p.spec});
+      if (!status_.tty() || o_.verbose)
+        status_.print("start run " + std::to_string(r->index + 1) + "/" + std::to_string(sweep_.runs.size()) + " " +
+                      r->run_id + (runs.size() > 1 ? " (population of " + std::to_string(runs.size()) + ")" : ""));
+    }
+    w.run = runs.front();
+    w.queued.assign(runs.begin() + 1, runs.end());
     w.has_progress = false;
     started_unlisted_ = true;
     w.start = std::chrono::steady_clock::now();
-    pool.send(w, protocol::format_run_command({r.run_id, r.index, r.seed, p.spec}));
-    if (!status_.tty() || o_.verbose)
-      status_.print("start run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep_.runs.size()) + " " +
-                    r.run_id);
+    pool.send(w, runs.size() == 1 ? protocol::format_run_command(commands.front())
+                                  : protocol::format_population_command(commands));
   }
 
   void on_worker_line(Worker& w, const std::string& text) {
@@ -317,6 +357,10 @@ class SweepRun {
   void finish_run(Worker& w, int code) {
     const RunSpec& r = *w.run;
     w.run = nullptr;
+    if (!w.queued.empty()) {  // the next member of the worker's population
+      w.run = w.queued.front();
+      w.queued.erase(w.queued.begin());
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
     std::string line = "run " + std::to_string(r.index + 1) + "/" + std::to_string(sweep_.runs.size()) + " " + r.run_id;
     ++done_;
@@ -417,6 +461,7 @@ class SweepRun {
   std::vector<RunSummary> index_;
   std::map<std::string, std::size_t> row_of_;
   std::vector<const RunSpec*> todo_;
+  std::vector<std::vector<const RunSpec*>> groups_;  ///< todo_ as populations (one run each without)
   std::size_t skipped_ = 0, in_shard_ = 0, next_ = 0, done_ = 0, failed_ = 0, interrupted_ = 0, elsewhere_ = 0;
   std::map<std::string, FileLock> locks_;  ///< run id → its lock, while this runner runs it
   int per_run_threads_ = 1;

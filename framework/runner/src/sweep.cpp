@@ -212,6 +212,16 @@ void set_dotted(Value& table, const std::string& dotted, Value value) {
   set_parts(table, split_dotted(dotted), std::move(value));
 }
 
+/// `[run] population = "auto"` is stored as 0, the value RunSettings reads as "pick P" (trainer.hpp).
+static void normalize_population(Value& base) {
+  const Value* p = find_path(base, {"run", "population"});
+  if (!p || p->type() != ValueType::String) return;
+  if (p->as_string() != "auto")
+    throw ConfigError(p->where().str() + ": run.population: expected a number of runs (1 = alone) or \"auto\", got \"" +
+                      p->as_string() + "\"");
+  set_parts(base, {"run", "population"}, Value::integer(0, p->where()));
+}
+
 Sweep expand_sweep(const Value& root, const std::string& file, const std::string& text,
                    const std::vector<std::pair<std::string, Value>>& overrides) {
   namespace fs = std::filesystem;
@@ -251,6 +261,8 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
     if (v.type() != ValueType::Table)
       throw ConfigError(v.where().str() + ": top-level key '" + k +
                         "' is not inside a table; put it under [run], [dataset], [model] or [train]");
+
+  normalize_population(base);
 
   std::vector<std::string> valid(std::begin(kSweepKeys), std::end(kSweepKeys));
   for (const auto& [k, v] : sweep.as_table()) {
@@ -376,7 +388,21 @@ std::string canonical_text(const Value& config) {
   return os.str();
 }
 
-std::string run_id_of(const Value& config) { return sha256_hex(canonical_text(config)).substr(0, 12); }
+std::string run_id_of(const Value& config) {
+  // `run.population` says how a run is scheduled, not what it computes: a run trained in a
+  // population has the id (and the file) of its solo run.
+  if (config.type() == ValueType::Table) {
+    auto root = config.as_table();
+    auto run = root.find("run");
+    if (run != root.end() && run->second.type() == ValueType::Table && run->second.as_table().count("population")) {
+      auto table = run->second.as_table();
+      table.erase("population");
+      run->second = Value::table(std::move(table), run->second.where());
+      return sha256_hex(canonical_text(Value::table(std::move(root), config.where()))).substr(0, 12);
+    }
+  }
+  return sha256_hex(canonical_text(config)).substr(0, 12);
+}
 
 std::string sha256_hex(const std::string& data) {
   static const std::uint32_t k[64] = {

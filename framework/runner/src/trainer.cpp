@@ -119,7 +119,12 @@ const Options<RunSettings>& run_options() {
                             .key("name", &RunSettings::name, "sweep name (default: the file's stem)")
                             .key("seed", &RunSettings::seed, "seed of the run (set per run by [sweep] seeds)")
                             .at_least(0)
-                            .key("description", &RunSettings::description, "free text, kept in the run file");
+                            .key("description", &RunSettings::description, "free text, kept in the run file")
+                            .key("population", &RunSettings::population,
+                                 "train up to this many runs that differ only in seed or train.lr as one batched "
+                                 "model (1 = each run alone; \"auto\" = the largest P whose step takes at most "
+                                 "4 times a solo step, up to 256; docs/population.md)")
+                            .at_least(0).at_most(4096);
   return o;
 }
 

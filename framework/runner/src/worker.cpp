@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -108,6 +109,47 @@ RunOutcome run_one(const Registry& registry, RunRequest& req, const std::string&
   return outcome;
 }
 
+/// One run line, or a population header and its member lines (worker_protocol.hpp).
+bool read_commands(const std::string& first, std::vector<protocol::RunCommand>& out) {
+  if (auto c = protocol::parse_run_command(first)) {
+    out.push_back(*c);
+    return true;
+  }
+  const auto n = protocol::parse_population_header(first);
+  if (!n) return false;
+  std::string line;
+  for (std::size_t i = 0; i < *n; ++i) {
+    if (!std::getline(std::cin, line)) return false;
+    auto c = protocol::parse_run_command(line);
+    if (!c) return false;
+    out.push_back(*c);
+  }
+  return true;
+}
+
+/// A population's members: each logs to its own run log; progress is the first member's.
+std::vector<RunOutcome> run_population(const Registry& registry, const std::vector<protocol::RunCommand>& commands,
+                                       const WorkerArgs& a, int threads, Reporter& reporter) {
+  std::vector<RunRequest> requests;
+  std::vector<std::shared_ptr<std::ofstream>> logs;
+  try {
+    for (const auto& c : commands) {
+      requests.push_back(request_of(c, a, threads));
+      requests.back().config = std::make_shared<const Value>(parse_toml_file(c.spec_file));
+      auto log = std::make_shared<std::ofstream>(RunPaths::of(a.named.at("out"), c.run_id).log, std::ios::app);
+      *log << "run " << c.run_id << " (seed " << c.seed << ", population of " << commands.size() << ", " << threads
+           << " threads, worker " << getpid() << ")" << std::endl;
+      requests.back().logger = [log](const std::string& m) { *log << m << std::endl; };
+      logs.push_back(log);
+    }
+    requests.front().on_progress = reporter.progress();
+    return execute_population(registry, requests);
+  } catch (const std::exception& e) {
+    std::cerr << "population failed to start: " << e.what() << std::endl;
+    return std::vector<RunOutcome>(commands.size(), RunOutcome{RunStatus::Failed, e.what()});
+  }
+}
+
 }  // namespace
 
 int worker_main(const std::vector<std::string>& args) {
@@ -121,16 +163,21 @@ int worker_main(const std::vector<std::string>& args) {
   Reporter reporter;
   std::string line;
   while (!interrupts::stop_requested() && std::getline(std::cin, line)) {
-    auto command = protocol::parse_run_command(line);
-    if (!command) {
+    std::vector<protocol::RunCommand> commands;
+    if (!read_commands(line, commands)) {
       std::cerr << "worker: bad command line: " << line << std::endl;
       return static_cast<int>(protocol::WorkerCode::BadCommand);
     }
-    redirect_output(RunPaths::of(a.named.at("out"), command->run_id).log);
-    RunRequest req = request_of(*command, a, threads);
-    req.on_progress = reporter.progress();
-    RunOutcome outcome = run_one(registry, req, command->spec_file);
-    reporter.send(protocol::format_done(protocol::code_of(outcome.status)));
+    redirect_output(RunPaths::of(a.named.at("out"), commands.front().run_id).log);
+    if (commands.size() == 1) {
+      RunRequest req = request_of(commands.front(), a, threads);
+      req.on_progress = reporter.progress();
+      RunOutcome outcome = run_one(registry, req, commands.front().spec_file);
+      reporter.send(protocol::format_done(protocol::code_of(outcome.status)));
+    } else {
+      for (const auto& o : run_population(registry, commands, a, threads, reporter))
+        reporter.send(protocol::format_done(protocol::code_of(o.status)));
+    }
   }
   return static_cast<int>(interrupts::stop_requested() ? protocol::WorkerCode::Interrupted
                                                         : protocol::WorkerCode::Completed);

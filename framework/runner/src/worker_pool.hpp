@@ -22,6 +22,7 @@ struct Worker {
   int progress_fd = -1;          ///< worker → scheduler: progress and done lines
   int command_fd = -1;           ///< scheduler → worker: one run per line; -1 once closed
   const RunSpec* run = nullptr;  ///< null while idle
+  std::vector<const RunSpec*> queued;  ///< the rest of a population, in member order, after `run`
   std::string buffer;            ///< a partial line read from progress_fd
   Progress last;
   bool has_progress = false;

@@ -10,6 +10,20 @@ std::string format_run_command(const RunCommand& c) {
   return "run " + c.run_id + " " + std::to_string(c.index) + " " + std::to_string(c.seed) + " " + c.spec_file + "\n";
 }
 
+std::string format_population_command(const std::vector<RunCommand>& members) {
+  std::string out = "population " + std::to_string(members.size()) + "\n";
+  for (const auto& m : members) out += format_run_command(m);
+  return out;
+}
+
+std::optional<std::size_t> parse_population_header(const std::string& line) {
+  std::istringstream is(line);
+  std::string tag;
+  std::size_t n = 0;
+  if (!(is >> tag >> n) || tag != "population" || n < 1) return std::nullopt;
+  return n;
+}
+
 std::optional<RunCommand> parse_run_command(const std::string& line) {
   std::istringstream is(line);
   std::string tag;

@@ -13,6 +13,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/nn/functional.hpp>
 #include <modlab/plugin.hpp>
+#include <modlab/population.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
@@ -658,7 +659,13 @@ class MoeModel : public Model {
 double Method::temperature(const MoeModel& m) const { return m.opt_.temperature; }
 
 Losses Method::task_loss(MoeModel& m, const Batch& batch, const Output& out) const {
-  return {{"task", torch::nn::functional::nll_loss(torch::log(out.prediction + m.eps_like(out.prediction)), batch.targets)}};
+  namespace F = torch::nn::functional;
+  const auto nll = F::nll_loss(torch::log(out.prediction + m.eps_like(out.prediction)), batch.targets,
+                               F::NLLLossFuncOptions().reduction(torch::kNone));
+  // Per population member (modlab/population.hpp), except with training-time gate statistics:
+  // those accumulate in the model that runs the step, which in a population is no member's own,
+  // so such a run trains alone (the scalar mean tells the host so).
+  return {{"task", m.opt_.fit_gate_metrics ? nll.mean() : member_mean(nll)}};
 }
 
 std::vector<ParamGroup> Method::param_groups(MoeModel& m, const std::string&) const {

@@ -23,6 +23,16 @@ struct SweepOptions {
   std::string exe;               ///< path of the modlab executable for workers (default /proc/self/exe)
 };
 
+/// The most runs a `population = "auto"` group holds; the worker then trains as many at once as
+/// its measurement allows (docs/population.md).
+constexpr std::int64_t kAutoPopulationLimit = 256;
+/// `[run] population` of a run: 1 when unset, kAutoPopulationLimit for "auto".
+std::int64_t population_of(const RunSpec& run);
+/// The runs to do cut into populations, in sweep order: runs whose varied keys other than run.seed
+/// and train.lr take the same values, at most `[run] population` per group; a run whose
+/// population is 1, or that differs from the others in any other key, is a group of its own.
+std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo);
+
 /// Checks everything that can be checked before a run starts (runs validate, output folder usable).
 /// Throws ConfigError / OutputError naming every problem of the runs' configs at once (at most 20,
 /// each once); writes nothing.

@@ -60,7 +60,8 @@ Sweep load_sweep(const std::string& path, const std::vector<std::string>& overri
 /// order or locations.
 std::string canonical_text(const Value& config);
 
-/// Run id of a resolved config: the first 12 hex digits of SHA-256 over `canonical_text(config)`.
+/// Run id of a resolved config: the first 12 hex digits of SHA-256 over `canonical_text(config)`
+/// without `run.population` (how a run is scheduled, not what it computes).
 std::string run_id_of(const Value& config);
 
 /// Sets `dotted` (creating tables on the way) in `table`; ConfigError if a non-table is in the way.

@@ -56,6 +56,9 @@ struct RunSettings {
   std::string name;         ///< sweep name; "" = the file's stem
   std::int64_t seed = 0;    ///< set per run by [sweep] seeds
   std::string description;
+  /// Runs differing only in seed / train.lr trained together, up to this many; 0 is "auto"
+  /// (`population = "auto"` in a sweep file), the size measured in the population's first steps.
+  std::int64_t population = 1;
 };
 
 /// The declared `[train]` keys (each `[train.phases.<name>]` takes the same ones).
@@ -124,6 +127,14 @@ struct RunPaths {
 /// Trains one run to the end (resuming from its checkpoint if one exists). Never throws for a
 /// failure inside the run: that is recorded in the run file and returned as Failed.
 RunOutcome execute_run(const Registry& registry, const RunRequest& request);
+
+/// Trains runs that differ only in seed (or learning rate) as one population: one model with every
+/// parameter stacked over the members (modlab/population.hpp). Each member writes exactly the run
+/// file its solo run writes (with a note `population` = P) and fails, checkpoints and resumes on
+/// its own. When the model cannot be trained that way (a parameter outside modlab::nn layers, a
+/// buffer, a loss term over the whole folded batch, randomness in the training forward) or a member
+/// already has files, each member runs alone through execute_run, and each run log says why.
+std::vector<RunOutcome> execute_population(const Registry& registry, const std::vector<RunRequest>& requests);
 
 /// "completed" if `<out>/runs/<id>.h5` says so, "failed" if it says failed, "partial" if only a
 /// .partial or checkpoint exists, "" if nothing.

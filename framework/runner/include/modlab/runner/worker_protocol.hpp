@@ -3,10 +3,15 @@
 //
 //   scheduler → worker, on the worker's stdin, one line per run:
 //       run <run_id> <index> <seed> <spec file>
+//     or, for runs trained together as one population (execute_population), a header and one
+//     run line per member:
+//       population <n>
+//       run <run_id> <index> <seed> <spec file>      (n times)
 //     EOF on stdin ends the worker.
 //   worker → scheduler, on fd 3:
 //       progress <phase> <phase_index> <phases> <epoch> <epochs> <loss> <step>   (at most every 0.2 s)
-//       done <code>                                                               (once per run)
+//       done <code>                                                               (once per run,
+//                                                                                  members in order)
 //     where <code> is a WorkerCode.
 //   The worker's stdout/stderr go to the current run's log (runs/<id>.log).
 //   A worker that dies instead fails only the run it was on; the scheduler reads the signal.
@@ -14,6 +19,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace modlab::runner::protocol {
 
@@ -44,6 +50,10 @@ struct WorkerLine {
 };
 
 std::string format_run_command(const RunCommand& command);
+/// The header and the member lines of a population.
+std::string format_population_command(const std::vector<RunCommand>& members);
+/// The member count of a `population <n>` header, or empty.
+std::optional<std::size_t> parse_population_header(const std::string& line);
 /// Empty when `line` is not a run command.
 std::optional<RunCommand> parse_run_command(const std::string& line);
 
