@@ -12,6 +12,8 @@
 // CPU seconds each side spends per run (getrusage of the child processes), which stay comparable
 // when other users load the machine; "runs/min on free cores" is 60 x cores / (CPU s per run), with
 // the jobs' cores for modlab and one core for the sequential Python process.
+#include "bench_hier_modular_variants.hpp"
+#include "bench_process.hpp"
 #include "bench_util.hpp"
 
 #include <sys/resource.h>
@@ -30,79 +32,14 @@
 
 namespace fs = std::filesystem;
 
-namespace {
-
-struct Variant {
-  std::string name;     ///< as hier_modular_ref.py --models names it
-  std::string label;    ///< table row
-  std::string sweep;    ///< file under sweeps/hier_modular/
-  std::string zip;      ///< --set sweep.zip=... selecting this variant (and the reference protocol, not the ablation)
-};
-
-const std::vector<Variant> kVariants = {
-    {"mlp", "MLP 6-36-36-36-2", "mlp.toml", R"([{ "dataset.train_noise" = [0.1] }])"},
-    {"modular", "modular, learned routing, tau=2", "modular.toml",
-     R"([{ "model.tau" = [2.0], "model.use_gumbel" = [false], "model.per_sample_routing" = [false], "model.known_module_inputs" = [false] }])"},
-    {"modular_gumbel", "modular, learned, Gumbel, per-sample, tau=1", "modular.toml",
-     R"([{ "model.tau" = [1.0], "model.use_gumbel" = [true], "model.per_sample_routing" = [true], "model.known_module_inputs" = [false] }])"},
-    {"modular_known", "modular, known routing", "modular.toml",
-     R"([{ "model.tau" = [2.0], "model.use_gumbel" = [false], "model.per_sample_routing" = [false], "model.known_module_inputs" = [true] }])"},
-    {"shared", "shared modules, learned", "shared.toml",
-     R"([{ "model.known_module_inputs" = [false], "model.known_module_locations" = [false] }])"},
-    {"shared_known", "shared modules, known routing + locations", "shared.toml",
-     R"([{ "model.known_module_inputs" = [true], "model.known_module_locations" = [true] }])"},
-};
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string self_dir() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  return fs::path(std::string(buf, static_cast<std::size_t>(n))).parent_path().string();
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-/// User + system CPU seconds of every finished child process (and their waited-for descendants):
-/// unlike wall time, it does not grow when other users load the machine.
-double children_cpu() {
-  rusage u{};
-  getrusage(RUSAGE_CHILDREN, &u);
-  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
-  return sec(u.ru_utime) + sec(u.ru_stime);
-}
-
-/// Runs `cmd` and returns (output, wall seconds, CPU seconds of the processes it started).
-struct Timed {
-  std::string out;
-  int code = 0;
-  double wall = 0, cpu = 0;
-};
-Timed timed(const std::string& cmd) {
-  Timed t;
-  const double c0 = children_cpu();
-  const auto t0 = std::chrono::steady_clock::now();
-  t.out = bench::capture(cmd, &t.code);
-  t.wall = seconds_since(t0);
-  t.cpu = children_cpu() - c0;
-  return t;
-}
-
-}  // namespace
+using bench::kVariants;
+using bench::children_cpu;
+using bench::loadavg;
+using bench::quote;
+using bench::seconds_since;
+using bench::self_dir;
+using bench::timed;
+using bench::Timed;
 
 int main(int argc, char** argv) {
   std::string exe = (fs::path(self_dir()) / "modlab").string();
