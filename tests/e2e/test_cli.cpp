@@ -6,6 +6,7 @@
 #include <modlab/runner/h5.hpp>
 
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <sstream>
 #include <thread>
@@ -162,6 +163,38 @@ BOOST_AUTO_TEST_CASE(expand_run_rerun_show) {
                      quote(out.string()) + " " + plug());
   BOOST_TEST(more.code == 0, more.output);
   BOOST_TEST(count_files(out / "runs", ".h5") == 6u);
+}
+
+// Through the scheduler and its workers: seeds train as populations and each member writes its solo
+// run's file; a model that cannot batch gets its runs handed out one by one instead.
+BOOST_AUTO_TEST_CASE(populations_through_the_scheduler) {
+  TempDir d("population");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("[sweep]"), std::string::npos,
+                "[sweep]\ngrid = { \"model.population\" = [true, false] }\nseeds = [0, 1, 2]\n");
+  sweep.replace(sweep.find("name = \"fx\""), 11, "name = \"fx\"\npopulation = 3");
+  write(d.path / "pop.toml", sweep);
+  fs::path out = d.path / "out", solo = d.path / "solo";
+  auto r = run_modlab("run " + quote((d.path / "pop.toml").string()) + " --jobs 2 --out " + quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  BOOST_TEST(r.output.find("(population of 3)") != std::string::npos, r.output);
+  BOOST_TEST(r.output.find("population of 3 cannot train as one (its run logs say why); its runs go one at a time") !=
+                 std::string::npos,
+             r.output);
+  auto alone = run_modlab("run " + quote((d.path / "pop.toml").string()) + " --set run.population=1 --jobs 2 --out " +
+                          quote(solo.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(alone.code == 0, alone.output);
+  const auto together = by_id(out), single = by_id(solo);
+  BOOST_TEST_REQUIRE(together.size() == 6u);
+  for (const auto& [id, s] : together) {
+    BOOST_TEST_REQUIRE(single.count(id) == 1u, id << " has another id alone");  // the same runs, the same ids
+    BOOST_TEST(s.status == "completed", id);
+    const auto log = slurp(out / "runs" / (id + ".log"));
+    const bool batched = s.params.at("model.population") == "true";
+    BOOST_TEST((log.find("one member at a time") == std::string::npos) == batched, log);
+    const double a = s.final_metrics.at("test_loss"), b = single.at(id).final_metrics.at("test_loss");
+    BOOST_TEST(std::abs(a - b) <= 1e-5 * std::max(1.0, std::abs(b)), id << ": " << a << " in a population, " << b << " alone");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_sweep_of_one_run) {

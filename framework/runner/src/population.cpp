@@ -644,18 +644,22 @@ class Population {
 
 namespace {
 
-/// Trains `requests` as one population, or each alone (logging why) when the model cannot.
-std::vector<RunOutcome> train_together(const Registry& registry, const std::vector<RunRequest>& requests) {
+/// Trains `requests` as one population. When the model cannot, says why in every run log and runs
+/// each member alone, or with `alone` false returns nothing (nothing ran).
+std::optional<std::vector<RunOutcome>> train_together(const Registry& registry, const std::vector<RunRequest>& requests,
+                                                      bool alone) {
   if (requests.size() > 1) {
     try {
       return Population(registry, requests).run();
     } catch (const NotBatchable& n) {
       for (const auto& r : requests)
-        if (r.logger) r.logger("population of " + std::to_string(requests.size()) + " runs one member at a time: the model " + n.why);
+        if (r.logger)
+          r.logger("population of " + std::to_string(requests.size()) + " runs one member at a time: the model " + n.why);
     } catch (const std::exception& e) {
       for (const auto& r : requests)
         if (r.logger) r.logger(std::string("population could not start, its members run one at a time: ") + first_line_of(e));
     }
+    if (!alone) return std::nullopt;
   }
   std::vector<RunOutcome> out;
   for (const auto& r : requests) out.push_back(execute_run(registry, r));
@@ -677,7 +681,8 @@ std::size_t population_size(const Registry& registry, const std::vector<RunReque
 
 }  // namespace
 
-std::vector<RunOutcome> execute_population(const Registry& registry, const std::vector<RunRequest>& requests) {
+std::vector<RunOutcome> execute_population(const Registry& registry, const std::vector<RunRequest>& requests,
+                                           bool alone_if_not_batchable) {
   keep_freed_memory();
   for (const auto& r : requests)
     std::filesystem::create_directories(std::filesystem::path(RunPaths::of(r.out_dir, r.run_id).h5).parent_path());
@@ -686,7 +691,10 @@ std::vector<RunOutcome> execute_population(const Registry& registry, const std::
   for (std::size_t first = 0; first < requests.size(); first += size) {
     const std::vector<RunRequest> part(requests.begin() + static_cast<std::ptrdiff_t>(first),
                                        requests.begin() + static_cast<std::ptrdiff_t>(std::min(requests.size(), first + size)));
-    for (auto& o : train_together(registry, part)) out.push_back(std::move(o));
+    // Only the first part may hand its runs back: once runs have trained here, the rest stay here.
+    auto done = train_together(registry, part, alone_if_not_batchable || first > 0);
+    if (!done) return {};
+    for (auto& o : *done) out.push_back(std::move(o));
   }
   return out;
 }

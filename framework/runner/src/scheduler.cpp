@@ -186,6 +186,7 @@ class SweepRun {
         // a worker that exits while it holds a run failed it, even with status 0
         while (w.run) finish_run(w, status < 0 ? status : status == 0 ? 1 : status);
       });
+      write_due_index();
       draw_status(pool);
     }
     status_.clear();
@@ -239,6 +240,11 @@ class SweepRun {
   // The next runs this runner takes: the members of the next population group that no other
   // runner holds (their locks) and that none completed since plan(); empty when none is left.
   std::vector<const RunSpec*> next_runs() {
+    if (!again_.empty()) {  // handed back by a population, already locked
+      const RunSpec* r = again_.front();
+      again_.erase(again_.begin());
+      return {r};
+    }
     while (next_ < groups_.size()) {
       std::vector<const RunSpec*> taken;
       for (const RunSpec* r : groups_[next_]) if (take(*r)) taken.push_back(r);
@@ -344,6 +350,10 @@ class SweepRun {
       if (w.run) finish_run(w, line->code);
       return;
     }
+    if (line->kind == protocol::WorkerLine::Kind::Unbatched) {
+      give_back(w);
+      return;
+    }
     const Progress& p = line->progress;
     w.last = p;
     w.has_progress = true;
@@ -377,6 +387,28 @@ class SweepRun {
     locks_.erase(r.run_id);
     try {
       index_[row_of_.at(r.run_id)] = summarize(r, out_);
+      index_due_ = true;  // written once for all the runs that end together (a population's members)
+    } catch (const std::exception& e) {
+      status_.print(std::string("warning: could not update sweep.h5: ") + e.what());
+    }
+  }
+
+  // A population whose model cannot train as one ran nothing: its runs (still locked by this
+  // runner) go out again one at a time, to whichever workers are free, first.
+  void give_back(Worker& w) {
+    if (!w.run) return;
+    std::vector<const RunSpec*> runs{w.run};
+    runs.insert(runs.end(), w.queued.begin(), w.queued.end());
+    w.run = nullptr;
+    w.queued.clear();
+    status_.print("population of " + std::to_string(runs.size()) + " cannot train as one (its run logs say why); its runs go one at a time");
+    again_.insert(again_.begin(), runs.begin(), runs.end());
+  }
+
+  void write_due_index() {
+    if (!index_due_) return;
+    index_due_ = false;
+    try {
       update_index();
     } catch (const std::exception& e) {
       status_.print(std::string("warning: could not update sweep.h5: ") + e.what());
@@ -462,6 +494,8 @@ class SweepRun {
   std::map<std::string, std::size_t> row_of_;
   std::vector<const RunSpec*> todo_;
   std::vector<std::vector<const RunSpec*>> groups_;  ///< todo_ as populations (one run each without)
+  bool index_due_ = false;  ///< a run ended since the index was last written
+  std::vector<const RunSpec*> again_;  ///< runs of populations that could not batch, to hand out alone
   std::size_t skipped_ = 0, in_shard_ = 0, next_ = 0, done_ = 0, failed_ = 0, interrupted_ = 0, elsewhere_ = 0;
   std::map<std::string, FileLock> locks_;  ///< run id → its lock, while this runner runs it
   int per_run_threads_ = 1;

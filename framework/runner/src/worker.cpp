@@ -143,7 +143,7 @@ std::vector<RunOutcome> run_population(const Registry& registry, const std::vect
       logs.push_back(log);
     }
     requests.front().on_progress = reporter.progress();
-    return execute_population(registry, requests);
+    return execute_population(registry, requests, /*alone_if_not_batchable=*/false);
   } catch (const std::exception& e) {
     std::cerr << "population failed to start: " << e.what() << std::endl;
     return std::vector<RunOutcome>(commands.size(), RunOutcome{RunStatus::Failed, e.what()});
@@ -175,8 +175,9 @@ int worker_main(const std::vector<std::string>& args) {
       RunOutcome outcome = run_one(registry, req, commands.front().spec_file);
       reporter.send(protocol::format_done(protocol::code_of(outcome.status)));
     } else {
-      for (const auto& o : run_population(registry, commands, a, threads, reporter))
-        reporter.send(protocol::format_done(protocol::code_of(o.status)));
+      const auto outcomes = run_population(registry, commands, a, threads, reporter);
+      if (outcomes.empty()) reporter.send(protocol::format_unbatched());  // the scheduler spreads them out
+      for (const auto& o : outcomes) reporter.send(protocol::format_done(protocol::code_of(o.status)));
     }
   }
   return static_cast<int>(interrupts::stop_requested() ? protocol::WorkerCode::Interrupted

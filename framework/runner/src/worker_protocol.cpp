@@ -41,6 +41,8 @@ std::string format_progress(const Progress& p) {
 
 std::string format_done(WorkerCode code) { return "done " + std::to_string(static_cast<int>(code)) + "\n"; }
 
+std::string format_unbatched() { return "unbatched\n"; }
+
 std::optional<WorkerLine> parse_worker_line(const std::string& line) {
   std::istringstream is(line);
   std::string tag;
@@ -54,6 +56,10 @@ std::optional<WorkerLine> parse_worker_line(const std::string& line) {
   }
   if (tag == "done" && (is >> w.code)) {
     w.kind = WorkerLine::Kind::Done;
+    return w;
+  }
+  if (tag == "unbatched") {
+    w.kind = WorkerLine::Kind::Unbatched;
     return w;
   }
   return std::nullopt;

@@ -133,8 +133,11 @@ RunOutcome execute_run(const Registry& registry, const RunRequest& request);
 /// file its solo run writes (with a note `population` = P) and fails, checkpoints and resumes on
 /// its own. When the model cannot be trained that way (a parameter outside modlab::nn layers, a
 /// buffer, a loss term over the whole folded batch, randomness in the training forward) or a member
-/// already has files, each member runs alone through execute_run, and each run log says why.
-std::vector<RunOutcome> execute_population(const Registry& registry, const std::vector<RunRequest>& requests);
+/// already has files, each run log says why and, with `alone_if_not_batchable`, each member runs
+/// alone through execute_run; without it nothing runs and the result is empty (a worker hands the
+/// runs back to the scheduler, which spreads them over its workers).
+std::vector<RunOutcome> execute_population(const Registry& registry, const std::vector<RunRequest>& requests,
+                                           bool alone_if_not_batchable = true);
 
 /// "completed" if `<out>/runs/<id>.h5` says so, "failed" if it says failed, "partial" if only a
 /// .partial or checkpoint exists, "" if nothing.

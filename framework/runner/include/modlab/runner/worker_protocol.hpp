@@ -12,6 +12,8 @@
 //       progress <phase> <phase_index> <phases> <epoch> <epochs> <loss> <step>   (at most every 0.2 s)
 //       done <code>                                                               (once per run,
 //                                                                                  members in order)
+//       unbatched          (instead of the done lines of a population whose model cannot train as
+//                           one: nothing ran; the scheduler hands its members out one by one)
 //     where <code> is a WorkerCode.
 //   The worker's stdout/stderr go to the current run's log (runs/<id>.log).
 //   A worker that dies instead fails only the run it was on; the scheduler reads the signal.
@@ -44,7 +46,7 @@ struct RunCommand {
 
 /// A line the worker sent: progress of its run, or the end of it.
 struct WorkerLine {
-  enum class Kind { Progress, Done } kind = Kind::Progress;
+  enum class Kind { Progress, Done, Unbatched } kind = Kind::Progress;
   Progress progress;  ///< Kind::Progress
   int code = 0;       ///< Kind::Done: a WorkerCode value
 };
@@ -59,6 +61,8 @@ std::optional<RunCommand> parse_run_command(const std::string& line);
 
 std::string format_progress(const Progress& progress);
 std::string format_done(WorkerCode code);
+/// The answer to a population that cannot train as one: its runs were not started.
+std::string format_unbatched();
 /// Empty when `line` is neither a progress nor a done line.
 std::optional<WorkerLine> parse_worker_line(const std::string& line);
 
