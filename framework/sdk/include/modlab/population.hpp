@@ -10,8 +10,9 @@
 /// plain scalar mean otherwise, so each member's gradient is exactly its solo gradient. A term that
 /// comes back as a scalar under a population (a loss over the whole folded batch: a batch-level
 /// regulariser, say) makes the host run that sweep's members one by one instead; so does a
-/// forward that draws random numbers, a parameter outside the modlab::nn layers, or a buffer
-/// (BatchNorm statistics). `Model::loss`'s default already uses `member_mean`.
+/// forward that draws random numbers, a trained parameter that no override reaches (one outside
+/// the modlab::nn layers and other Overridable modules), or a buffer that differs between members
+/// or that the step changes (BatchNorm statistics). `Model::loss`'s default uses `member_mean`.
 
 #include <modlab/export.hpp>
 
