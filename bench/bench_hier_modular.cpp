@@ -76,10 +76,7 @@ int main(int argc, char** argv) {
 
   fs::remove_all(out);
   fs::create_directories(out);
-  const std::string common = " --set 'sweep.grid={ \"dataset.structure\" = [[6, 3, 2, 2]], \"dataset.train_fraction\" = "
-                             "[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }' --set sweep.seeds=" +
-                             std::to_string(seeds) + " --set train.epochs=" + std::to_string(epochs);
-  std::regex done_re(R"(done in [0-9:]+: ([0-9]+) completed, ([0-9]+) failed)");
+  const std::string common = bench::boolean_grid_sets(seeds, epochs);
 
   struct Row {
     std::string label;
@@ -105,11 +102,7 @@ int main(int argc, char** argv) {
     r.wall = t.wall;
     r.cpu = t.cpu;
     std::ofstream(fs::path(out) / (v.name + ".log")) << t.out;
-    std::smatch m;
-    if (std::regex_search(t.out, m, done_re)) {
-      r.runs = std::stoi(m[1]);
-      r.failed = std::stoi(m[2]);
-    }
+    bench::sweep_counts(t.out, r.runs, r.failed);
     if (t.code != 0 || r.runs == 0) {
       std::cerr << "modlab failed for " << v.name << " (exit " << t.code << "); log: " << out << "/" << v.name << ".log\n"
                 << t.out.substr(t.out.size() > 2000 ? t.out.size() - 2000 : 0) << "\n";

@@ -28,4 +28,12 @@ const std::vector<Variant> kVariants = {
      R"([{ "model.known_module_inputs" = [true], "model.known_module_locations" = [true] }])"},
 };
 
+/// The --set arguments selecting the [6,3,2,2] half of the Boolean sweeps: 7 training fractions,
+/// `seeds` seeds, `epochs` epochs.
+inline std::string boolean_grid_sets(int seeds, int epochs) {
+  return " --set 'sweep.grid={ \"dataset.structure\" = [[6, 3, 2, 2]], \"dataset.train_fraction\" = "
+         "[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }' --set sweep.seeds=" +
+         std::to_string(seeds) + " --set train.epochs=" + std::to_string(epochs);
+}
+
 }  // namespace bench

@@ -19,7 +19,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,13 +61,9 @@ Measured run_sweep(const std::string& exe, const Workload& w, int population, in
   Measured m;
   m.wall = t.wall;
   m.cpu = t.cpu;
-  std::smatch match;
-  static const std::regex done_re(R"(done in [0-9:]+: ([0-9]+) completed, ([0-9]+) failed)");
-  if (t.code != 0 || !std::regex_search(t.out, match, done_re))
+  if (t.code != 0 || !bench::sweep_counts(t.out, m.runs, m.failed))
     throw std::runtime_error("modlab failed for " + w.name + " (exit " + std::to_string(t.code) + "); log: " + dir.string() +
                              ".log\n" + t.out.substr(t.out.size() > 2000 ? t.out.size() - 2000 : 0));
-  m.runs = std::stoi(match[1]);
-  m.failed = std::stoi(match[2]);
   m.batched = population > 1 ? m.runs + m.failed - solo_members(dir) : 0;
   return m;
 }
@@ -77,9 +72,7 @@ std::vector<Workload> workloads(int seeds, int hier_seeds, int hier_epochs, int 
   std::vector<Workload> out;
   out.push_back({"quickstart", "quick-start grid (moe, toy, E = 1, 2, 4)", "sweeps/quickstart.toml",
                  " --set sweep.seeds=" + std::to_string(seeds), seeds});
-  const std::string grid = " --set 'sweep.grid={ \"dataset.structure\" = [[6, 3, 2, 2]], \"dataset.train_fraction\" = "
-                           "[0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] }' --set sweep.seeds=" +
-                           std::to_string(hier_seeds) + " --set train.epochs=" + std::to_string(hier_epochs);
+  const std::string grid = bench::boolean_grid_sets(hier_seeds, hier_epochs);
   for (const auto& v : bench::kVariants)
     out.push_back({"hier_" + v.name, "hier_modular " + v.label, "sweeps/hier_modular/" + v.sweep,
                    grid + " --set " + bench::quote("sweep.zip=" + v.zip), hier_seeds});

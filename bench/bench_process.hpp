@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 namespace bench {
@@ -63,5 +64,16 @@ inline Timed timed(const std::string& cmd) {
   return t;
 }
 
+
+/// The completed and failed counts of `modlab run`'s last line ("done in …: N completed, M failed"),
+/// or false when `out` has no such line.
+inline bool sweep_counts(const std::string& out, int& completed, int& failed) {
+  static const std::regex done_re(R"(done in [0-9:]+: ([0-9]+) completed, ([0-9]+) failed)");
+  std::smatch m;
+  if (!std::regex_search(out, m, done_re)) return false;
+  completed = std::stoi(m[1]);
+  failed = std::stoi(m[2]);
+  return true;
+}
 
 }  // namespace bench

@@ -666,17 +666,10 @@ std::optional<std::vector<RunOutcome>> train_together(const Registry& registry, 
   return out;
 }
 
-/// How many of `requests` train at once: all, or for `[run] population = "auto"` (0) the measured size.
-std::size_t population_size(const Registry& registry, const std::vector<RunRequest>& requests) {
-  if (requests.size() < 2) return requests.size();
+/// Whether the runs asked for `[run] population = "auto"` (stored as 0).
+bool auto_size(const std::vector<RunRequest>& requests) {
   const Config root(requests.front().config, "");
-  if (!root.has("run") || !root.sub("run").has("population") || root.sub("run").get<std::int64_t>("population") != 0)
-    return requests.size();
-  try {
-    return Population(registry, requests).measured_size();
-  } catch (const std::exception&) {
-    return requests.size();  // train_together says why they cannot train as one
-  }
+  return root.has("run") && root.sub("run").has("population") && root.sub("run").get<std::int64_t>("population") == 0;
 }
 
 }  // namespace
@@ -686,7 +679,16 @@ std::vector<RunOutcome> execute_population(const Registry& registry, const std::
   keep_freed_memory();
   for (const auto& r : requests)
     std::filesystem::create_directories(std::filesystem::path(RunPaths::of(r.out_dir, r.run_id).h5).parent_path());
-  const std::size_t size = population_size(registry, requests);
+  std::size_t size = requests.size();
+  if (requests.size() > 1 && auto_size(requests)) {
+    try {
+      Population all(registry, requests);
+      size = all.measured_size();
+      if (size >= requests.size()) return all.run();  // the members built for measuring train as they are
+    } catch (const std::exception&) {
+      // train_together below says in every run log why they cannot train as one
+    }
+  }
   std::vector<RunOutcome> out;
   for (std::size_t first = 0; first < requests.size(); first += size) {
     const std::vector<RunRequest> part(requests.begin() + static_cast<std::ptrdiff_t>(first),
