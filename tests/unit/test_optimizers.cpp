@@ -7,6 +7,7 @@
 #include <modlab/runner/optimizers.hpp>
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <functional>
 #include <sstream>
@@ -101,6 +102,19 @@ BOOST_AUTO_TEST_CASE(state_saved_by_one_loads_into_the_other) {
   BOOST_TEST(st.step() == 3);
 }
 
+BOOST_AUTO_TEST_CASE(zero_grad_zeroes_in_place_on_every_libtorch) {
+  // LibTorch 2's Optimizer::zero_grad sets gradients to none; modlab's keeps them, zeroed.
+  auto p = make_params(torch::kFloat);
+  torch::optim::SGD opt(p, torch::optim::SGDOptions(0.1).momentum(0.9));
+  (p[0].sum() + p[1].sum()).backward();
+  const void* before = p[0].grad().data_ptr();
+  zero_grad(opt);
+  BOOST_TEST_REQUIRE(p[0].grad().defined());
+  BOOST_TEST(p[0].grad().data_ptr() == before);
+  BOOST_TEST(p[0].grad().abs().sum().item<double>() == 0.0);
+  BOOST_TEST(!p[2].grad().defined());  // never had one
+}
+
 BOOST_AUTO_TEST_CASE(a_group_is_updated_in_one_flat_buffer_and_keeps_its_tensors) {
   auto p = make_params(torch::kFloat);
   const std::vector<const void*> impls = {p[0].unsafeGetTensorImpl(), p[1].unsafeGetTensorImpl(),
@@ -131,7 +145,11 @@ BOOST_AUTO_TEST_CASE(a_group_is_updated_in_one_flat_buffer_and_keeps_its_tensors
   opt.zero_grad();
   BOOST_TEST(p[2].grad().abs().sum().item<double>() == 0.0);
   (p[0].sum() + p[1].sum() + p[2].sum()).backward();
+#if TORCH_VERSION_MAJOR >= 2
+  static_cast<torch::optim::Optimizer&>(opt).zero_grad(/*set_to_none=*/false);
+#else
   static_cast<torch::optim::Optimizer&>(opt).zero_grad();
+#endif
   BOOST_TEST(p[2].grad().abs().sum().item<double>() == 0.0);
   BOOST_TEST(next_to(p[1].grad(), p[2].grad()));
 }

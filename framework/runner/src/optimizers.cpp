@@ -1,6 +1,7 @@
 // Adam and RMSprop steps as LibTorch 1.13's, with the constants as cached 0-dim tensors and each
 // parameter group updated as one flat block where possible (optimizers.hpp).
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <iterator>
@@ -195,7 +196,14 @@ void FlatGroups::zero_grad(std::vector<optim::OptimizerParamGroup>& groups) {
 void zero_grad(optim::Optimizer& opt) {
   if (auto* adam = dynamic_cast<FastAdam*>(&opt)) return adam->zero_grad();
   if (auto* rms = dynamic_cast<FastRMSprop*>(&opt)) return rms->zero_grad();
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2 sets gradients to none by default, so a parameter without a gradient in a step
+  // would skip its update (momentum, weight decay) there and not on LibTorch 1: zeroing in place
+  // on every version keeps a run's numbers independent of the LibTorch it was built against.
+  opt.zero_grad(/*set_to_none=*/false);
+#else
   opt.zero_grad();
+#endif
 }
 
 namespace {

@@ -112,7 +112,8 @@ torch::Tensor FlatOptimizer<torch::optim::RMSprop>::step(LossClosure closure);
 using FastAdam = FlatOptimizer<torch::optim::Adam>;
 using FastRMSprop = FlatOptimizer<torch::optim::RMSprop>;
 
-/// `opt.zero_grad()`, through FastAdam / FastRMSprop's flat version where `opt` is one.
+/// `opt.zero_grad()`, through FastAdam / FastRMSprop's flat version where `opt` is one; gradients
+/// are zeroed in place, never set to none, on LibTorch 1 and 2 alike.
 void zero_grad(torch::optim::Optimizer& opt);
 
 }  // namespace modlab::runner
