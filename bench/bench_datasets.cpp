@@ -14,6 +14,7 @@
 #include <modlab/dataset.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <unistd.h>
 
@@ -292,8 +293,7 @@ int main(int argc, char** argv) {
     Result hit = run_child("celeba 1 samples=0 cache_dir=" + cache_dir.string() + " root=" + folder.string(), repeat);
     add("CelebA, same " + std::to_string(celeba_images) + " images from the cache file", "1", hit,
         hit.empty() ? "failed" : bench::num(hit["seconds"], 3) + " s (" + bench::num(rate(hit), 0) + " img/s)", "-", "-");
-    std::error_code ec;
-    fs::remove_all(folder, ec);
+    modlab::runner::remove_tree(folder);
   } else {
     std::cout << "CelebA annotations not found in " << celeba.string() << ": CelebA rows skipped\n";
   }

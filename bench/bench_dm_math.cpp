@@ -9,6 +9,7 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/sweep.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <unistd.h>
 
@@ -51,13 +52,13 @@ int main(int argc, char** argv) {
   double parse = 1e9, first = 1e9, mapped = 1e9;
   for (int r = 0; r < repeat; ++r) {
     parse = std::min(parse, open_seconds(host, base + "cache = false\n", &pairs));
-    fs::remove_all(cache);
+    modlab::runner::remove_tree(cache);
     first = std::min(first, open_seconds(host, base + "cache_dir = \"" + cache.string() + "\"\n", &pairs));
     mapped = std::min(mapped, open_seconds(host, base + "cache_dir = \"" + cache.string() + "\"\n", &pairs));
   }
   std::uintmax_t bytes = 0;
   for (const auto& e : fs::directory_iterator(cache)) bytes += fs::file_size(e.path());
-  fs::remove_all(cache);
+  modlab::runner::remove_tree(cache);
   std::cout << "dm_math open, " << root << ": " << pairs << " question/answer pairs, cache " << bytes
             << " bytes; fastest of " << repeat << "\n\n";
   bench::table({"open", "seconds", "pairs per second", "× the cached open"},

@@ -15,6 +15,7 @@
 #include "bench_hier_modular_variants.hpp"
 #include "bench_process.hpp"
 #include "bench_util.hpp"
+#include <modlab/runner/remove_tree.hpp>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
   std::cout << "- cores: " << std::thread::hardware_concurrency() << ", load average at start: " << loadavg() << "\n";
   std::cout.flush();
 
-  fs::remove_all(out);
+  modlab::runner::remove_tree(out);
   fs::create_directories(out);
   const std::string common = bench::boolean_grid_sets(seeds, epochs);
 

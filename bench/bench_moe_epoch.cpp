@@ -17,6 +17,7 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -56,7 +57,7 @@ Secs seconds_per_epoch(Registry& reg, const std::string& text, int epochs, int t
     cpu.push_back(cpu_now());
   };
   const auto outcome = execute_run(reg, req);
-  fs::remove_all(out);
+  modlab::runner::remove_tree(out);
   if (outcome.status != RunStatus::Completed || marks.size() < 3) {
     std::cerr << "bench run failed: " << outcome.error << "\n";
     std::exit(1);

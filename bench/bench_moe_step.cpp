@@ -9,6 +9,7 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -119,7 +120,7 @@ eval_splits = ["test"]
       marks.emplace_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), p.step);
     };
     auto outcome = execute_run(reg, req);
-    fs::remove_all(out);
+    modlab::runner::remove_tree(out);
     if (outcome.status != RunStatus::Completed || marks.size() < 3) {
       std::cerr << "bench run failed: " << outcome.error << "\n";
       std::exit(1);

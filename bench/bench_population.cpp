@@ -7,14 +7,22 @@
 //
 //   build/bin/bench_population [--exe build/bin/modlab] [--jobs 2] [--seeds 32] [--hier-seeds 10]
 //                              [--hier-epochs 1000] [--goe-epochs 2] [--only NAME] [--out /tmp/bench_population]
+//                              [--device cuda --members 32 [--member-epochs 200]]
 //
 // Workloads: the quick-start grid (moe on toy multi_class, E = 1, 2, 4) with --seeds seeds per
 // width; the [6,3,2,2] half of the hier_modular Boolean sweeps (7 training fractions x --hier-seeds
 // seeds) for each model variant of bench_hier_modular; one goe width on Rotated MNIST with 5 seeds
 // for each of its 3 networks (--goe-epochs of the reference's 100; needs MODLAB_DATA_DIR).
+//
+// With --device (the GPU benchmark, e.g. --device cuda), it measures instead the wall time of one
+// run against a population of --members runs, each a single `modlab run --jobs 1 --device ...`:
+// the quick-start moe (E = 4) and the [6,3,2,2] Boolean MLP and known-routing network at train
+// fraction 0.5 (--member-epochs epochs). The goal on a GPU: --members members in at most twice the
+// wall time of one.
 #include "bench_hier_modular_variants.hpp"
 #include "bench_process.hpp"
 #include "bench_util.hpp"
+#include <modlab/runner/remove_tree.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -51,11 +59,13 @@ int solo_members(const fs::path& dir) {
   return n;
 }
 
-Measured run_sweep(const std::string& exe, const Workload& w, int population, int jobs, const fs::path& dir) {
+Measured run_sweep(const std::string& exe, const Workload& w, int population, int jobs, const fs::path& dir,
+                   const std::string& device = "") {
   const fs::path src(MODLAB_SOURCE_DIR);
   const std::string cmd = bench::quote(exe) + " run " + bench::quote((src / w.sweep).string()) + " --jobs " +
                           std::to_string(jobs) + " --out " + bench::quote(dir.string()) + w.sets +
-                          " --set run.population=" + std::to_string(population) + " 2>&1";
+                          " --set run.population=" + std::to_string(population) +
+                          (device.empty() ? "" : " --device " + bench::quote(device)) + " 2>&1";
   const bench::Timed t = bench::timed(cmd);
   std::ofstream(dir.string() + ".log") << t.out;
   Measured m;
@@ -83,12 +93,49 @@ std::vector<Workload> workloads(int seeds, int hier_seeds, int hier_epochs, int 
   return out;
 }
 
+/// The one-against-many workloads of --device: `sets` without the seeds.
+std::vector<Workload> member_workloads(int epochs) {
+  const std::string boolean = " --set 'sweep.grid={ \"dataset.structure\" = [[6, 3, 2, 2]], \"dataset.train_fraction\" = "
+                              "[0.5] }' --set train.epochs=" + std::to_string(epochs) + " --set sweep.zip=";
+  return {{"quickstart", "quick-start moe, toy, E = 4", "sweeps/quickstart.toml",
+           " --set 'sweep.grid={ \"model.num_experts\" = [4] }'", 0},
+          {"hier_mlp", "hier_modular " + bench::kVariants[0].label, "sweeps/hier_modular/" + bench::kVariants[0].sweep,
+           boolean + bench::quote(bench::kVariants[0].zip), 0},
+          {"hier_known", "hier_modular " + bench::kVariants[3].label, "sweeps/hier_modular/" + bench::kVariants[3].sweep,
+           boolean + bench::quote(bench::kVariants[3].zip), 0}};
+}
+
+/// One run alone against a population of `members` runs on `device`, each workload in turn.
+int members_table(const std::string& exe, const std::string& device, int members, int epochs, const std::string& only,
+                  const fs::path& out) {
+  std::vector<std::vector<std::string>> rows;
+  for (auto w : member_workloads(epochs)) {
+    if (!only.empty() && w.name.find(only) == std::string::npos) continue;
+    const std::string sets = w.sets;
+    w.sets = sets + " --set sweep.seeds=1";
+    const Measured one = run_sweep(exe, w, 1, 1, out / (w.name + "_one"), device);
+    w.sets = sets + " --set sweep.seeds=" + std::to_string(members);
+    const Measured many = run_sweep(exe, w, members, 1, out / (w.name + "_members"), device);
+    rows.push_back({w.label, std::to_string(many.batched) + "/" + std::to_string(many.runs + many.failed),
+                    bench::num(one.wall, 2), bench::num(many.wall, 2), bench::num(many.wall / one.wall, 2) + "x"});
+    std::cout << "  " << w.name << ": one " << bench::num(one.wall, 2) << " s, " << members << " members "
+              << bench::num(many.wall, 2) << " s\n";
+    std::cout.flush();
+  }
+  std::cout << "\n";
+  bench::table({"workload", "members batched", "1 run s", std::to_string(members) + " members s",
+                "ratio (goal <= 2x)"},
+               rows);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string exe = (fs::path(bench::self_dir()) / "modlab").string();
   std::string out = (fs::temp_directory_path() / "bench_population").string(), only;
-  int jobs = 2, seeds = 32, hier_seeds = 10, hier_epochs = 1000, goe_epochs = 2;
+  std::string device;
+  int jobs = 2, seeds = 32, hier_seeds = 10, hier_epochs = 1000, goe_epochs = 2, members = 32, member_epochs = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--exe") exe = v;
@@ -98,6 +145,9 @@ int main(int argc, char** argv) {
     else if (a == "--hier-epochs") hier_epochs = std::stoi(v);
     else if (a == "--goe-epochs") goe_epochs = std::stoi(v);
     else if (a == "--only") only = v;
+    else if (a == "--device") device = v;
+    else if (a == "--members") members = std::stoi(v);
+    else if (a == "--member-epochs") member_epochs = std::stoi(v);
     else if (a == "--out") out = v;
     else {
       std::cerr << "unknown option " << a << "\n";
@@ -108,13 +158,24 @@ int main(int argc, char** argv) {
     std::cerr << "modlab executable not found: " << exe << " (pass --exe)\n";
     return 2;
   }
-  std::cout << "# population training: sweep throughput\n\n- modlab: " << exe << " run --jobs " << jobs
-            << "; each sweep once with run.population = 1 and once with P\n- BLAS: " << bench::active_blas()
-            << "\n- cores: " << std::thread::hardware_concurrency() << ", load average at start: " << bench::loadavg()
-            << "\n\n";
+  std::cout << "# population training: sweep throughput\n\n- modlab: " << exe
+            << (device.empty() ? " run --jobs " + std::to_string(jobs) +
+                                     "; each sweep once with run.population = 1 and once with P"
+                               : " run --jobs 1 --device " + device + "; one run, then " + std::to_string(members) +
+                                     " seeds as one population")
+            << "\n- BLAS: " << bench::active_blas() << "\n- cores: " << std::thread::hardware_concurrency()
+            << ", load average at start: " << bench::loadavg() << "\n\n";
   std::cout.flush();
-  fs::remove_all(out);
+  modlab::runner::remove_tree(out);
   fs::create_directories(out);
+  if (!device.empty()) {
+    try {
+      return members_table(exe, device, members, member_epochs, only, out);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 1;
+    }
+  }
   std::vector<std::vector<std::string>> rows;
   for (const auto& w : workloads(seeds, hier_seeds, hier_epochs, goe_epochs)) {
     if (!only.empty() && w.name.find(only) == std::string::npos) continue;

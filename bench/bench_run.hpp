@@ -4,6 +4,7 @@
 #include <modlab/config.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <filesystem>
 #include <memory>
@@ -16,7 +17,7 @@ namespace bench {
 inline modlab::runner::RunRequest run_request(const modlab::Value& cfg, const std::string& name, int threads) {
   namespace fs = std::filesystem;
   const fs::path out = fs::temp_directory_path() / name;
-  fs::remove_all(out);
+  modlab::runner::remove_tree(out);
   modlab::runner::RunRequest req;
   req.config = std::make_shared<const modlab::Value>(cfg);
   req.run_id = modlab::runner::run_id_of(cfg);

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
+#include <modlab/runner/remove_tree.hpp>
 
 namespace e2e {
 
@@ -93,11 +94,11 @@ struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& tag) {
     path = fs::temp_directory_path() / ("modlab_e2e_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
   ~TempDir() {
-    if (!std::getenv("MODLAB_KEEP_TEST_FILES")) fs::remove_all(path);
+    if (!std::getenv("MODLAB_KEEP_TEST_FILES")) modlab::runner::remove_tree(path);
   }
 };
 

@@ -6,6 +6,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <sys/stat.h>
 
@@ -73,7 +74,7 @@ struct TempDir {
   ~TempDir() {
     std::error_code ec;
     fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
+    modlab::runner::remove_tree(path);
   }
   std::string str() const { return path.string(); }
 };
@@ -330,7 +331,7 @@ BOOST_AUTO_TEST_CASE(cache_beside_data_or_fallback) {
   // a writable data folder gets the cache beside the data
   Loaded l = load({{"root", str(dir.str())}});
   BOOST_TEST(contains(l.dataset->spec().info.at("cache_file"), (dir.path / ".modlab_cache").string()));
-  fs::remove_all(dir.path / ".modlab_cache");
+  modlab::runner::remove_tree(dir.path / ".modlab_cache");
 
   // a read-only one (by its permission bits, even for root) sends it to $MODLAB_CACHE_DIR
   fs::permissions(dir.path, fs::perms::owner_write | fs::perms::group_write | fs::perms::others_write,

@@ -13,6 +13,7 @@
 #include "model_builders.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -40,10 +41,10 @@ fs::path data_dir() {
 struct Temp {
   fs::path path = fs::temp_directory_path() / ("modlab_dm_math_" + std::to_string(::getpid()));
   Temp() {
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
-  ~Temp() { fs::remove_all(path); }
+  ~Temp() { modlab::runner::remove_tree(path); }
   void write(const std::string& rel, const std::string& text) const {
     fs::create_directories((path / rel).parent_path());
     std::ofstream(path / rel, std::ios::binary) << text;

@@ -6,6 +6,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <zlib.h>
 
@@ -67,8 +68,7 @@ struct TempDir {
     fs::create_directories(path);
   }
   ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
+    modlab::runner::remove_tree(path);
   }
   std::string str() const { return path.string(); }
 };

@@ -6,6 +6,7 @@
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -31,10 +32,10 @@ struct TempDir {
   TempDir() {
     static int counter = 0;
     path = fs::temp_directory_path() / ("modlab_population_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { modlab::runner::remove_tree(path); }
 };
 
 /// The run of config `text` with `seed` and the `key=value` overrides `sets`, writing under `out`.

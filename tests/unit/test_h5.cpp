@@ -3,6 +3,7 @@
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <hdf5.h>
 #include <hdf5_hl.h>
@@ -36,12 +37,11 @@ struct TmpDir {
   TmpDir() {
     static int counter = 0;
     path = fs::temp_directory_path() / ("modlab_test_h5_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
   ~TmpDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
+    modlab::runner::remove_tree(path);
   }
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };

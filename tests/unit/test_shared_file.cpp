@@ -9,6 +9,7 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/sweep.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <unistd.h>
 
@@ -27,10 +28,10 @@ namespace {
 struct Folder {
   fs::path path = fs::temp_directory_path() / ("modlab_shared_" + std::to_string(::getpid()));
   Folder() {
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
-  ~Folder() { fs::remove_all(path); }
+  ~Folder() { modlab::runner::remove_tree(path); }
 };
 
 std::unique_ptr<RunHost> host_for(const fs::path& out, std::uint64_t seed, const std::string& dataset) {

@@ -6,6 +6,7 @@
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/slurm.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -45,7 +46,7 @@ std::string arguments_passed(SlurmJob j, int task, const std::string& env = "") 
   char buf[512];
   for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
   pclose(p);
-  fs::remove_all(dir);
+  modlab::runner::remove_tree(dir);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <modlab/errors.hpp>
 #include <modlab/runner/sweep.hpp>
+#include <modlab/runner/remove_tree.hpp>
 #include <random>
 #include <regex>
 #include <set>
@@ -415,7 +416,7 @@ BOOST_AUTO_TEST_CASE(load_sweep_reads_files) {
   std::string msg = error_of([&] { load_sweep((dir / "missing.toml").string()); });
   BOOST_TEST(contains(msg, "cannot read sweep file"));
   BOOST_TEST(contains(msg, "missing.toml"));
-  fs::remove_all(dir);
+  modlab::runner::remove_tree(dir);
 }
 
 BOOST_AUTO_TEST_CASE(format_expansion_layout) {

@@ -9,6 +9,7 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -41,10 +42,10 @@ struct TempDir {
   fs::path path;
   TempDir() {
     path = fs::temp_directory_path() / ("modlab_trainer_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-    fs::remove_all(path);
+    modlab::runner::remove_tree(path);
     fs::create_directories(path);
   }
-  ~TempDir() { fs::remove_all(path); }
+  ~TempDir() { modlab::runner::remove_tree(path); }
   static int& counter() {
     static int c = 0;
     return c;

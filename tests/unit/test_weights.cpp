@@ -11,6 +11,7 @@
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 #include <modlab/runner/weights.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -44,7 +45,7 @@ struct TrainedRun {
   std::string run_id;
   TrainedRun() {
     out = fs::temp_directory_path() / ("modlab_weights_" + std::to_string(::getpid()));
-    fs::remove_all(out);
+    modlab::runner::remove_tree(out);
     Value v = parse_toml(kRun, "trained.toml");
     RunRequest r;
     r.config = std::make_shared<const Value>(v);
@@ -57,7 +58,7 @@ struct TrainedRun {
     if (outcome.status != RunStatus::Completed) throw std::runtime_error("fixture run failed: " + outcome.error);
     run_id = r.run_id;
   }
-  ~TrainedRun() { fs::remove_all(out); }
+  ~TrainedRun() { modlab::runner::remove_tree(out); }
   std::map<std::string, torch::Tensor> saved() const {
     return read_weights_file(RunPaths::of(out.string(), run_id).weights);
   }

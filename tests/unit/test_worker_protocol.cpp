@@ -6,6 +6,7 @@
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/worker_protocol.hpp>
+#include <modlab/runner/remove_tree.hpp>
 
 #include <sched.h>
 #include <unistd.h>
@@ -102,5 +103,5 @@ BOOST_AUTO_TEST_CASE(default_threads_follow_the_affinity_mask_and_the_cgroup_quo
   BOOST_TEST(limit("50000 100000\n") == 1);
   BOOST_TEST(limit("garbage") == 0);
   BOOST_TEST(modlab::runner::cgroup_cpu_limit((dir / "absent").string()) == 0);
-  std::filesystem::remove_all(dir);
+  modlab::runner::remove_tree(dir);
 }
