@@ -6,6 +6,11 @@ function(modlab_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
   if(MODLAB_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
+    # g++ 13 warns inside PyTorch 2's torch/csrc/autograd/custom_function.h (std::vector<bool>
+    # reserve, inlined from libstdc++): shown, not fatal.
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_GREATER_EQUAL 13)
+      target_compile_options(${target} PRIVATE -Wno-error=array-bounds)
+    endif()
   endif()
 endfunction()
 

@@ -93,7 +93,8 @@ std::vector<Stage> stage_list(const AnalyzerOptions& o, const DatasetSpec& spec)
     for (const auto& t : spec.subtasks) names.push_back(t.name);
   std::set<std::string> seen(control ? std::set<std::string>{"full"} : std::set<std::string>{});
   for (const auto& n : names) {
-    const SubTask& t = find_subtask(spec, n, "model.stages");
+    static const std::string kKey = "model.stages";  // no temporary: t refers into spec
+    const SubTask& t = find_subtask(spec, n, kKey);
     if (!seen.insert(n).second)
       throw ConfigError("model.stages: stage '" + n + "' appears twice" +
                         (n == "full" ? " (\"full\" is the control stage's name)" : ""));

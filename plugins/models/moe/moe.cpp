@@ -384,8 +384,8 @@ class MoeModel : public Model {
 
   Losses loss(const Batch& batch, const Output& out) override {
     // Undefined after the lean forward of the training step, where no term below reads them.
-    const auto& g = aux_or_undefined(out, "gate");
-    const auto& f = aux_or_undefined(out, "experts");
+    const torch::Tensor g = aux_or_undefined(out, "gate");
+    const torch::Tensor f = aux_or_undefined(out, "experts");
     const auto& y = batch.targets;
     if (auto only = method_->phase_loss(*this, batch, out)) return *only;
     if (opt_.expert_objective == "own_classes") {
