@@ -91,6 +91,15 @@ RunRequest request_of(const protocol::RunCommand& c, const WorkerArgs& a, int th
   return req;
 }
 
+/// A run log's last line: how the run ended.
+void log_outcome(std::ostream& log, const RunOutcome& outcome) {
+  switch (outcome.status) {
+    case RunStatus::Completed: log << "completed" << std::endl; break;
+    case RunStatus::Interrupted: log << "interrupted" << std::endl; break;
+    case RunStatus::Failed: log << "failed: " << outcome.error << std::endl; break;
+  }
+}
+
 RunOutcome run_one(const Registry& registry, RunRequest& req, const std::string& spec_file) {
   std::cerr << "run " << req.run_id << " (seed " << req.seed << ", " << req.threads << " threads, "
             << req.device.str() << ", worker " << getpid() << ")" << std::endl;
@@ -101,11 +110,7 @@ RunOutcome run_one(const Registry& registry, RunRequest& req, const std::string&
   } catch (const std::exception& e) {
     outcome = RunOutcome{RunStatus::Failed, e.what()};
   }
-  switch (outcome.status) {
-    case RunStatus::Completed: std::cerr << "completed" << std::endl; break;
-    case RunStatus::Interrupted: std::cerr << "interrupted" << std::endl; break;
-    case RunStatus::Failed: std::cerr << "failed: " << outcome.error << std::endl; break;
-  }
+  log_outcome(std::cerr, outcome);
   return outcome;
 }
 
@@ -143,10 +148,14 @@ std::vector<RunOutcome> run_population(const Registry& registry, const std::vect
       logs.push_back(log);
     }
     requests.front().on_progress = reporter.progress();
-    return execute_population(registry, requests, /*alone_if_not_batchable=*/false);
+    auto outcomes = execute_population(registry, requests, /*alone_if_not_batchable=*/false);
+    for (std::size_t i = 0; i < outcomes.size(); ++i) log_outcome(*logs[i], outcomes[i]);  // none: handed back
+    return outcomes;
   } catch (const std::exception& e) {
     std::cerr << "population failed to start: " << e.what() << std::endl;
-    return std::vector<RunOutcome>(commands.size(), RunOutcome{RunStatus::Failed, e.what()});
+    const RunOutcome failed{RunStatus::Failed, e.what()};
+    for (const auto& log : logs) log_outcome(*log, failed);
+    return std::vector<RunOutcome>(commands.size(), failed);
   }
 }
 
