@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cmath>
 #include <chrono>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -192,9 +193,33 @@ BOOST_AUTO_TEST_CASE(populations_through_the_scheduler) {
     const auto log = slurp(out / "runs" / (id + ".log"));
     const bool batched = s.params.at("model.population") == "true";
     BOOST_TEST((log.find("one member at a time") == std::string::npos) == batched, log);
+    BOOST_TEST(log.size() >= 10u);
+    BOOST_TEST(log.compare(log.size() - 10, 10, "completed\n") == 0, log);  // a member's last line too
     const double a = s.final_metrics.at("test_loss"), b = single.at(id).final_metrics.at("test_loss");
     BOOST_TEST(std::abs(a - b) <= 1e-5 * std::max(1.0, std::abs(b)), id << ": " << a << " in a population, " << b << " alone");
   }
+}
+
+// One group that cannot batch: its runs come back one at a time to the one worker the group was
+// given all the threads for, not to more workers (which would oversubscribe them).
+BOOST_AUTO_TEST_CASE(a_handed_back_group_stays_on_its_worker) {
+  TempDir d("population_one_group");
+  std::string sweep = kSweep;
+  sweep.replace(sweep.find("[sweep]"), std::string::npos, "[sweep]\nseeds = [0, 1, 2]\n");
+  sweep.replace(sweep.find("name = \"fx\""), 11, "name = \"fx\"\npopulation = 3");
+  write(d.path / "one_group.toml", sweep);
+  fs::path out = d.path / "out";
+  auto r = run_modlab("run " + quote((d.path / "one_group.toml").string()) + " --jobs 2 --threads 2 --set model.population=false --out " +
+                      quote(out.string()) + " " + plug());
+  BOOST_TEST_REQUIRE(r.code == 0, r.output);
+  std::set<std::string> workers;
+  for (const auto& [id, s] : by_id(out)) {
+    const auto log = slurp(out / "runs" / (id + ".log"));
+    const auto at = log.rfind("2 threads, cpu, worker ");
+    BOOST_TEST_REQUIRE(at != std::string::npos, log);
+    workers.insert(log.substr(at, log.find(')', at) - at));
+  }
+  BOOST_TEST(workers.size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_sweep_of_one_run) {

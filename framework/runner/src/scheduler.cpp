@@ -214,8 +214,10 @@ class SweepRun {
     }
     groups_ = population_groups(todo_);
     int total_threads = o_.threads > 0 ? o_.threads : default_threads();
-    int nworkers = std::max(1, std::min<int>(o_.jobs, static_cast<int>(groups_.size())));
-    per_run_threads_ = std::max(1, total_threads / nworkers);
+    // Workers: one per group up to --jobs, each with its share of the threads; a population handed
+    // back runs its members on those same workers (more of them would oversubscribe the threads).
+    workers_ = std::max(1, std::min<int>(o_.jobs, static_cast<int>(groups_.size())));
+    per_run_threads_ = std::max(1, total_threads / workers_);
   }
 
   // A run file that fails its checksum or belongs to another run is moved aside, so the run is
@@ -315,7 +317,7 @@ class SweepRun {
       if (!runs.empty()) assign(pool, w, runs);
       else pool.close_input(w);
     }
-    while (!stopping && static_cast<int>(pool.size()) < o_.jobs) {
+    while (!stopping && static_cast<int>(pool.size()) < workers_) {
       const auto runs = next_runs();
       if (runs.empty()) break;
       assign(pool, pool.spawn(), runs);
@@ -498,7 +500,7 @@ class SweepRun {
   std::vector<const RunSpec*> again_;  ///< runs of populations that could not batch, to hand out alone
   std::size_t skipped_ = 0, in_shard_ = 0, next_ = 0, done_ = 0, failed_ = 0, interrupted_ = 0, elsewhere_ = 0;
   std::map<std::string, FileLock> locks_;  ///< run id → its lock, while this runner runs it
-  int per_run_threads_ = 1;
+  int workers_ = 1, per_run_threads_ = 1;
   bool killed_ = false, told_ = false;
   bool started_unlisted_ = false;  ///< a run started since sweep.h5 was last written
   std::chrono::steady_clock::time_point last_index_write_{};
