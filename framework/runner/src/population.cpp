@@ -86,6 +86,15 @@ torch::Tensor cpu_rng_state() {
   return g.get_state();
 }
 
+/// The state of `device`'s own default generator (a CUDA device's Philox seed and offset), which
+/// draws on that device consume and the members' CPU streams do not cover; undefined on the CPU.
+torch::Tensor device_rng_state(const torch::Device& device) {
+  if (!device.is_cuda()) return {};
+  auto g = at::globalContext().defaultGenerator(device);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  return g.get_state();
+}
+
 // ---------------------------------------------------------------- stacked parameters
 
 /// The members' parameters stacked, [P, …shape] leaves by full name, in the driver's order.
@@ -411,14 +420,16 @@ class Population {
   /// must come back per member and the forward must draw no random numbers.
   void probe(const std::vector<Phase>& phases) {
     struct Probe : StepContext {
-      torch::Tensor rng;
+      torch::Tensor rng, device_rng;
+      torch::Device device = torch::kCPU;
       std::int64_t members = 0;
       bool done = false;
       void zero_grad() override {}
       void apply() override { throw NotBatchable{"its training step updates without optimize()"}; }
       void optimize(const Losses& losses) override {
         check_per_member(losses, members);
-        if (!cpu_rng_state().equal(rng)) throw NotBatchable{"its training forward draws random numbers"};
+        if (!cpu_rng_state().equal(rng) || (device_rng.defined() && !device_rng_state(device).equal(device_rng)))
+          throw NotBatchable{"its training forward draws random numbers"};
         done = true;
       }
       std::int64_t step() const override { return 0; }
@@ -426,6 +437,8 @@ class Population {
     } ctx;
     ctx.members = static_cast<std::int64_t>(members_.size());
     ctx.rng = cpu_rng_state();
+    ctx.device = requests_[0].device;
+    ctx.device_rng = device_rng_state(ctx.device);
     const auto buffers = buffers_of(*driver_);
     try {
       folded_step(phases, first_step(phases, members_.size()), ctx);
