@@ -6,7 +6,7 @@
 // 20–40 tokens and answers of 6–12, padded to 40 and 12. Rounds alternate the two sides; each keeps
 // its fastest.
 //
-//   build/bin/bench_transformer [--threads 1] [--steps 30] [--rounds 2] [--skip-python]
+//   build/bin/bench_transformer [--threads 1] [--steps 30] [--rounds 2] [--skip-python] [--dims 64,128,512]
 #include "bench_util.hpp"
 
 #include <modlab/runner/optimizers.hpp>
@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <sstream>
@@ -95,7 +96,14 @@ int main(int argc, char** argv) {
   modlab::runner::RunHost host(modlab::runner::default_registry(), ho);
   // The CPU sweep's model, a middle size, and the reference's d = 512, 6 + 6 (fewer steps: same
   // rule as the Python side, steps · 64 / d).
-  const std::vector<Shape> shapes = {{64, 4, 2}, {128, 4, 3}, {512, 8, 6}};
+  std::vector<Shape> shapes = {{64, 4, 2}, {128, 4, 3}, {512, 8, 6}};
+  for (int i = 1; i + 1 < argc; ++i)  // --dims 64,512: only these widths
+    if (std::string(argv[i]) == "--dims") {
+      const std::string dims = "," + std::string(argv[i + 1]) + ",";
+      shapes.erase(std::remove_if(shapes.begin(), shapes.end(),
+                                  [&](const Shape& s) { return dims.find("," + std::to_string(s.d) + ",") == std::string::npos; }),
+                   shapes.end());
+    }
   std::map<std::string, double> cpp, py;
   auto keep_min = [](std::map<std::string, double>& m, const std::string& k, double v) {
     m[k] = m.count(k) ? std::min(m[k], v) : v;

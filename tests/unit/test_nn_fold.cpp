@@ -340,6 +340,47 @@ BOOST_AUTO_TEST_CASE(the_decoder_never_sees_a_later_position) {
   BOOST_TEST(close(trafo(src, tgt, padding)[1], trafo(src2, tgt, padding)[1]));
 }
 
+BOOST_AUTO_TEST_CASE(padding_is_left_out_of_the_position_wise_layers) {
+  // With padding masks, encode/decode run projections, feed-forward and norms on the real
+  // positions only; the real positions' outputs and every gradient equal the layers run on all
+  // positions, and the padding comes out as zeros.
+  torch::manual_seed(8);
+  Transformer trafo(8, 2, 2, 2, 16, 0.0);
+  trafo->to(torch::kFloat64);
+  const auto src = randn({3, 5, 8}), tgt = randn({3, 4, 8});
+  auto src_pad = torch::zeros({3, 5}, torch::kBool), tgt_pad = torch::zeros({3, 4}, torch::kBool);
+  src_pad[0].narrow(0, 3, 2).fill_(true);
+  src_pad[2][4] = true;
+  tgt_pad[1].narrow(0, 2, 2).fill_(true);
+  const auto src_real = src_pad.logical_not().unsqueeze(2), tgt_real = tgt_pad.logical_not().unsqueeze(2);
+  const auto causal = causal_mask(4);
+  auto run = [&](bool packed) {
+    trafo->zero_grad();
+    torch::Tensor memory = src, y;
+    if (packed) {
+      memory = trafo->encode(src, src_pad);
+      y = trafo->decode(tgt, memory, src_pad, tgt_pad);
+    } else {
+      for (auto& l : trafo->encoder) memory = l->forward(memory, src_pad);
+      y = tgt;
+      for (auto& l : trafo->decoder) y = l->forward(y, memory, causal, src_pad);
+    }
+    (y * tgt_real).pow(2).sum().backward();
+    std::vector<torch::Tensor> grads;
+    for (const auto& p : trafo->parameters()) grads.push_back(p.grad().clone());
+    return std::make_tuple(memory * src_real, y * tgt_real, memory, y, grads);
+  };
+  const auto [m0, y0, m0_all, y0_all, g0] = run(false);
+  const auto [m1, y1, m1_all, y1_all, g1] = run(true);
+  BOOST_TEST(close(m0, m1));
+  BOOST_TEST(close(y0, y1));
+  BOOST_TEST(close(m1, m1_all));  // zero at the padding
+  BOOST_TEST(close(y1, y1_all));
+  BOOST_TEST(!close(m0, m0_all));  // the padded path computes them
+  BOOST_REQUIRE(g0.size() == g1.size());
+  for (std::size_t i = 0; i < g0.size(); ++i) BOOST_TEST(close(g0[i], g1[i]), "gradient " << i);
+}
+
 BOOST_AUTO_TEST_CASE(incremental_decoding_equals_the_full_decoder) {
   torch::manual_seed(6);
   Transformer trafo(8, 2, 1, 2, 16, 0.0);

@@ -104,12 +104,15 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& query, const 
 
 torch::Tensor MultiHeadAttentionImpl::keys_values(const torch::Tensor& memory) { return data_to_kv(memory); }
 
-torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& memory_kv,
-                                             const torch::Tensor& key_padding, const torch::Tensor& causal) {
-  const auto rows = query.size(0), tq = query.size(1), tk = memory_kv.size(1), p = dim / heads;
+namespace {
+/// Scaled dot-product attention of the projected queries `q` [rows, Tq, d] over `kv` [rows, Tk, 2d]
+/// → the heads' outputs [rows, Tq, d], before multi_head_merge.
+torch::Tensor mix_heads(const MultiHeadAttentionImpl& a, const torch::Tensor& q_proj, const torch::Tensor& memory_kv,
+                        const torch::Tensor& key_padding, const torch::Tensor& causal) {
+  const auto rows = q_proj.size(0), tq = q_proj.size(1), tk = memory_kv.size(1), heads = a.heads, p = a.dim / heads;
   // [rows, T, heads, (2,) P] → [rows·heads, T, (2,) P]
   const auto kv = memory_kv.view({rows, tk, heads, 2, p}).permute({0, 2, 1, 3, 4}).reshape({rows * heads, tk, 2, p});
-  const auto q = data_to_q(query).view({rows, tq, heads, p}).permute({0, 2, 1, 3}).reshape({rows * heads, tq, p});
+  const auto q = q_proj.view({rows, tq, heads, p}).permute({0, 2, 1, 3}).reshape({rows * heads, tq, p});
   auto logits = torch::bmm(q, kv.select(2, 0).transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(p)));
   if (causal.defined() || key_padding.defined()) {
     auto l4 = logits.view({rows, heads, tq, tk});
@@ -118,10 +121,50 @@ torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& query, const t
     if (key_padding.defined()) l4 = l4.masked_fill(key_padding.view({rows, 1, 1, tk}), ninf);
     logits = l4.view({rows * heads, tq, tk});
   }
-  auto scores = torch::dropout(torch::softmax(logits, -1), dropout, is_training());
+  auto scores = torch::dropout(torch::softmax(logits, -1), a.dropout, a.is_training());
   MacCounter::add(2 * rows * heads * tq * tk * p);
   const auto mixed = torch::bmm(scores, kv.select(2, 1));  // [rows·heads, tq, P]
-  return multi_head_merge(mixed.view({rows, heads, tq, p}).permute({0, 2, 1, 3}).reshape({rows, tq, dim}));
+  return mixed.view({rows, heads, tq, p}).permute({0, 2, 1, 3}).reshape({rows, tq, a.dim});
+}
+
+/// The real (not padding) positions of a [rows, T] padding mask. The position-wise layers run on
+/// those only, as [N, c] rows; attention unpacks its queries, keys and values to [rows, T, c] with
+/// zeros at the padding. Inactive (everything computed at every position) without padding and
+/// while K samples are folded into the rows (a K-batched layer needs its rows in K equal blocks).
+class Packing {
+ public:
+  explicit Packing(const torch::Tensor& padding) {
+    if (!padding.defined() || folded_samples() != 1 || padding.dim() != 2) return;
+    const auto real = padding.logical_not().reshape({-1});
+    if (real.all().item<bool>()) return;
+    index_ = real.nonzero().squeeze(1);
+    rows_ = padding.size(0);
+    steps_ = padding.size(1);
+  }
+  bool active() const { return index_.defined(); }
+  /// [rows, T, c] → [N, c]
+  torch::Tensor pack(const torch::Tensor& x) const { return x.reshape({-1, x.size(-1)}).index_select(0, index_); }
+  /// [N, c] → [rows, T, c], zero at the padding
+  torch::Tensor unpack(const torch::Tensor& x) const {
+    return torch::zeros({rows_ * steps_, x.size(-1)}, x.options()).index_copy(0, index_, x).view({rows_, steps_, x.size(-1)});
+  }
+
+ private:
+  torch::Tensor index_;
+  std::int64_t rows_ = 0, steps_ = 0;
+};
+
+/// Attention of the packed query rows `query` [N, d] (positions of `pk`) over `memory_kv` [rows, Tk, 2d] → [N, d].
+torch::Tensor attend_packed(MultiHeadAttentionImpl& a, const torch::Tensor& query, const Packing& pk,
+                            const torch::Tensor& memory_kv, const torch::Tensor& key_padding,
+                            const torch::Tensor& causal) {
+  return a.multi_head_merge(pk.pack(mix_heads(a, pk.unpack(a.data_to_q(query)), memory_kv, key_padding, causal)));
+}
+}  // namespace
+
+torch::Tensor MultiHeadAttentionImpl::attend(const torch::Tensor& query, const torch::Tensor& memory_kv,
+                                             const torch::Tensor& key_padding, const torch::Tensor& causal) {
+  return multi_head_merge(mix_heads(*this, data_to_q(query), memory_kv, key_padding, causal));
 }
 
 // ---------------------------------------------------------------- Transformer
@@ -132,6 +175,14 @@ void init_feed_forward(Linear& l1, Linear& l2) {
   torch::NoGradGuard g;
   torch::nn::init::xavier_uniform_(l1->weight, std::sqrt(2.0));
   torch::nn::init::xavier_uniform_(l2->weight);
+}
+
+/// Residual add and norm after the attention output `attended`, then the feed-forward block.
+torch::Tensor encoder_block(TransformerEncoderLayerImpl& l, const torch::Tensor& x, const torch::Tensor& attended) {
+  const bool train = l.is_training();
+  auto h = l.norm1(x + torch::dropout(attended, l.dropout, train));
+  const auto ff = l.linear2(torch::dropout(torch::relu(l.linear1(h)), l.dropout, train));
+  return l.norm2(h + torch::dropout(ff, l.dropout, train));
 }
 }  // namespace
 
@@ -147,10 +198,7 @@ TransformerEncoderLayerImpl::TransformerEncoderLayerImpl(std::int64_t d, std::in
 TransformerEncoderLayerImpl::~TransformerEncoderLayerImpl() = default;
 
 torch::Tensor TransformerEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& key_padding) {
-  const bool train = is_training();
-  auto h = norm1(x + torch::dropout(self_attn->forward(x, x, key_padding), dropout, train));
-  const auto ff = linear2(torch::dropout(torch::relu(linear1(h)), dropout, train));
-  return norm2(h + torch::dropout(ff, dropout, train));
+  return encoder_block(*this, x, self_attn->forward(x, x, key_padding));
 }
 
 TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(std::int64_t d, std::int64_t h, std::int64_t ff, double p)
@@ -167,14 +215,27 @@ TransformerDecoderLayerImpl::TransformerDecoderLayerImpl(std::int64_t d, std::in
 TransformerDecoderLayerImpl::~TransformerDecoderLayerImpl() = default;
 
 namespace {
+/// Where a decoder layer's queries come from: rows [rows, T, d] (`packing` inactive) or the real
+/// positions [N, d] of `packing`; the keys and values are [rows, T, 2d] either way.
+struct DecoderInputs {
+  const torch::Tensor& self_kv;
+  const torch::Tensor& memory_kv;
+  const torch::Tensor& self_padding;
+  const torch::Tensor& causal;
+  const torch::Tensor& memory_padding;
+  const Packing* packing = nullptr;
+};
+
 /// A decoder layer on the query rows `x`, given the self-attention and memory keys and values.
-torch::Tensor decoder_layer(TransformerDecoderLayerImpl& l, const torch::Tensor& x, const torch::Tensor& self_kv,
-                            const torch::Tensor& memory_kv, const torch::Tensor& causal,
-                            const torch::Tensor& memory_padding) {
+torch::Tensor decoder_layer(TransformerDecoderLayerImpl& l, const torch::Tensor& x, const DecoderInputs& in) {
   const bool train = l.is_training();
   const double dropout = l.dropout;
-  auto h = l.norm1(x + torch::dropout(l.self_attn->attend(x, self_kv, {}, causal), dropout, train));
-  h = l.norm2(h + torch::dropout(l.cross_attn->attend(h, memory_kv, memory_padding), dropout, train));
+  auto attend = [&](MultiHeadAttentionImpl& a, const torch::Tensor& q, const torch::Tensor& kv,
+                    const torch::Tensor& padding, const torch::Tensor& causal) {
+    return in.packing ? attend_packed(a, q, *in.packing, kv, padding, causal) : a.attend(q, kv, padding, causal);
+  };
+  auto h = l.norm1(x + torch::dropout(attend(*l.self_attn, x, in.self_kv, in.self_padding, in.causal), dropout, train));
+  h = l.norm2(h + torch::dropout(attend(*l.cross_attn, h, in.memory_kv, in.memory_padding, {}), dropout, train));
   const auto ff = l.linear2(torch::dropout(torch::relu(l.linear1(h)), dropout, train));
   return l.norm3(h + torch::dropout(ff, dropout, train));
 }
@@ -182,14 +243,14 @@ torch::Tensor decoder_layer(TransformerDecoderLayerImpl& l, const torch::Tensor&
 
 torch::Tensor TransformerDecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& memory,
                                                    const torch::Tensor& causal, const torch::Tensor& memory_padding) {
-  return decoder_layer(*this, x, self_attn->keys_values(x), cross_attn->keys_values(memory), causal, memory_padding);
+  return decoder_layer(*this, x, {self_attn->keys_values(x), cross_attn->keys_values(memory), {}, causal, memory_padding});
 }
 
 torch::Tensor TransformerDecoderLayerImpl::step(const torch::Tensor& x, torch::Tensor& self_kv,
                                                 const torch::Tensor& memory_kv, const torch::Tensor& memory_padding) {
   const auto kv = self_attn->keys_values(x);
   self_kv = self_kv.defined() ? torch::cat({self_kv, kv}, 1) : kv;
-  return decoder_layer(*this, x, self_kv, memory_kv, {}, memory_padding);
+  return decoder_layer(*this, x, {self_kv, memory_kv, {}, {}, memory_padding});
 }
 
 TransformerImpl::TransformerImpl(std::int64_t d, std::int64_t h, std::int64_t enc, std::int64_t dec, std::int64_t ff,
@@ -208,17 +269,37 @@ TransformerImpl::TransformerImpl(std::int64_t d, std::int64_t h, std::int64_t en
 TransformerImpl::~TransformerImpl() = default;
 
 torch::Tensor TransformerImpl::encode(const torch::Tensor& src, const torch::Tensor& src_padding) {
-  auto h = src;
-  for (auto& layer : encoder) h = layer->forward(h, src_padding);
-  return h;
+  const Packing pk(src_padding);
+  if (!pk.active()) {
+    auto h = src;
+    for (auto& layer : encoder) h = layer->forward(h, src_padding);
+    return h;
+  }
+  auto h = pk.pack(src);
+  for (auto& layer : encoder) {
+    auto& attn = *layer->self_attn;
+    h = encoder_block(*layer, h, attend_packed(attn, h, pk, pk.unpack(attn.keys_values(h)), src_padding, {}));
+  }
+  return pk.unpack(h);
 }
 
 torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt, const torch::Tensor& memory,
                                       const torch::Tensor& src_padding) {
+  return decode(tgt, memory, src_padding, {});
+}
+
+torch::Tensor TransformerImpl::decode(const torch::Tensor& tgt, const torch::Tensor& memory,
+                                      const torch::Tensor& src_padding, const torch::Tensor& tgt_padding) {
   const auto causal = causal_mask(tgt.size(1), tgt.device());
-  auto h = tgt;
-  for (auto& layer : decoder) h = layer->forward(h, memory, causal, src_padding);
-  return h;
+  const Packing pt(tgt_padding), ps(src_padding);
+  auto h = pt.active() ? pt.pack(tgt) : tgt;
+  for (auto& layer : decoder) {
+    const auto self_kv = pt.active() ? pt.unpack(layer->self_attn->keys_values(h)) : layer->self_attn->keys_values(h);
+    const auto memory_kv = ps.active() ? ps.unpack(layer->cross_attn->keys_values(ps.pack(memory)))
+                                       : layer->cross_attn->keys_values(memory);
+    h = decoder_layer(*layer, h, {self_kv, memory_kv, tgt_padding, causal, src_padding, pt.active() ? &pt : nullptr});
+  }
+  return pt.active() ? pt.unpack(h) : h;
 }
 
 torch::Tensor TransformerImpl::decode_step(DecodeCache& cache, const torch::Tensor& x, const torch::Tensor& memory,

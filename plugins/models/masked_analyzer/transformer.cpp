@@ -63,7 +63,8 @@ class TransformerNet : public Model {
     const auto tgt_in = torch::cat({torch::full({batch.size(), 1}, start_, batch.targets.options()),
                                     batch.targets.narrow(1, 0, batch.targets.size(1) - 1)}, 1);
     Output out;
-    out.prediction = logits(net_->decode(embed(tgt_in, answer_table()), memory, pad));
+    // positions whose target is padding are left out of the decoder (their logits are zero; the loss ignores them)
+    out.prediction = logits(net_->decode(embed(tgt_in, answer_table()), memory, pad, batch.targets.eq(spec_.pad_token)));
     if (!is_training()) out.aux["greedy"] = greedy(memory, pad, batch.targets.size(1));
     return out;
   }

@@ -119,9 +119,16 @@ class MODLAB_API TransformerImpl : public torch::nn::Module {
                   std::int64_t ff, double dropout = 0.1);
   ~TransformerImpl() override;
   /// src [rows, Ts, d], tgt [rows, Tt, d] → [rows, Tt, d]; decoder position t sees targets ≤ t only.
+  ///
+  /// Padding masks ([rows, T], true = padding) are optional. Given one, the position-wise layers
+  /// (projections, feed-forward, norms) run on the real positions only, and the output is zero at
+  /// the padding (unless K samples are folded: then every position is computed as without it).
+  /// Source padding is never attended; `tgt_padding` positions are not attended either.
   torch::Tensor forward(const torch::Tensor& src, const torch::Tensor& tgt, const torch::Tensor& src_padding = {});
   torch::Tensor encode(const torch::Tensor& src, const torch::Tensor& src_padding = {});
   torch::Tensor decode(const torch::Tensor& tgt, const torch::Tensor& memory, const torch::Tensor& src_padding = {});
+  torch::Tensor decode(const torch::Tensor& tgt, const torch::Tensor& memory, const torch::Tensor& src_padding,
+                       const torch::Tensor& tgt_padding);
   /// What incremental decoding keeps per decoder layer: the keys and values of the earlier target
   /// positions and of the encoder memory.
   struct DecodeCache {
