@@ -94,6 +94,28 @@ BOOST_AUTO_TEST_CASE(members_with_different_learning_rates_each_train_at_their_o
   BOOST_TEST(final_metrics(members[1]).at("lr") == 0.002);
 }
 
+BOOST_AUTO_TEST_CASE(members_with_different_weight_decays_each_decay_at_their_own) {
+  // L2 decay (Adam: into the gradient) and decoupled decay (AdamW: on the weights at the member's
+  // rate), with a learning rate that differs as well.
+  for (const std::string optimizer : {"adam", "adamw"}) {
+    TempDir pop, solo;
+    const std::string opt = "train.optimizer=\"" + optimizer + "\"";
+    std::vector<RunRequest> members{request(pop.path, 1, {opt, "train.weight_decay=0.0"}),
+                                    request(pop.path, 1, {opt, "train.weight_decay=0.5"}),
+                                    request(pop.path, 2, {opt, "train.weight_decay=0.1", "train.lr=0.002"})};
+    const auto outcomes = execute_population(registry(), logged(members));
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
+      BOOST_TEST(read_log(members[m]).find("one member at a time") == std::string::npos, read_log(members[m]));
+      RunRequest alone = moved_to(members[m], solo.path);
+      BOOST_TEST_REQUIRE((execute_run(registry(), alone).status == RunStatus::Completed));
+      check_same(members[m], alone, 1e-5);
+    }
+    // the decay acts: the same seed and rate without it ends elsewhere
+    BOOST_TEST(final_metrics(members[0]).at("fit_loss") != final_metrics(members[1]).at("fit_loss"), optimizer);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_diverging_member_fails_alone) {
   TempDir pop, solo;
   const std::vector<std::string> sgd{"train.optimizer=\"sgd\"", "train.grad_clip=0.0"};
@@ -161,20 +183,20 @@ BOOST_AUTO_TEST_CASE(a_model_with_a_loss_over_the_whole_batch_runs_its_members_a
   }
 }
 
-BOOST_AUTO_TEST_CASE(grouping_takes_seeds_and_learning_rates_never_shapes) {
+BOOST_AUTO_TEST_CASE(grouping_takes_seeds_rates_and_decays_never_shapes) {
   const std::string text = std::string(kBase) + R"(
 [run]
 population = 3
 [sweep]
-grid = { "model.hidden" = [4, 8], "train.lr" = [0.01, 0.02] }
+grid = { "model.hidden" = [4, 8], "train.lr" = [0.01, 0.02], "train.weight_decay" = [0.0, 0.1] }
 seeds = [0, 1]
 )";
   const auto sweep = expand_sweep(parse_toml(text, "pop.toml"), "pop.toml", text);
   std::vector<const RunSpec*> todo;
   for (const auto& r : sweep.runs) todo.push_back(&r);
   const auto groups = population_groups(todo);
-  // 8 runs: for each width, 4 runs (2 rates x 2 seeds) in groups of at most 3
-  BOOST_TEST_REQUIRE(groups.size() == 4u);
+  // 16 runs: for each width, 8 runs (2 rates x 2 decays x 2 seeds) in groups of at most 3
+  BOOST_TEST_REQUIRE(groups.size() == 6u);
   std::size_t total = 0;
   for (const auto& g : groups) {
     BOOST_TEST(g.size() <= 3u);
@@ -185,7 +207,7 @@ seeds = [0, 1]
                  Config(g.front()->config, "").sub("model").get<std::int64_t>("hidden"));
     }
   }
-  BOOST_TEST(total == 8u);
+  BOOST_TEST(total == 16u);
   BOOST_TEST((population_groups(todo) == groups));  // deterministic
 }
 

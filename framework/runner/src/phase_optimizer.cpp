@@ -56,6 +56,7 @@ PhaseOptimizer build_optimizer(const TrainOptions& o, const std::vector<ParamGro
     double wd = g.weight_decay ? *g.weight_decay : o.weight_decay;
     pgs.emplace_back(g.params, make_options(o, lr, wd));
     b.base_lr.push_back(lr);
+    b.weight_decay.push_back(wd);
     b.params.insert(b.params.end(), g.params.begin(), g.params.end());
   }
   for (const auto& entry : o.lr_groups) {

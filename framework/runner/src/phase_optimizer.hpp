@@ -15,6 +15,7 @@ namespace modlab::runner {
 struct PhaseOptimizer {
   std::unique_ptr<torch::optim::Optimizer> opt;  ///< null when no group has parameters
   std::vector<double> base_lr;                   ///< per optimizer group
+  std::vector<double> weight_decay;              ///< per optimizer group
   std::vector<double> epoch_lr;                  ///< per group, the schedule's value this epoch
   std::int64_t warmup = 0;                       ///< warm-up steps (0 = none)
   std::vector<torch::Tensor> params;             ///< every optimized parameter (for clipping)

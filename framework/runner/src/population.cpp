@@ -1,5 +1,5 @@
 // Population training (trainer.hpp, execute_population): P runs that differ only in seed (or
-// learning rate) trained as one model. Every member is a RunTrainer of its own (dataset, model,
+// learning rate, or weight decay) trained as one model. Every member is a RunTrainer of its own (dataset, model,
 // run file, evaluation, checkpoints, its own random stream); one more copy of the model, the
 // driver, runs the training steps on the members' batches laid end to end, with every parameter
 // stacked over the members and passed to its layers as a [P, …] override (modlab/population.hpp).
@@ -12,6 +12,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <mutex>
 #include <optional>
@@ -229,12 +230,21 @@ void clip_per_member(const std::vector<torch::Tensor>& params, double max_norm, 
 /// for a group where every member has the driver's rate.
 using GroupScales = std::vector<torch::Tensor>;
 
+/// Each member's weight decay in every optimizer group where the members' differ (P values; empty
+/// where they agree and the optimizer applies it). `decoupled`: AdamW's p ← p·(1 − lr·wd)
+/// rather than L2's g ← g + wd·p.
+struct MemberDecays {
+  std::vector<std::vector<double>> by_group;
+  bool decoupled = false;
+};
+
 /// The StepContext of a population's step: one optimizer over the stacked parameters; per-member
 /// clipping; each member's learning rate as a factor on its slice of the step.
 class PopulationCtx : public StepContext {
  public:
-  PopulationCtx(PhaseOptimizer& o, double clip, std::int64_t& step, std::int64_t epoch, GroupScales scales)
-      : o_(o), clip_(clip), step_(step), epoch_(epoch), scales_(std::move(scales)) {}
+  PopulationCtx(PhaseOptimizer& o, double clip, std::int64_t& step, std::int64_t epoch, GroupScales scales,
+                const MemberDecays& decays)
+      : o_(o), clip_(clip), step_(step), epoch_(epoch), scales_(std::move(scales)), decays_(decays) {}
   void zero_grad() override {
     if (o_.opt) modlab::runner::zero_grad(*o_.opt);
   }
@@ -247,6 +257,7 @@ class PopulationCtx : public StepContext {
     for (std::size_t g = 0; g < scales_.size(); ++g)
       if (scales_[g].defined())
         for (const auto& p : o_.opt->param_groups()[g].params()) before[g].push_back(p.detach().clone());
+    decay(members);
     o_.opt->step();
     for (std::size_t g = 0; g < scales_.size(); ++g)
       if (scales_[g].defined()) rescale(o_.opt->param_groups()[g].params(), before[g], scales_[g], members);
@@ -274,11 +285,36 @@ class PopulationCtx : public StepContext {
     }
   }
 
+  /// Each member's own weight decay where the members' differ (the optimizer's is 0 there), on its
+  /// slice, as the optimizer would apply it: into the gradient (L2) or, for AdamW, on the weights at
+  /// the group's rate (before the rate rescale, which scales it with the rest of the step).
+  void decay(std::int64_t members) {
+    torch::NoGradGuard ng;
+    auto& groups = o_.opt->param_groups();
+    for (std::size_t g = 0; g < decays_.by_group.size(); ++g) {
+      const auto& wd = decays_.by_group[g];
+      if (wd.empty()) continue;
+      const double lr = groups[g].options().get_lr();
+      for (auto& p : groups[g].params()) {
+        if (!p.grad().defined()) continue;
+        const auto w = p.detach().view({members, -1});
+        const auto grad = p.grad().view({members, -1});
+        for (std::int64_t m = 0; m < members; ++m) {
+          const double d = wd[static_cast<std::size_t>(m)];
+          if (d == 0.0) continue;
+          if (decays_.decoupled) w[m].mul_(1 - lr * d);
+          else grad[m].add_(w[m], d);
+        }
+      }
+    }
+  }
+
   PhaseOptimizer& o_;
   double clip_;
   std::int64_t& step_;
   std::int64_t epoch_;
   GroupScales scales_;
+  const MemberDecays& decays_;
 };
 
 /// The members' batches laid end to end: member m owns rows m·B … m·B + B − 1.
@@ -544,6 +580,7 @@ class Population {
     PhaseOptimizer bo = build_optimizer(s0.opt, stacked_groups(*driver_, s0.phase->name, stack_));
     link_members(stack_, models_);
     auto own = member_optimizers(setups, s0.phase->name);
+    const auto decays = member_decays(bo, own, s0.opt.optimizer == "adamw");
     for (std::int64_t ep = 0; ep < s0.epochs; ++ep) {
       const auto t0 = std::chrono::steady_clock::now();
       bo.schedule(s0.opt, ep);
@@ -552,7 +589,7 @@ class Population {
         if (active_[m]) member(m, [&] { members_[m]->begin_epoch(setups[m], ep); });
       driver_->begin_epoch(EpochContext{s0.phase->name, ep, s0.epochs, members_[0]->position().global_epoch, s0.train.get()});
       driver_->train();
-      auto losses = train_epoch(setups, bo, ep, scales);
+      auto losses = train_epoch(setups, bo, ep, scales, decays);
       link_members(stack_, models_);
       for (std::size_t m = 0; m < members_.size(); ++m) {
         if (!active_[m]) continue;
@@ -600,17 +637,42 @@ class Population {
     return out;
   }
 
+  /// The members' weight decays per optimizer group where they differ; the driver's optimizer
+  /// then applies none there (PopulationCtx::decay does, per member).
+  static MemberDecays member_decays(PhaseOptimizer& bo, const std::vector<PhaseOptimizer>& own, bool decoupled) {
+    MemberDecays out;
+    out.decoupled = decoupled;
+    out.by_group.resize(bo.weight_decay.size());
+    for (std::size_t g = 0; g < bo.weight_decay.size(); ++g) {
+      std::vector<double> wd;
+      for (const auto& o : own) wd.push_back(o.weight_decay.at(g));
+      if (std::all_of(wd.begin(), wd.end(), [&](double d) { return d == wd.front(); })) continue;
+      out.by_group[g] = wd;
+      set_weight_decay(bo.opt->param_groups()[g].options(), 0.0);
+    }
+    return out;
+  }
+
+  static void set_weight_decay(torch::optim::OptimizerOptions& o, double wd) {
+    namespace optim = torch::optim;
+    if (auto* a = dynamic_cast<optim::AdamOptions*>(&o)) a->weight_decay(wd);
+    else if (auto* w = dynamic_cast<optim::AdamWOptions*>(&o)) w->weight_decay(wd);
+    else if (auto* r = dynamic_cast<optim::RMSpropOptions*>(&o)) r->weight_decay(wd);
+    else if (auto* sgd = dynamic_cast<optim::SGDOptions*>(&o)) sgd->weight_decay(wd);
+    else throw std::logic_error("population: an optimizer without weight decay options");
+  }
+
   /// One epoch of folded steps; each member's loss sums. A member whose loss is not finite fails
   /// alone (its rows stay in the batch, its updates touch only its own slice).
   std::vector<EpochLoss> train_epoch(const std::vector<PhaseSetup>& setups, PhaseOptimizer& bo, std::int64_t ep,
-                                     const GroupScales& scales) {
+                                     const GroupScales& scales, const MemberDecays& decays) {
     const auto P = static_cast<std::int64_t>(members_.size());
     std::vector<std::vector<torch::Tensor>> batches;
     for (std::size_t m = 0; m < members_.size(); ++m)
       batches.push_back(epoch_batches(*setups[m].train, setups[m].opt, members_[m]->batch_seed(setups[m], ep)));
     std::vector<EpochLoss> loss(members_.size());
     std::int64_t& step = members_[0]->position().step;
-    PopulationCtx ctx(bo, setups[0].opt.grad_clip, step, ep, scales);
+    PopulationCtx ctx(bo, setups[0].opt.grad_clip, step, ep, scales, decays);
     for (std::size_t b = 0; b < batches[0].size(); ++b) {
       if (requests_[0].stop && requests_[0].stop->load()) throw Interrupted{};
       std::vector<Batch> parts;

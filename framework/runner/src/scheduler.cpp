@@ -89,7 +89,7 @@ std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<con
     const auto cap = population_of(*r);
     std::string key = std::to_string(cap);
     for (const auto& [k, v] : r->varied)
-      if (k != "run.seed" && k != "train.lr") key += "\n" + k + "=" + v.literal();
+      if (k != "run.seed" && k != "train.lr" && k != "train.weight_decay") key += "\n" + k + "=" + v.literal();
     auto it = open.find(key);
     if (cap > 1 && it != open.end() && static_cast<std::int64_t>(groups[it->second].size()) < cap) {
       groups[it->second].push_back(r);

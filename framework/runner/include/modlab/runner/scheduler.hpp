@@ -28,8 +28,8 @@ struct SweepOptions {
 constexpr std::int64_t kAutoPopulationLimit = 256;
 /// `[run] population` of a run: 1 when unset, kAutoPopulationLimit for "auto".
 std::int64_t population_of(const RunSpec& run);
-/// The runs to do cut into populations, in sweep order: runs whose varied keys other than run.seed
-/// and train.lr take the same values, at most `[run] population` per group; a run whose
+/// The runs to do cut into populations, in sweep order: runs whose varied keys other than run.seed,
+/// train.lr and train.weight_decay take the same values, at most `[run] population` per group; a run whose
 /// population is 1, or that differs from the others in any other key, is a group of its own.
 std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo);
 
