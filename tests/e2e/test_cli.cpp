@@ -76,6 +76,11 @@ BOOST_AUTO_TEST_CASE(plugins_lists_keys) {
   BOOST_TEST(one.code == 0, one.output);
   BOOST_TEST(one.output.find("model fixture_mlp") != std::string::npos, one.output);
   BOOST_TEST(one.output.find("dataset fixture_blobs") == std::string::npos, one.output);
+  // a key the runs of a population may differ in says so
+  auto blobs = run_modlab("plugins fixture_blobs " + plug());
+  const auto spread = blobs.output.substr(blobs.output.find("  spread"));
+  BOOST_TEST(spread.substr(0, spread.find('\n')).find("(may differ within a population)") != std::string::npos, blobs.output);
+  BOOST_TEST(blobs.output.find("data seed (may differ") == std::string::npos, blobs.output);
   // a plugin (library) name shows all its entries; `plugins --help` offers no --set
   auto lib = run_modlab("plugins fixture_basic " + plug());
   BOOST_TEST(lib.code == 0, lib.output);

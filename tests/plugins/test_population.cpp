@@ -8,7 +8,10 @@
 
 #include "../unit/population_checks.hpp"
 
+#include <modlab/config.hpp>
 #include <modlab/runner/registry.hpp>
+#include <modlab/runner/scheduler.hpp>
+#include <modlab/runner/sweep.hpp>
 
 #include <cstdlib>
 
@@ -132,19 +135,7 @@ void check_members(const std::string& text, const std::vector<std::vector<std::s
   TempDir pop, solo;
   std::vector<RunRequest> members;
   for (std::size_t m = 0; m < sets.size(); ++m) members.push_back(request(text, pop.path, 3 + static_cast<std::int64_t>(m), sets[m]));
-  const auto outcomes = execute_population(default_registry(), logged(members));
-  BOOST_TEST_REQUIRE(outcomes.size() == members.size());
-  for (std::size_t m = 0; m < members.size(); ++m) {
-    BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
-    const auto log = read_log(members[m]);
-    if (why.empty())
-      BOOST_TEST(log.find("one member at a time") == std::string::npos, log);
-    else
-      BOOST_TEST(log.find(why) != std::string::npos, log);
-    const auto alone = moved_to(members[m], solo.path);
-    BOOST_TEST_REQUIRE((execute_run(default_registry(), alone).status == RunStatus::Completed));
-    check_same(members[m], alone, tolerance);
-  }
+  check_members_equal_solo(default_registry(), members, solo.path, tolerance, why);
   BOOST_TEST(final_metrics(members[0]) != final_metrics(members[1]));  // seeds differ
 }
 
@@ -168,4 +159,49 @@ BOOST_AUTO_TEST_CASE(each_model_batches_or_says_why_and_its_members_equal_their_
 // members differing in train.lr scale only the module weights' steps.
 BOOST_AUTO_TEST_CASE(members_with_their_own_learning_rates_keep_a_group_rate_that_does_not_follow_them) {
   check_members(boolean_run(kModular), {{"train.lr=0.01"}, {"train.lr=0.003"}, {"train.lr=0.03"}}, "", 1e-4);
+}
+
+// The hier_modular reference protocol (input noise 0.1, weight decay 1e-3) and its ablation (no
+// noise, no decay), and a routing rate of their own: keys that toy and hier_modular declare per
+// member, and weight decay. Each member equals its solo run.
+BOOST_AUTO_TEST_CASE(members_may_differ_in_keys_their_plugins_declare_per_member) {
+  check_members(boolean_run(kModular),
+                {{}, {"dataset.train_noise=0.0", "train.weight_decay=0.0"}, {"model.lr_module_input=0.05"}}, "", 1e-4);
+}
+
+// moe's gate temperature, read by the batched forward through member_option: each member's own.
+BOOST_AUTO_TEST_CASE(members_with_their_own_gate_temperatures_each_use_theirs) {
+  check_members(kMoeToy, {{"model.temperature=1.0"}, {"model.temperature=0.25"}, {"model.temperature=3.0"}}, "", 1e-4);
+  check_members(kMoeToy, {{"model.temperature=1.0", "model.method=\"pre_softmax\""}, {"model.temperature=0.5", "model.method=\"pre_softmax\""},
+                          {"model.temperature=2.0", "model.method=\"pre_softmax\""}}, "", 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(the_scheduler_groups_by_the_keys_plugins_declare_per_member_and_never_by_others) {
+  const std::string text = boolean_run(kModular) + R"(
+[run]
+population = 64
+[sweep]
+grid = { "dataset.train_noise" = [0.0, 0.1], "model.lr_module_input" = [0.05, 0.1], "dataset.train_fraction" = [0.3, 0.5], "model.tau" = [1.0, 2.0] }
+seeds = [0, 1]
+)";
+  const auto sweep = modlab::runner::expand_sweep(modlab::runner::parse_toml(text, "pop.toml"), "pop.toml", text);
+  std::vector<const modlab::runner::RunSpec*> todo;
+  for (const auto& r : sweep.runs) todo.push_back(&r);
+  const auto groups = modlab::runner::population_groups(todo, default_registry());
+  // 32 runs: train_fraction changes the batch and tau the forward, so 4 groups of 8
+  BOOST_TEST_REQUIRE(groups.size() == 4u);
+  for (const auto& g : groups) {
+    BOOST_TEST(g.size() == 8u);
+    const auto key = [](const modlab::runner::RunSpec* r) {
+      const modlab::Config c(r->config, "");
+      return std::make_pair(c.sub("dataset").get<double>("train_fraction"), c.sub("model").get<double>("tau"));
+    };
+    for (const auto* r : g) BOOST_TEST((key(r) == key(g.front())));
+  }
+  const auto& some = *todo.front();
+  BOOST_TEST(modlab::runner::member_key(some, "dataset.train_noise", default_registry()));
+  BOOST_TEST(modlab::runner::member_key(some, "model.lr_module_input", default_registry()));
+  BOOST_TEST(modlab::runner::member_key(some, "train.lr_groups.routing", default_registry()));
+  BOOST_TEST(!modlab::runner::member_key(some, "model.tau", default_registry()));
+  BOOST_TEST(!modlab::runner::member_key(some, "dataset.train_fraction", default_registry()));
 }

@@ -100,4 +100,25 @@ inline std::vector<RunRequest> logged(std::vector<RunRequest> rs) {
   return rs;
 }
 
+/// Trains `members` as one population, then each alone under `solo`: every member completes, has
+/// trained batched (`why` empty: no "one member at a time" in its log) or says `why` in its log,
+/// and equals its solo run within `tolerance` (check_same).
+inline void check_members_equal_solo(const Registry& registry, const std::vector<RunRequest>& members, const fs::path& solo,
+                                     double tolerance, const std::string& why = "") {
+  const auto outcomes = execute_population(registry, logged(members));
+  BOOST_TEST_REQUIRE(outcomes.size() == members.size());
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
+    const auto log = read_log(members[m]);
+    if (why.empty())
+      BOOST_TEST(log.find("one member at a time") == std::string::npos, log);
+    else
+      BOOST_TEST(log.find(why) != std::string::npos, log);
+    const auto alone = moved_to(members[m], solo);
+    BOOST_TEST_REQUIRE((execute_run(registry, alone).status == RunStatus::Completed));
+    BOOST_TEST(alone.run_id == members[m].run_id);  // the same run, the same file name
+    check_same(members[m], alone, tolerance);
+  }
+}
+
 }  // namespace population_checks

@@ -60,21 +60,39 @@ BOOST_AUTO_TEST_CASE(member_mean_is_per_member_inside_a_population_only) {
   BOOST_CHECK_THROW(member_mean(torch::ones({5})), Error);
 }
 
+BOOST_AUTO_TEST_CASE(member_option_gives_each_member_its_own_value_where_they_differ) {
+  const auto rows = torch::ones({6, 2});  // 3 members of 2 rows
+  BOOST_TEST(member_option("t", 0.5, rows).dim() == 0);  // outside a population: the model's own
+  BOOST_TEST(member_option("t", 0.5, rows).item<double>() == 0.5);
+  BOOST_CHECK_THROW(PopulationScope(3, {{"t", {1.0, 2.0}}}), Error);  // a value per member
+  {
+    PopulationScope scope(3, {{"t", {0.5, 2.0, 4.0}}});
+    BOOST_TEST(member_option("other", 0.25, rows).dim() == 0);  // the members agree on it
+    const auto per_row = member_option("t", 0.5, rows);
+    BOOST_TEST_REQUIRE(per_row.sizes() == torch::IntArrayRef({6, 1}));
+    BOOST_TEST(per_row.scalar_type() == torch::kFloat);
+    BOOST_TEST(torch::equal(per_row.flatten(), torch::tensor({0.5, 0.5, 2.0, 2.0, 4.0, 4.0}, torch::kFloat)));
+    const auto per_member = member_option("t", 0.5, torch::zeros({3}, torch::kDouble));  // a loss term [P]
+    BOOST_TEST(torch::equal(per_member, torch::tensor({0.5, 2.0, 4.0}, torch::kDouble)));
+    const auto columns = member_option("t", 0.5, torch::ones({5, 6}), 1);  // rows innermost: [E, P·B]
+    BOOST_TEST_REQUIRE(columns.sizes() == torch::IntArrayRef({1, 6}));
+    BOOST_TEST(columns[0][3].item<double>() == 2.0);
+    BOOST_CHECK_THROW(member_option("t", 0.5, torch::ones({4, 2})), Error);  // 4 rows for 3 members
+    {
+      PopulationScope inner(2);
+      BOOST_TEST(member_option("t", 0.5, rows).dim() == 0);  // an inner scope has its own options
+    }
+    BOOST_TEST(member_option("t", 0.5, rows).dim() == 2);  // and the outer ones come back
+  }
+  BOOST_TEST(member_option("t", 0.5, rows).dim() == 0);
+}
+
 BOOST_AUTO_TEST_CASE(each_member_equals_its_solo_run) {
   TempDir pop, solo;
   std::vector<RunRequest> members;
   for (std::int64_t seed : {1, 2, 3}) members.push_back(request(pop.path, seed));
-  const auto outcomes = execute_population(registry(), logged(members));
-  BOOST_TEST_REQUIRE(outcomes.size() == 3u);
-  for (std::size_t m = 0; m < members.size(); ++m) {
-    BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
-    BOOST_TEST(read_log(members[m]).find("one member at a time") == std::string::npos, read_log(members[m]));
-    const auto alone = request(solo.path, members[m].seed);
-    BOOST_TEST_REQUIRE((execute_run(registry(), alone).status == RunStatus::Completed));
-    BOOST_TEST(alone.run_id == members[m].run_id);  // the same run, the same file name
-    check_same(members[m], alone, 1e-5);
-    BOOST_TEST(!fs::exists(RunPaths::of(pop.path.string(), members[m].run_id).checkpoint));
-  }
+  check_members_equal_solo(registry(), members, solo.path, 1e-5);
+  for (const auto& m : members) BOOST_TEST(!fs::exists(RunPaths::of(pop.path.string(), m.run_id).checkpoint));
   // members differ from each other: each has its own initialisation and data order
   BOOST_TEST(final_metrics(members[0]).at("fit_loss") != final_metrics(members[1]).at("fit_loss"));
 }
@@ -83,13 +101,7 @@ BOOST_AUTO_TEST_CASE(members_with_different_learning_rates_each_train_at_their_o
   TempDir pop, solo;
   std::vector<RunRequest> members{request(pop.path, 1, {"train.lr=0.01"}), request(pop.path, 1, {"train.lr=0.002"}),
                                   request(pop.path, 2, {"train.lr=0.05"})};
-  const auto outcomes = execute_population(registry(), logged(members));
-  for (std::size_t m = 0; m < members.size(); ++m) {
-    BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
-    RunRequest alone = moved_to(members[m], solo.path);
-    BOOST_TEST_REQUIRE((execute_run(registry(), alone).status == RunStatus::Completed));
-    check_same(members[m], alone, 1e-5);
-  }
+  check_members_equal_solo(registry(), members, solo.path, 1e-5);
   BOOST_TEST(final_metrics(members[0]).at("lr") == 0.01);
   BOOST_TEST(final_metrics(members[1]).at("lr") == 0.002);
 }
@@ -103,17 +115,23 @@ BOOST_AUTO_TEST_CASE(members_with_different_weight_decays_each_decay_at_their_ow
     std::vector<RunRequest> members{request(pop.path, 1, {opt, "train.weight_decay=0.0"}),
                                     request(pop.path, 1, {opt, "train.weight_decay=0.5"}),
                                     request(pop.path, 2, {opt, "train.weight_decay=0.1", "train.lr=0.002"})};
-    const auto outcomes = execute_population(registry(), logged(members));
-    for (std::size_t m = 0; m < members.size(); ++m) {
-      BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
-      BOOST_TEST(read_log(members[m]).find("one member at a time") == std::string::npos, read_log(members[m]));
-      RunRequest alone = moved_to(members[m], solo.path);
-      BOOST_TEST_REQUIRE((execute_run(registry(), alone).status == RunStatus::Completed));
-      check_same(members[m], alone, 1e-5);
-    }
+    check_members_equal_solo(registry(), members, solo.path, 1e-5);
     // the decay acts: the same seed and rate without it ends elsewhere
     BOOST_TEST(final_metrics(members[0]).at("fit_loss") != final_metrics(members[1]).at("fit_loss"), optimizer);
   }
+}
+
+BOOST_AUTO_TEST_CASE(members_may_differ_in_a_key_their_dataset_declares_per_member) {
+  TempDir pop, solo;
+  std::vector<RunRequest> members{request(pop.path, 1, {"dataset.spread=0.5"}), request(pop.path, 1, {"dataset.spread=2.0"}),
+                                  request(pop.path, 2, {"dataset.spread=0.1", "train.lr_groups.head=0.05"})};
+  check_members_equal_solo(registry(), members, solo.path, 1e-5);
+  // each member read its own data: the same seed on wider blobs ends elsewhere
+  BOOST_TEST(final_metrics(members[0]).at("fit_loss") != final_metrics(members[1]).at("fit_loss"));
+  const RunSpec some{"", 0, 1, std::make_shared<const Value>(parse_toml(kBase, "pop.toml")), {}};
+  BOOST_TEST(member_key(some, "dataset.spread", registry()));
+  BOOST_TEST(!member_key(some, "dataset.n", registry()));
+  BOOST_TEST(!member_key(some, "model.hidden", registry()));
 }
 
 BOOST_AUTO_TEST_CASE(a_diverging_member_fails_alone) {
@@ -172,15 +190,8 @@ BOOST_AUTO_TEST_CASE(a_model_with_a_loss_over_the_whole_batch_runs_its_members_a
   TempDir pop, solo;
   std::vector<RunRequest> members{request(pop.path, 1, {"model.population=false"}),
                                   request(pop.path, 2, {"model.population=false"})};
-  const auto outcomes = execute_population(registry(), logged(members));
-  for (std::size_t m = 0; m < members.size(); ++m) {
-    BOOST_TEST_REQUIRE((outcomes[m].status == RunStatus::Completed), outcomes[m].error);
-    BOOST_TEST(read_log(members[m]).find("its loss term 'task' is computed over the whole folded batch") != std::string::npos,
-               read_log(members[m]));
-    RunRequest alone = moved_to(members[m], solo.path);
-    BOOST_TEST_REQUIRE((execute_run(registry(), alone).status == RunStatus::Completed));
-    check_same(members[m], alone, 0.0);  // solo runs: bit for bit
-  }
+  // solo runs: bit for bit
+  check_members_equal_solo(registry(), members, solo.path, 0.0, "its loss term 'task' is computed over the whole folded batch");
 }
 
 BOOST_AUTO_TEST_CASE(grouping_takes_seeds_rates_and_decays_never_shapes) {
@@ -188,15 +199,15 @@ BOOST_AUTO_TEST_CASE(grouping_takes_seeds_rates_and_decays_never_shapes) {
 [run]
 population = 3
 [sweep]
-grid = { "model.hidden" = [4, 8], "train.lr" = [0.01, 0.02], "train.weight_decay" = [0.0, 0.1] }
+grid = { "model.hidden" = [4, 8], "train.lr" = [0.01, 0.02], "train.weight_decay" = [0.0, 0.1], "train.lr_groups.head" = [0.01, 0.05] }
 seeds = [0, 1]
 )";
   const auto sweep = expand_sweep(parse_toml(text, "pop.toml"), "pop.toml", text);
   std::vector<const RunSpec*> todo;
   for (const auto& r : sweep.runs) todo.push_back(&r);
-  const auto groups = population_groups(todo);
-  // 16 runs: for each width, 8 runs (2 rates x 2 decays x 2 seeds) in groups of at most 3
-  BOOST_TEST_REQUIRE(groups.size() == 6u);
+  const auto groups = population_groups(todo, registry());
+  // 32 runs: for each width, 16 runs (2 rates x 2 decays x 2 head rates x 2 seeds) in groups of at most 3
+  BOOST_TEST_REQUIRE(groups.size() == 12u);
   std::size_t total = 0;
   for (const auto& g : groups) {
     BOOST_TEST(g.size() <= 3u);
@@ -207,8 +218,8 @@ seeds = [0, 1]
                  Config(g.front()->config, "").sub("model").get<std::int64_t>("hidden"));
     }
   }
-  BOOST_TEST(total == 16u);
-  BOOST_TEST((population_groups(todo) == groups));  // deterministic
+  BOOST_TEST(total == 32u);
+  BOOST_TEST((population_groups(todo, registry()) == groups));  // deterministic
 }
 
 BOOST_AUTO_TEST_CASE(population_is_not_part_of_the_run_id_and_takes_auto) {

@@ -283,7 +283,7 @@ std::string keys_table(const std::vector<KeySpec>& keys) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& k : keys)
     rows.push_back({"  " + k.name, key_type(k), k.default_value.empty() ? "(required)" : k.default_value,
-                    k.constraint(), k.doc});
+                    k.constraint(), k.doc + (k.per_member ? " (may differ within a population)" : "")});
   return table({"  key", "type", "default", "allowed", ""}, rows);
 }
 

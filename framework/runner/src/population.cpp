@@ -1,5 +1,6 @@
 // Population training (trainer.hpp, execute_population): P runs that differ only in seed (or
-// learning rate, or weight decay) trained as one model. Every member is a RunTrainer of its own (dataset, model,
+// learning rate, weight decay, or a key declared per member) trained as one model. Every member is
+// a RunTrainer of its own (dataset, model,
 // run file, evaluation, checkpoints, its own random stream); one more copy of the model, the
 // driver, runs the training steps on the members' batches laid end to end, with every parameter
 // stacked over the members and passed to its layers as a [P, …] override (modlab/population.hpp).
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -381,9 +383,35 @@ PhaseOptimizer member_optimizer(const PhaseOptimizer& stacked, const Stack& stac
 
 namespace {
 
+/// A numeric model option of `model` (its table in a run's config): its value there, else the
+/// declared default.
+double option_value(const KeySpec& k, const Config& model) {
+  const bool set = model.has(k.name);
+  switch (k.type) {
+    case ValueType::Bool: return set ? model.get<bool>(k.name) : k.default_value == "true";
+    case ValueType::Int: return static_cast<double>(set ? model.get<std::int64_t>(k.name) : std::stoll(k.default_value));
+    default: return set ? model.get<double>(k.name) : std::stod(k.default_value);
+  }
+}
+
+/// The numeric model options declared per member (KeySpec::per_member) in which the members
+/// differ, one value per member: what the driver's forward reads through member_option.
+std::map<std::string, std::vector<double>> differing_options(const Registry& registry, const std::vector<RunRequest>& requests) {
+  std::map<std::string, std::vector<double>> out;
+  const auto plugin = Config(requests.front().config, "").sub("model").get<std::string>("plugin");
+  for (const auto& k : registry.model(plugin).keys) {
+    if (!k.per_member || (k.type != ValueType::Float && k.type != ValueType::Int && k.type != ValueType::Bool)) continue;
+    std::vector<double> values;
+    for (const auto& r : requests) values.push_back(option_value(k, Config(r.config, "").sub("model")));
+    if (std::any_of(values.begin(), values.end(), [&](double v) { return v != values.front(); })) out[k.name] = values;
+  }
+  return out;
+}
+
 class Population {
  public:
-  Population(const Registry& registry, const std::vector<RunRequest>& requests) : requests_(requests) {
+  Population(const Registry& registry, const std::vector<RunRequest>& requests)
+      : requests_(requests), options_(differing_options(registry, requests)) {
     for (const auto& r : requests) {
       members_.push_back(std::make_unique<RunTrainer>(registry, r));  // seeds the global generator
       members_.back()->build();
@@ -515,7 +543,9 @@ class Population {
     driver_->begin_epoch(EpochContext{s.phase->name, 0, s.epochs, 0, s.train.get()});
     driver_->train();
     modlab::nn::OverrideScope scope(*driver_, first.stack.by_name);
-    PopulationScope ps(first.members);
+    auto options = options_;
+    for (auto& [key, values] : options) values.resize(static_cast<std::size_t>(first.members));
+    PopulationScope ps(first.members, options);
     driver_->train_step(first.batch, ctx);
   }
 
@@ -682,7 +712,7 @@ class Population {
       Losses losses;
       {
         modlab::nn::OverrideScope scope(*driver_, stack_.by_name);
-        PopulationScope ps(P);
+        PopulationScope ps(P, options_);
         losses = driver_->train_step(fold(parts), ctx);
       }
       add_losses(loss, losses, setups, b, batches, step_index, ep);
@@ -706,6 +736,7 @@ class Population {
   }
 
   const std::vector<RunRequest>& requests_;
+  const std::map<std::string, std::vector<double>> options_;  ///< per-member options the members differ in
   std::vector<std::unique_ptr<RunTrainer>> members_;
   std::vector<Model*> models_;
   std::vector<RngState> rng_;

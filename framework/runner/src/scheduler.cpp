@@ -82,14 +82,42 @@ std::int64_t population_of(const RunSpec& r) {
   return p == 0 ? kAutoPopulationLimit : p;
 }
 
-std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo) {
+namespace {
+
+/// Whether `key` ("model.x", "dataset.x.y") is a key of `plugin_keys` declared per_member.
+bool declared_per_member(const std::string& key, const std::string& table, const std::vector<KeySpec>& plugin_keys) {
+  if (key.rfind(table + ".", 0) != 0) return false;
+  const std::string name = key.substr(table.size() + 1);
+  for (const auto& k : plugin_keys)
+    if (k.per_member && (name == k.name || name.rfind(k.name + ".", 0) == 0)) return true;
+  return false;
+}
+
+}  // namespace
+
+bool member_key(const RunSpec& run, const std::string& key, const Registry& registry) {
+  if (key == "run.seed" || key == "train.lr" || key == "train.weight_decay" || key == "train.lr_groups" ||
+      key.rfind("train.lr_groups.", 0) == 0)
+    return true;
+  const Config root(run.config, "");
+  for (const std::string table : {"model", "dataset"}) {
+    if (!root.has(table) || !root.sub(table).has("plugin")) continue;
+    const auto plugin = root.sub(table).get<std::string>("plugin");
+    const bool model = table == "model";
+    if (model ? !registry.has_model(plugin) : !registry.has_dataset(plugin)) continue;
+    if (declared_per_member(key, table, model ? registry.model(plugin).keys : registry.dataset(plugin).keys)) return true;
+  }
+  return false;
+}
+
+std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo, const Registry& registry) {
   std::vector<std::vector<const RunSpec*>> groups;
   std::map<std::string, std::size_t> open;  // group key → index of its group still filling
   for (const RunSpec* r : todo) {
     const auto cap = population_of(*r);
     std::string key = std::to_string(cap);
     for (const auto& [k, v] : r->varied)
-      if (k != "run.seed" && k != "train.lr" && k != "train.weight_decay") key += "\n" + k + "=" + v.literal();
+      if (!member_key(*r, k, registry)) key += "\n" + k + "=" + v.literal();
     auto it = open.find(key);
     if (cap > 1 && it != open.end() && static_cast<std::int64_t>(groups[it->second].size()) < cap) {
       groups[it->second].push_back(r);
@@ -166,8 +194,8 @@ using protocol::WorkerCode;
 // One `modlab run` of a sweep: the runs still to do, the workers running them, what is printed.
 class SweepRun {
  public:
-  SweepRun(const Sweep& sweep, const SweepOptions& o)
-      : sweep_(sweep), o_(o), out_(o.out_dir), status_(isatty(STDERR_FILENO) != 0) {}
+  SweepRun(const Sweep& sweep, const Registry& registry, const SweepOptions& o)
+      : sweep_(sweep), registry_(registry), o_(o), out_(o.out_dir), status_(isatty(STDERR_FILENO) != 0) {}
 
   int run() {
     plan();
@@ -212,7 +240,7 @@ class SweepRun {
       }
       todo_.push_back(&r);
     }
-    groups_ = population_groups(todo_);
+    groups_ = population_groups(todo_, registry_);
     int total_threads = o_.threads > 0 ? o_.threads : default_threads();
     // Workers: one per group up to --jobs, each with its share of the threads; a population handed
     // back runs its members on those same workers (more of them would oversubscribe the threads).
@@ -489,6 +517,7 @@ class SweepRun {
   }
 
   const Sweep& sweep_;
+  const Registry& registry_;
   const SweepOptions& o_;
   const std::string out_;
   StatusLine status_;
@@ -525,7 +554,7 @@ int run_sweep(const Sweep& sweep, const Registry& registry, const SweepOptions& 
   check_folder_belongs_to(sweep, o.out_dir);
   check_model_datasets(sweep, registry, o);
   fs::create_directories(fs::path(o.out_dir) / "runs");
-  return SweepRun(sweep, o).run();
+  return SweepRun(sweep, registry, o).run();
 }
 
 }  // namespace modlab::runner

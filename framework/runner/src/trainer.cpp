@@ -121,7 +121,8 @@ const Options<RunSettings>& run_options() {
                             .at_least(0)
                             .key("description", &RunSettings::description, "free text, kept in the run file")
                             .key("population", &RunSettings::population,
-                                 "train up to this many runs that differ only in seed, train.lr or train.weight_decay as one batched "
+                                 "train up to this many runs that differ only in seed, train.lr, train.weight_decay, train.lr_groups or "
+                                 "keys their plugins declare per member as one batched "
                                  "model (1 = each run alone; \"auto\" = the largest P whose step takes at most "
                                  "4 times a solo step, up to 256; docs/population.md)")
                             .at_least(0).at_most(4096);

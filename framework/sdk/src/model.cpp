@@ -28,6 +28,8 @@ torch::Tensor total(const Losses& losses) {
 
 namespace {
 thread_local std::int64_t g_members = 1;
+/// The model options the members of the population on this thread differ in, P values each.
+thread_local std::map<std::string, std::vector<double>> g_member_options;
 
 /// The default task loss per example ([rows] or [rows, outputs]), before `member_mean`.
 torch::Tensor per_example_loss(const Batch& batch, const Output& out) {
@@ -62,11 +64,37 @@ torch::Tensor per_example_loss(const Batch& batch, const Output& out) {
 
 std::int64_t population_members() { return g_members; }
 
-PopulationScope::PopulationScope(std::int64_t members) : outer_(g_members) {
+PopulationScope::PopulationScope(std::int64_t members, std::map<std::string, std::vector<double>> options)
+    : outer_(g_members) {
   if (members < 1) throw ArgumentError("a population needs at least one member");
+  for (const auto& [key, values] : options)
+    if (static_cast<std::int64_t>(values.size()) != members)
+      throw ArgumentError("population option '" + key + "': " + std::to_string(values.size()) + " values for " +
+                          std::to_string(members) + " members");
+  outer_options_ = std::move(g_member_options);
   g_members = members;
+  g_member_options = std::move(options);
 }
-PopulationScope::~PopulationScope() { g_members = outer_; }
+PopulationScope::~PopulationScope() {
+  g_members = outer_;
+  g_member_options = std::move(outer_options_);
+}
+
+torch::Tensor member_option(const std::string& key, double own, const torch::Tensor& like, std::int64_t axis) {
+  const auto it = g_member_options.find(key);
+  if (g_members == 1 || it == g_member_options.end()) return torch::scalar_tensor(own, torch::kDouble);
+  const std::int64_t d = axis < 0 ? axis + like.dim() : axis;
+  const std::int64_t n = d >= 0 && d < like.dim() ? like.size(d) : 0;
+  if (n == 0 || n % g_members != 0)
+    throw ArgumentError("member_option '" + key + "': axis " + std::to_string(axis) + " of a tensor of " +
+                        std::to_string(like.dim()) + " dims holds " + std::to_string(n) +
+                        " entries, neither the population's " + std::to_string(g_members) + " members nor their rows");
+  auto values = torch::tensor(it->second, torch::kDouble).to(like.options());
+  if (n != g_members) values = values.repeat_interleave(n / g_members);
+  std::vector<std::int64_t> shape(static_cast<std::size_t>(like.dim()), 1);
+  shape[static_cast<std::size_t>(d)] = n;
+  return values.view(shape);
+}
 
 torch::Tensor member_mean(const torch::Tensor& per_example) {
   if (g_members == 1) return per_example.mean();

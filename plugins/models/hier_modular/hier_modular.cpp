@@ -289,7 +289,7 @@ Options<ModularOptions> declare_modular(bool shared) {
       .key("known_func_outputs", &O::known_func_outputs, "fix the output routing at the true one")
       .key("lr_module_input", &O::lr_module_input,
            "learning rate of the routing group (input + output routing logits); 0 = train.lr")
-      .at_least(0).finite()
+      .at_least(0).finite().per_member()
       .key("structure", &O::structure, "task structure, e.g. [6, 3, 2, 2]; [] = the dataset's (toy/boolean records it)")
       .at_least(1)
       .key("image_arch", &O::image_arch,
@@ -305,7 +305,7 @@ Options<ModularOptions> declare_modular(bool shared) {
         .key("location_init", &O::location_init, "randn | known: location logits start at N(0,1) or at 1 on the true module")
         .choices({"randn", "known"})
         .key("lr_module_location", &O::lr_module_location, "learning rate of the locations group; 0 = train.lr")
-        .at_least(0).finite()
+        .at_least(0).finite().per_member()
         .key("location_tau", &O::location_tau,
              "temperature of the location softmax in training; 0 = tau, the routing temperature (as the reference)")
         .at_least(0).finite()

@@ -93,6 +93,7 @@ const Options<MoeOptions>& moe_options() {
           .choices({"softmax", "attentive"})
           .key("attention_dim", &O::attention_dim, "attentive gating: width of W_q and W_k").at_least(1)
           .key("temperature", &O::temperature, "gate temperature T: g = softmax(a(x)/T)").greater_than(0).finite()
+          .per_member()
           .key("temperature_schedule", &O::temperature_schedule,
                "dual_temperature: T per epoch (last entry repeated; empty = temperature)")
           .greater_than(0).finite()
@@ -304,6 +305,18 @@ class MoeModel : public Model {
   /// The gate temperature of a forward now (dual temperature: T while training, 1 in evaluation).
   double current_temperature() const { return method_->temperature(*this); }
 
+  /// `scores` over the gate temperature `t`, `axis` holding the rows. In a population whose members
+  /// differ in `temperature` (declared per member), member m's own: t·T_m/T, which is T_m where t
+  /// is the option and T_m/(1 + decay·…) under dual_temperature's decay (a schedule of its own
+  /// does not depend on T).
+  torch::Tensor tempered(const torch::Tensor& scores, double t, std::int64_t axis) const {
+    if (is_training() && opt_.temperature_schedule.empty()) {
+      const auto own = modlab::member_option("temperature", opt_.temperature, scores, axis);
+      if (own.dim() > 0) return scores / (own * (t / opt_.temperature));
+    }
+    return t == 1.0 ? scores : scores / t;
+  }
+
   /// Whether `loss` reads the [B, …] gate and expert tensors of `Output::aux` (methods and terms
   /// other than the NLL of the expectation mixture do).
   bool loss_reads_aux() const {
@@ -332,7 +345,7 @@ class MoeModel : public Model {
     // [E, B] scores; g is its transposed view.
     torch::Tensor g_t;
     if (!attention_ && a.logits_t.defined() && !(opt_.top_k > 0 && opt_.top_k < opt_.num_experts))
-      g_t = torch::softmax(t == 1.0 ? a.logits_t : a.logits_t / t, 0);
+      g_t = torch::softmax(tempered(a.logits_t, t, 1), 0);
     // Σ_e g_e f_e on the dense tensors when both exist (fewer ops and views).
     const bool dense_mix = g_t.defined() && f.probs_t.defined();
     const bool views = !(lean && dense_mix);
@@ -343,7 +356,7 @@ class MoeModel : public Model {
     const torch::Tensor logits = attention_ ? attention_->forward(a.hidden, f.hidden) : a.logits;
     torch::Tensor g;  // [B, E]
     if (!g_t.defined())
-      g = gate_probabilities(logits, t, opt_.top_k);
+      g = gate_probabilities(tempered(logits, t, 0), 1.0, opt_.top_k);
     else if (views)
       g = g_t.t();
     Output out;
@@ -735,8 +748,8 @@ class Stochastic : public Method {
 /// Softmax of the gated sum of expert logits (§1.3.2).
 class PreSoftmax : public Method {
  public:
-  torch::Tensor predict(MoeModel&, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
-    return torch::softmax(mix(g, mx.f.logits) / mx.t, -1);
+  torch::Tensor predict(MoeModel& m, const Batch&, const Mixture& mx, torch::Tensor& g) const override {
+    return torch::softmax(m.tempered(mix(g, mx.f.logits), mx.t, 0), -1);
   }
 };
 

@@ -47,6 +47,7 @@ struct MODLAB_API KeySpec {
   bool min_open = false, max_open = false;  ///< true: the bound itself is excluded (> rather than >=)
   bool finite = false;         ///< nan and inf are rejected
   bool model_table = false;    ///< a nested model table: its `plugin` key names a model whose keys apply inside
+  bool per_member = false;     ///< the members of a population may differ in it (Options::per_member)
 
   /// "integer", "array of integers", "table", ...
   std::string type_text() const;
@@ -150,6 +151,16 @@ class Options {
   /// it against that model's keys before any run starts.
   Options& model_table() {
     last().model_table = true;
+    return *this;
+  }
+  /// The runs of a population may differ in this key (docs/population.md): it changes no shape,
+  /// and what it sets is used only by each member's own dataset or model instance, never by the
+  /// batched training step — a data option (input noise), or a parameter group's learning rate or
+  /// weight decay (ParamGroup), which the population applies per member. A key the forward or the
+  /// loss reads (a temperature, a loss weight) must not be declared: the batched step would use
+  /// the first member's value for all.
+  Options& per_member() {
+    last().per_member = true;
     return *this;
   }
 

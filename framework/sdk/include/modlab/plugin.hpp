@@ -30,7 +30,8 @@ namespace modlab {
 /// 4: Host::share and SharedFile (files made once per results folder), Phase::defaults,
 /// ModelEntry::check.
 /// 5: Split::lengths (length bucketing).
-inline constexpr std::uint32_t kAbiVersion = 6;
+/// 7: KeySpec::per_member (keys a population's members may differ in).
+inline constexpr std::uint32_t kAbiVersion = 7;
 
 /// Name of the exported entry symbol.
 inline constexpr const char* kEntrySymbol = "modlab_plugin_entry";

@@ -28,10 +28,14 @@ struct SweepOptions {
 constexpr std::int64_t kAutoPopulationLimit = 256;
 /// `[run] population` of a run: 1 when unset, kAutoPopulationLimit for "auto".
 std::int64_t population_of(const RunSpec& run);
-/// The runs to do cut into populations, in sweep order: runs whose varied keys other than run.seed,
-/// train.lr and train.weight_decay take the same values, at most `[run] population` per group; a run whose
-/// population is 1, or that differs from the others in any other key, is a group of its own.
-std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo);
+/// Whether the members of a population may differ in `key`, a varied key of `run`: run.seed,
+/// train.lr, train.weight_decay, train.lr_groups, and the keys of the run's model and dataset
+/// plugins that they declare per member (KeySpec::per_member).
+bool member_key(const RunSpec& run, const std::string& key, const Registry& registry);
+/// The runs to do cut into populations, in sweep order: runs whose varied keys other than those
+/// (member_key) take the same values, at most `[run] population` per group; a run whose population
+/// is 1, or that differs from the others in any other key, is a group of its own.
+std::vector<std::vector<const RunSpec*>> population_groups(const std::vector<const RunSpec*>& todo, const Registry& registry);
 
 /// Checks everything that can be checked before a run starts (runs validate, output folder usable).
 /// Throws ConfigError / OutputError naming every problem of the runs' configs at once (at most 20,

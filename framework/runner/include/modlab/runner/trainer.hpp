@@ -128,7 +128,8 @@ struct RunPaths {
 /// failure inside the run: that is recorded in the run file and returned as Failed.
 RunOutcome execute_run(const Registry& registry, const RunRequest& request);
 
-/// Trains runs that differ only in seed (or learning rate, or weight decay) as one population: one model with every
+/// Trains runs that differ only in seed (or learning rate, weight decay, or keys declared per
+/// member: scheduler.hpp, member_key) as one population: one model with every
 /// parameter stacked over the members (modlab/population.hpp). Each member writes exactly the run
 /// file its solo run writes (with a note `population` = P) and fails, checkpoints and resumes on
 /// its own. When the model cannot be trained that way (a parameter outside modlab::nn layers, a
