@@ -11,7 +11,8 @@
 //
 // Workloads: the quick-start grid (moe on toy multi_class, E = 1, 2, 4) with --seeds seeds per
 // width; the [6,3,2,2] half of the hier_modular Boolean sweeps (7 training fractions x --hier-seeds
-// seeds) for each model variant of bench_hier_modular; one goe width on Rotated MNIST with 5 seeds
+// seeds) for each model variant of bench_hier_modular, and the learned-routing variant under both
+// protocols (reference and ablation: 2 x --hier-seeds members); one goe width on Rotated MNIST with 5 seeds
 // for each of its 3 networks (--goe-epochs of the reference's 100; needs MODLAB_DATA_DIR).
 //
 // With --device (the GPU benchmark, e.g. --device cuda), it measures instead the wall time of one
@@ -86,6 +87,13 @@ std::vector<Workload> workloads(int seeds, int hier_seeds, int hier_epochs, int 
   for (const auto& v : bench::kVariants)
     out.push_back({"hier_" + v.name, "hier_modular " + v.label, "sweeps/hier_modular/" + v.sweep,
                    grid + " --set " + bench::quote("sweep.zip=" + v.zip), hier_seeds});
+  // The reference protocol and its ablation (input noise, weight decay: keys a population's members
+  // may differ in) of one variant: a configuration's seeds of both train together.
+  const auto& learned = bench::kVariants[1];
+  const std::string both = learned.zip.substr(0, learned.zip.size() - 1) +
+                           R"(, { "dataset.train_noise" = [0.1, 0.0], "train.weight_decay" = [1e-3, 0.0] }])";
+  out.push_back({"hier_both_protocols", "hier_modular " + learned.label + ", both protocols", "sweeps/hier_modular/" + learned.sweep,
+                 grid + " --set " + bench::quote("sweep.zip=" + both), 2 * hier_seeds});
   out.push_back({"goe", "goe Rotated MNIST, param_factor 4, 3 networks, 5 seeds", "sweeps/goe/rotated_mnist.toml",
                  " --set 'sweep.grid={ \"model.param_factor\" = [4] }' --set sweep.seeds=5 --set train.epochs=" +
                      std::to_string(goe_epochs) + " --set train.eval_every=" + std::to_string(goe_epochs),
