@@ -415,7 +415,7 @@ AISTATS_COLUMNS = (ERR, ("train error % (training batches)", lambda r: 100.0 * r
 def aistats_section(rows):
     groups = grouped(rows, aistats_label)
     seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
-    out = ["## AISTATS MNIST table (moe §1.6)", "",
+    out = [AISTATS_TITLE, "",
            f"Seeds {', '.join(map(str, seeds))}. Final epoch. \"Training batches\": accumulated over the last "
            "epoch's training forwards as the reference logs them (`fit_*`); \"test\": the 10,000 test images. "
            "Entropies and I(E;Y) in bits (H_u at most log2 E; I(E;Y) counts the selected expert's predicted "
@@ -437,6 +437,52 @@ def aistats_section(rows):
     return out
 
 
+def importance_section(rows):
+    """The w_imp scan: one row per gate and weight; each weight against the lowest, per gate."""
+    label = lambda r: (("attentive" if value(r, "model.gating") == "attentive" else "softmax") +  # noqa: E731
+                       f" gate, w_imp {value(r, 'model.w_importance'):g}")
+    groups = grouped(rows, label)
+    seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
+    out = [IMPORTANCE_TITLE, "",
+           f"`sweeps/moe/mnist_importance.toml`: the settings of the AISTATS table above (E = 5, Adam 1e-3, batch "
+           f"512, 20 epochs) with the importance weight w_imp ∈ {{0.2, 0.4, 0.6, 0.8, 1.0}}, softmax and attentive "
+           f"gate. Seeds {', '.join(map(str, seeds))}. Columns as above.", "",
+           group_table(groups, AISTATS_COLUMNS, lambda n: "yes (5 of its 10 runs)"), ""]
+    finds = []
+    for gate in ("softmax gate", "attentive gate"):
+        scan = sorted(((value(rs[0], "model.w_importance"), n, rs) for n, rs in groups.items() if gate in n),
+                      key=lambda t: t[0])
+        for w, n, rs in scan[1:]:
+            finds.append(f"{n} − {scan[0][1]}, test error (points): {paired(rs, scan[0][2], 'test_accuracy', -100.0)}")
+        if len(scan) > 1:
+            finds.append(f"{scan[-1][1]} − {scan[0][1]}, H_u test (bits): "
+                         f"{paired(scan[-1][2], scan[0][2], 'test_gate_usage_entropy', 1.0)}")
+    if finds:
+        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
+    return out
+
+
+def experts_section(rows):
+    """E = 10 and 15: one row per size and gate; attentive − softmax gate per size."""
+    groups = grouped(rows, aistats_label)
+    seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
+    out = [EXPERTS_TITLE, "",
+           "`sweeps/moe/mnist_experts.toml`: the settings of the AISTATS table above with E = 10 (20 epochs) and "
+           f"E = 15 (10 epochs, as the reference), softmax and attentive gate, no regulariser. Seeds "
+           f"{', '.join(map(str, seeds))}. Columns as above.", "",
+           group_table(groups, AISTATS_COLUMNS, lambda n: "yes (5 of its 10 runs)"), ""]
+    finds = []
+    for n, rs in groups.items():
+        soft = groups.get(n.replace("attentive gate", "softmax gate"))
+        if "attentive gate" in n and soft:
+            finds.append(f"{n} − softmax gate, test error (points): {paired(rs, soft, 'test_accuracy', -100.0)}")
+            finds.append(f"{n} − softmax gate, test I(E;Y) (bits): "
+                         f"{paired(rs, soft, 'test_gate_mutual_information', 1.0)}")
+    if finds:
+        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
+    return out
+
+
 def simple_section(title, intro, rows, label, columns, protocol):
     groups = grouped(rows, label)
     return [title, "", intro, "", group_table(groups, columns, protocol), ""]
@@ -453,40 +499,91 @@ def toy_exp2_extra(rows):
             f"gets ≥ 99 % of them.", ""]
 
 
+def toy_exp2_section(rows):
+    return simple_section(TOY_EXP2_TITLE,
+                          "E = 2 linear experts, RMSprop 0.01 / momentum 0.9, 30 epochs, the experts' "
+                          "learning rates 0.01 and 1e-4 (`expert_lr_scale = [1.0, 0.01]`).",
+                          rows, lambda r: "E = 2, expert lr 0.01 / 1e-4", (ERR, HU),
+                          lambda n: "yes") + toy_exp2_extra(rows)
+
+
+def toy_em_section(rows):
+    return simple_section(TOY_EM_TITLE,
+                          "E = 4 linear experts and gate on the toy multi_class task; the reference's "
+                          "M-step loss against the complete-data form.",
+                          rows, lambda r: f"EM, M-step loss {value(r, 'model.em_loss_form')}", (ERR, HU, MI),
+                          lambda n: "yes" if "reference" in n else "no: the complete-data M-step loss")
+
+
+def xai_section(rows):
+    return simple_section(XAI_TITLE,
+                          "The three staged sweeps `sweeps/moe/mnist_xai_{1_experts,2_gate,3_reuse}.toml`: "
+                          "first 10,048 training and 2,000 test images, Normalize(0.5, 0.5), batch 32, "
+                          "RMSprop(1e-3, momentum 0.9), 20 epochs, E = 5, experts restricted to the class "
+                          "pairs [[0,1],[2,5],[3,4],[6,9],[7,8]] in stages 1–3 and unrestricted in stages 4–5 "
+                          "(`mnist_xai_4_scratch.toml`, `mnist_xai_5_scratch_reuse.toml`); test split of "
+                          "2,000 images. Stage 1's gate has not trained, so its error says only that the "
+                          "stages are separate.",
+                          rows, lambda r: r["_label"], (ERR, HU, MI), lambda n: "yes")
+
+
 MOE_HEADER = """# moe: MNIST and toy results
 
 This page is written by `scripts/plot_moe.py --doc`, run by `scripts/reproduce moe`, from the run
 files of the sweeps below; every number comes from those files. Cells: mean ± sample std over seeds
 [95 % t-interval of the mean]; differences between configurations are paired by seed. The tables
 are the reference's experiments with its settings unless the column "reference protocol?" names a
-difference.
+difference. `scripts/reproduce moe --only SWEEP` runs one sweep and rewrites its row and section
+only: the others stay as they were written from their own runs.
 
 Wall time: first run start to last run end, as measured on the 2-core development machine, which
 may have been running other sweeps or builds at the same time; training time: the runs' epoch
 times summed.
 """
 
-# Committed sweeps not run here: (file, what, relative cost of a run against an E = 5 MNIST run).
-NOT_RUN = (("mnist_sample_similarity.toml", "the AISTATS L_s grid: β_s ∈ {1e-6, 1e-5} × β_d ∈ {1e-6 … 1e-1}, "
-            "softmax and attentive gate, reference form", 1.0),
-           ("mnist_importance.toml", "the AISTATS w_imp scan {0.2 … 1.0}, softmax and attentive gate", 1.0),
-           ("mnist_experts.toml", "E = 10 and 15 (10 epochs), softmax and attentive gate; a run costs about twice "
-            "an E = 5 one (assumed, not measured)", 2.0),
-           ("fmnist.toml", "the AISTATS Fashion-MNIST table; a run costs about 1.5× an MNIST one (the wider gate; "
-            "assumed, not measured)", 1.5))
+AISTATS_TITLE = "## AISTATS MNIST table (moe §1.6)"
+IMPORTANCE_TITLE = "## AISTATS importance-weight scan (moe §1.6)"
+EXPERTS_TITLE = "## AISTATS MNIST with more experts: E = 10 and 15 (moe §1.6)"
+TOY_EXP2_TITLE = "## Toy: two experts with different learning rates (XAI Exp. 2)"
+TOY_EM_TITLE = "## Toy: the EM method (moe §1.3.3)"
+XAI_TITLE = "## MNIST (XAI) Exp. 2: prechosen experts, then the gate, then the gate reused"
+NOT_RUN_TITLE = "## Committed, not run here yet"
+XAI_SWEEPS = ("moe_mnist_xai_experts", "moe_mnist_xai_gate", "moe_mnist_xai_reuse", "moe_mnist_xai_scratch",
+              "moe_mnist_xai_scratch_reuse")
+# The page's sections in order: (the sweeps it is computed from, its title, its writer given their rows).
+SECTIONS = ((("moe_mnist",), AISTATS_TITLE, aistats_section),
+            (("moe_mnist_importance",), IMPORTANCE_TITLE, importance_section),
+            (("moe_mnist_experts",), EXPERTS_TITLE, experts_section),
+            (("moe_toy_exp2",), TOY_EXP2_TITLE, toy_exp2_section),
+            (("moe_toy_em",), TOY_EM_TITLE, toy_em_section),
+            (XAI_SWEEPS, XAI_TITLE, xai_section))
+SWEEP_ORDER = [name for sweeps, _, _ in SECTIONS for name in sweeps]
+
+# Committed sweeps not run here: (sweep name, file, what, relative cost of a run against an E = 5 MNIST run).
+NOT_RUN = (("moe_mnist_sample_similarity", "mnist_sample_similarity.toml",
+            "the AISTATS L_s grid: β_s ∈ {1e-6, 1e-5} × β_d ∈ {1e-6 … 1e-1}, softmax and attentive gate, "
+            "reference form", 1.0),
+           ("moe_mnist_importance", "mnist_importance.toml",
+            "the AISTATS w_imp scan {0.2 … 1.0}, softmax and attentive gate", 1.0),
+           ("moe_mnist_experts", "mnist_experts.toml", "E = 10 and 15 (10 epochs), softmax and attentive gate; a run "
+            "costs about twice an E = 5 one (assumed, not measured)", 2.0),
+           ("moe_fmnist", "fmnist.toml", "the AISTATS Fashion-MNIST table; a run costs about 1.5× an MNIST one (the "
+            "wider gate; assumed, not measured); the Fashion-MNIST files are not among the data here", 1.5))
 
 
-def not_run_section(mnist_runs):
-    """The committed sweeps not run here, with their run counts and the time they would take with
-    --jobs 2, scaled from the measured training time of this page's E = 5 MNIST runs."""
+def not_run_section(mnist_runs, present):
+    """The committed sweeps not run here (not in `present`), with their run counts and the time they
+    would take with --jobs 2, scaled from the measured training time of E = 5 MNIST runs."""
     e5 = [r["time_s"] for r in mnist_runs if r.get("experts") == 5]
     per_run = sum(e5) / len(e5) if e5 else math.nan
-    lines = ["## Committed, not run here yet", "",
+    lines = [NOT_RUN_TITLE, "",
              f"Estimated time with --jobs 2 on 2 cores: runs × the mean training time of this page's E = 5 MNIST "
              f"runs ({duration(per_run) if e5 else 'not measured'}) × the relative cost / 2.", "",
              "| sweep | what | runs | estimated time |", "|---|---|---|---|"]
     sweeps = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sweeps", "moe")
-    for file, what, cost in NOT_RUN:
+    for name, file, what, cost in NOT_RUN:
+        if name in present:
+            continue
         n = count_runs(os.path.join(sweeps, file))
         est = duration(n * per_run * cost / 2) if e5 else "?"
         lines.append(f"| `sweeps/moe/{file}` | {what} | {n} | about {est} |")
@@ -504,41 +601,59 @@ def run_table(folder, name, runs):
             f"`{sweep_command(folder, '--jobs 2 --threads 1')}` |")
 
 
-def write_page(folders, doc):
-    timed = [timed_runs(folder) for folder in folders]
+def old_page(doc):
+    """What a page written earlier holds: {sweep name: its row of the runs table} and {section
+    title: the section's lines}."""
+    rows, sections, title = {}, {}, None
+    with open(doc) as f:
+        for line in f.read().splitlines():
+            if line.startswith("## "):
+                title = line
+                sections[title] = []
+            if title is None:
+                continue
+            sections[title].append(line)
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if title == "## Runs" and line.startswith("| ") and cells[0] in SWEEP_ORDER:
+                rows[cells[0]] = line
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return rows, {t: lines + [""] for t, lines in sections.items()}
+
+
+def write_page(folders, doc, keep=False):
+    """The page from the sweep folders. With `keep`, the row and section of every sweep not among
+    the folders (or whose folder holds no sweep yet) are those of the page as it was."""
+    if keep:
+        folders = [f for f in folders if os.path.exists(os.path.join(f, "sweep.h5"))]
+    old_rows, old_sections = old_page(doc) if keep and os.path.exists(doc) else ({}, {})
+    timed = {}
+    for folder in folders:
+        name, runs = timed_runs(folder)
+        timed[name] = (folder, runs)
+    rows = {name: run_table(folder, name, runs) for name, (folder, runs) in timed.items()}
+    for name, row in old_rows.items():
+        rows.setdefault(name, row)
     parts = [MOE_HEADER, "## Runs", "", "| sweep | completed runs | wall time | training time summed | command |",
              "|---|---|---|---|---|"]
-    parts += [run_table(folder, name, runs) for folder, (name, runs) in zip(folders, timed)] + [""]
-    xai = []
-    for folder, (name, _) in zip(folders, timed):
-        rows, _ = load_summary(folder, "plot_moe.py")
-        if name == "moe_mnist":
-            parts += aistats_section(rows)
-        elif name == "moe_toy_exp2":
-            parts += simple_section("## Toy: two experts with different learning rates (XAI Exp. 2)",
-                                    "E = 2 linear experts, RMSprop 0.01 / momentum 0.9, 30 epochs, the experts' "
-                                    "learning rates 0.01 and 1e-4 (`expert_lr_scale = [1.0, 0.01]`).",
-                                    rows, lambda r: "E = 2, expert lr 0.01 / 1e-4", (ERR, HU),
-                                    lambda n: "yes") + toy_exp2_extra(rows)
-        elif name == "moe_toy_em":
-            parts += simple_section("## Toy: the EM method (moe §1.3.3)",
-                                    "E = 4 linear experts and gate on the toy multi_class task; the reference's "
-                                    "M-step loss against the complete-data form.",
-                                    rows, lambda r: f"EM, M-step loss {value(r, 'model.em_loss_form')}", (ERR, HU, MI),
-                                    lambda n: "yes" if "reference" in n else "no: the complete-data M-step loss")
-        elif name.startswith("moe_mnist_xai"):
-            xai += [dict(r, _label=xai_label(r, name)) for r in rows]
-    if xai:
-        parts += simple_section("## MNIST (XAI) Exp. 2: prechosen experts, then the gate, then the gate reused",
-                                "The three staged sweeps `sweeps/moe/mnist_xai_{1_experts,2_gate,3_reuse}.toml`: "
-                                "first 10,048 training and 2,000 test images, Normalize(0.5, 0.5), batch 32, "
-                                "RMSprop(1e-3, momentum 0.9), 20 epochs, E = 5, experts restricted to the class "
-                                "pairs [[0,1],[2,5],[3,4],[6,9],[7,8]] in stages 1–3 and unrestricted in stages 4–5 "
-                                "(`mnist_xai_4_scratch.toml`, `mnist_xai_5_scratch_reuse.toml`); test split of "
-                                "2,000 images. Stage 1's gate has not trained, so its error says only that the "
-                                "stages are separate.",
-                                xai, lambda r: r["_label"], (ERR, HU, MI), lambda n: "yes")
-    parts += not_run_section(next((runs for name, runs in timed if name == "moe_mnist"), []))
+    parts += [rows[n] for n in SWEEP_ORDER if n in rows] + [rows[n] for n in rows if n not in SWEEP_ORDER] + [""]
+    for sweeps, title, section in SECTIONS:
+        given = [n for n in sweeps if n in timed]
+        if given and (not keep or len(given) == len(sweeps) or title not in old_sections):
+            section_rows = []
+            for n in given:
+                loaded, _ = load_summary(timed[n][0], "plot_moe.py")
+                section_rows += [dict(r, _label=xai_label(r, n)) if n in XAI_SWEEPS else r for r in loaded]
+            parts += section(section_rows)
+        elif title in old_sections:
+            parts += old_sections[title]
+    mnist = [r for n in ("moe_mnist", "moe_mnist_importance") if n in timed for r in timed[n][1]]
+    if mnist or NOT_RUN_TITLE not in old_sections:
+        parts += not_run_section(mnist, set(rows))
+    else:
+        parts += [l for l in old_sections[NOT_RUN_TITLE]
+                  if not any(f"`sweeps/moe/{file}`" in l for name, file, _, _ in NOT_RUN if name in rows)]
     with open(doc, "w") as f:
         f.write("\n".join(parts) + "\n")
     print(f"wrote {doc}")
@@ -552,9 +667,12 @@ def main():
     ap.add_argument("--per-expert", action="store_true",
                     help="also print each expert's allocated sample count and gate-weighted loss (last epoch)")
     ap.add_argument("--doc", help="write the results page (docs/results/moe.md) from the folders, nothing else")
+    ap.add_argument("--keep", action="store_true",
+                    help="with --doc: keep the page's rows and sections of sweeps whose folders are not given or "
+                         "hold no sweep yet (scripts/reproduce moe --only)")
     args = ap.parse_args()
     if args.doc:
-        write_page(args.folders, args.doc)
+        write_page(args.folders, args.doc, args.keep)
         return
     for folder in args.folders:
         rows, swept = load_summary(folder, "plot_moe.py")

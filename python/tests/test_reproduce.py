@@ -120,6 +120,15 @@ seeds = [0, 1, 2]
 "model.beta_diff" = [0.0, 0.0, 1e-5]
 """
 
+MOE_IMPORTANCE = MOE.split("[sweep]")[0].replace('name = "moe_mnist"', 'name = "moe_mnist_importance"').replace(
+    "[model]", "[model]\nnum_experts = 3") + """\
+[sweep]
+seeds = [0, 1]
+[sweep.grid]
+"model.gating" = ["softmax", "attentive"]
+"model.w_importance" = [0.2, 1.0]
+"""
+
 
 def modlab_exe():
     return os.environ.get("MODLAB_EXE")
@@ -290,6 +299,26 @@ class Pages(unittest.TestCase):
         self.assertIn("- single CNN (E = 1) − E = 3, softmax gate, test error (points): ", page)
         self.assertIn("- E = 3, attentive gate + L_s (β_s 1e-05, β_d 1e-05) − E = 3, softmax gate, test error", page)
         self.assertIn("## Committed, not run here yet", page)
+        self.assertIn("`sweeps/moe/mnist_importance.toml`", page)
+        # --keep with no new sweep: the page stays as it was
+        self.assertEqual(write_doc("plot_moe", [os.path.join(self.tmp, "absent"), folder + "_absent"], ["--keep"]), page)
+        # --keep with one new sweep: its row and section are added, the others kept to the letter
+        imp = run_sweep(self.tmp, "moe_mnist_importance", MOE_IMPORTANCE)
+        both = write_doc("plot_moe", [imp], ["--keep"])
+        self.assertEqual(table_rows(both, "E = 3, softmax gate"), table_rows(page, "E = 3, softmax gate"))
+        self.assertEqual(table_rows(both, "moe_mnist"), table_rows(page, "moe_mnist"))
+        self.assertEqual(table_rows(both, "moe_mnist_importance")[0][1], "8")
+        self.assertIn("## AISTATS importance-weight scan (moe §1.6)", both)
+        errs = [100 * (1 - m["test_accuracy"]) for c, m in final_metrics(imp)
+                if "w_importance = 1.0" in c and '"attentive"' in c]
+        n, mean, std, half = sweep_summary.mean_ci(errs)
+        self.assertEqual(n, 2)
+        self.assertTrue(table_rows(both, "attentive gate, w_imp 1")[0][3].startswith(f"{mean:.2f} ± {std:.2f} ["))
+        self.assertIn("- softmax gate, w_imp 1 − softmax gate, w_imp 0.2, test error (points): ", both)
+        not_run = both.split("## Committed, not run here yet")[1]
+        self.assertNotIn("`sweeps/moe/mnist_importance.toml`", not_run)
+        self.assertIn("`sweeps/moe/fmnist.toml`", not_run)
+        self.assertLess(both.index("## AISTATS MNIST table"), both.index("## AISTATS importance-weight scan"))
 
 
 if __name__ == "__main__":
