@@ -75,6 +75,12 @@ function(modlab_use_pch target)
   endif()
 endfunction()
 
+# modlab_skip_pch(<sources...>): sources that include no LibTorch header compile faster alone,
+# without the precompiled header and outside unity batches (which would bring it back).
+function(modlab_skip_pch)
+  set_source_files_properties(${ARGN} PROPERTIES SKIP_PRECOMPILE_HEADERS ON SKIP_UNITY_BUILD_INCLUSION ON)
+endfunction()
+
 # modlab_add_plugin(NAME <name> SOURCES <files...> [LIBRARIES <libs...>] [OUTPUT_DIR <dir>] [NO_INSTALL])
 # Builds a plugin shared object named <name>.so (no "lib" prefix) into the build's plugin folder,
 # with hidden visibility, -z defs, warnings as errors and the shared PCH.

@@ -31,7 +31,20 @@
 #include <set>
 
 namespace modlab::runner {
+namespace h5_detail {
+
+// How a tensor is stored: float32/float64 stay, other floats become float32, integers int64, bool uint8.
+struct Storage {
+  torch::ScalarType dtype;
+  hid_t mem;
+  hid_t file;
+};
+
+}  // namespace h5_detail
+
 namespace {
+
+using h5_detail::Storage;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr hsize_t kRowChunk = 1024;              // rows per metrics chunk
@@ -55,13 +68,6 @@ void check_name(const std::string& kind, const std::string& name) {
     throw OutputError(kind + " name '" + name + "' is not allowed: it must be non-empty, not '.' or '..', and " +
                       (nested ? "have no empty, '.' or '..' part between '/'" : "contain no '/'"));
 }
-
-// How a tensor is stored: float32/float64 stay, other floats become float32, integers int64, bool uint8.
-struct Storage {
-  torch::ScalarType dtype;
-  hid_t mem;
-  hid_t file;
-};
 
 Storage storage_for(torch::ScalarType t, const std::string& what) {
   if (t == torch::kDouble) return {t, H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE};

@@ -13,8 +13,6 @@
 namespace modlab::celeba {
 namespace {
 
-constexpr const char* kName = "celeba";
-
 std::string read_text(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError(std::string(kName) + ": cannot open the " + what + " " + path + " (" + std::strerror(errno) + ")");

@@ -10,6 +10,9 @@
 
 namespace modlab::celeba {
 
+/// The plugin's name, the prefix of its messages.
+inline constexpr const char* kName = "celeba";
+
 /// list_attr_celeba.txt: a record count, a line of attribute names, then one row per image.
 struct AttrTable {
   std::string path;

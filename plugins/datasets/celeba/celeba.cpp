@@ -40,7 +40,6 @@ namespace fs = std::filesystem;
 namespace modlab::celeba {
 namespace {
 
-constexpr const char* kName = "celeba";
 constexpr char kCacheMagic[8] = {'M', 'L', 'C', 'E', 'L', 'E', 'B', '1'};
 
 std::string with_commas(std::int64_t v) {
