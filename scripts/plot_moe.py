@@ -343,6 +343,11 @@ def per_expert_table(folder, groups):
 
 # ------------------------------------------------------------------ the results page (--doc)
 
+def findings(finds):
+    """The list of paired differences under a section's table (nothing when there are none)."""
+    return (["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]) if finds else []
+
+
 def paired(rows_a, rows_b, key, scale=100.0):
     """a − b (× scale) over the seeds present in both, with its 95 % interval, as text."""
     by_seed = lambda rows: {r["seed"]: scale * r.get(key, math.nan) for r in rows}  # noqa: E731
@@ -432,9 +437,7 @@ def aistats_section(rows):
     if att and plain:
         finds.append(f"attentive − softmax gate, test I(E;Y) (bits): "
                      f"{paired(att, plain, 'test_gate_mutual_information', 1.0)}")
-    if finds:
-        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
-    return out
+    return out + findings(finds)
 
 
 def importance_section(rows):
@@ -457,9 +460,7 @@ def importance_section(rows):
         if len(scan) > 1:
             finds.append(f"{scan[-1][1]} − {scan[0][1]}, H_u test (bits): "
                          f"{paired(scan[-1][2], scan[0][2], 'test_gate_usage_entropy', 1.0)}")
-    if finds:
-        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
-    return out
+    return out + findings(finds)
 
 
 def experts_section(rows):
@@ -478,9 +479,7 @@ def experts_section(rows):
             finds.append(f"{n} − softmax gate, test error (points): {paired(rs, soft, 'test_accuracy', -100.0)}")
             finds.append(f"{n} − softmax gate, test I(E;Y) (bits): "
                          f"{paired(rs, soft, 'test_gate_mutual_information', 1.0)}")
-    if finds:
-        out += ["Paired differences (computed from the runs):", ""] + [f"- {x}" for x in finds] + [""]
-    return out
+    return out + findings(finds)
 
 
 def simple_section(title, intro, rows, label, columns, protocol):
