@@ -176,25 +176,35 @@ BOOST_AUTO_TEST_CASE(members_with_their_own_gate_temperatures_each_use_theirs) {
                           {"model.temperature=2.0", "model.method=\"pre_softmax\""}}, "", 1e-4);
 }
 
+// hier_modular's routing temperature, read by the batched forward through member_option: each
+// member's own in the routing's σ((R + G)/τ) and, with location_tau = 0, in the shared modules'
+// location softmax.
+BOOST_AUTO_TEST_CASE(members_with_their_own_routing_temperatures_each_use_theirs) {
+  const std::vector<std::vector<std::string>> taus{{"model.tau=2.0"}, {"model.tau=1.0"}, {"model.tau=0.5"}};
+  check_members(boolean_run(kModular), taus, "", 1e-4);
+  check_members(boolean_run(kShared), taus, "", 1e-4);
+}
+
 BOOST_AUTO_TEST_CASE(the_scheduler_groups_by_the_keys_plugins_declare_per_member_and_never_by_others) {
   const std::string text = boolean_run(kModular) + R"(
 [run]
 population = 64
 [sweep]
-grid = { "dataset.train_noise" = [0.0, 0.1], "model.lr_module_input" = [0.05, 0.1], "dataset.train_fraction" = [0.3, 0.5], "model.tau" = [1.0, 2.0] }
+grid = { "dataset.train_noise" = [0.0, 0.1], "model.lr_module_input" = [0.05, 0.1], "dataset.train_fraction" = [0.3, 0.5], "model.tau" = [1.0, 2.0], "model.routing_init" = ["randn", "known"] }
 seeds = [0, 1]
 )";
   const auto sweep = modlab::runner::expand_sweep(modlab::runner::parse_toml(text, "pop.toml"), "pop.toml", text);
   std::vector<const modlab::runner::RunSpec*> todo;
   for (const auto& r : sweep.runs) todo.push_back(&r);
   const auto groups = modlab::runner::population_groups(todo, default_registry());
-  // 32 runs: train_fraction changes the batch and tau the forward, so 4 groups of 8
+  // 64 runs: train_fraction changes the batch and routing_init the initial routing (not per
+  // member), so 4 groups of 16
   BOOST_TEST_REQUIRE(groups.size() == 4u);
   for (const auto& g : groups) {
-    BOOST_TEST(g.size() == 8u);
+    BOOST_TEST(g.size() == 16u);
     const auto key = [](const modlab::runner::RunSpec* r) {
       const modlab::Config c(r->config, "");
-      return std::make_pair(c.sub("dataset").get<double>("train_fraction"), c.sub("model").get<double>("tau"));
+      return std::make_pair(c.sub("dataset").get<double>("train_fraction"), c.sub("model").get<std::string>("routing_init"));
     };
     for (const auto* r : g) BOOST_TEST((key(r) == key(g.front())));
   }
@@ -202,6 +212,7 @@ seeds = [0, 1]
   BOOST_TEST(modlab::runner::member_key(some, "dataset.train_noise", default_registry()));
   BOOST_TEST(modlab::runner::member_key(some, "model.lr_module_input", default_registry()));
   BOOST_TEST(modlab::runner::member_key(some, "train.lr_groups.routing", default_registry()));
-  BOOST_TEST(!modlab::runner::member_key(some, "model.tau", default_registry()));
+  BOOST_TEST(modlab::runner::member_key(some, "model.tau", default_registry()));
+  BOOST_TEST(!modlab::runner::member_key(some, "model.routing_init", default_registry()));
   BOOST_TEST(!modlab::runner::member_key(some, "dataset.train_fraction", default_registry()));
 }

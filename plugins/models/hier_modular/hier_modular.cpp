@@ -278,6 +278,7 @@ Options<ModularOptions> declare_modular(bool shared) {
       .at_least(1)
       .key("topk", &O::topk, "inputs k each module selects (top-k of its routing logits)").at_least(1)
       .key("tau", &O::tau, "routing temperature: s = sigmoid((R + G)/tau) in training (1 = None)").greater_than(0).finite()
+      .per_member()
       .key("use_gumbel", &O::use_gumbel, "add Gumbel noise to learned routing logits in training")
       .key("per_sample_routing", &O::per_sample_routing,
            "index routing logits per sample by task id and sample the noise per sample (else once per batch)")
@@ -666,6 +667,7 @@ class RoutedModel : public Model, public modlab::nn::Overridable {
     RouteMode m;
     m.k = k;
     m.tau = train ? opt_.tau : 1.0;  // eval: τ = None
+    m.member_tau = train;
     m.noise = train && opt_.use_gumbel && p.learned;
     m.per_sample = train && opt_.per_sample_routing && p.learned;
     return m;
@@ -783,7 +785,8 @@ class SharedModulesModel : public RoutedModel {
     const double tau = opt_.location_tau > 0.0 ? opt_.location_tau : opt_.tau;
     const bool noise = train && p.learned && (opt_.use_gumbel || opt_.location_noise);
     const auto f = task_logits(p, task, B);
-    const auto w = locations(f.logits, f.task, B, train ? tau : 1.0, noise, per_sample);  // [N, slots, S]
+    const bool member_tau = train && opt_.location_tau <= 0.0;  // the routing τ, each member's own
+    const auto w = locations(f.logits, f.task, B, train ? tau : 1.0, noise, per_sample, member_tau);  // [N, slots, S]
     out.aux[location_names_[l]] = w;
     return combine_locations(y, w, f.task, per_sample);
   }

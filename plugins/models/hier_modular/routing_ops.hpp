@@ -13,6 +13,7 @@
 
 #include <modlab/nn/functional.hpp>
 #include <modlab/nn/layers.hpp>
+#include <modlab/population.hpp>
 
 #include <torch/torch.h>
 
@@ -28,6 +29,7 @@ struct RouteMode {
   double tau = 1.0;         ///< s = σ(z / τ); τ = 1 is the reference's τ = None
   bool noise = false;       ///< add Gumbel noise G = −log(Exp(1)) to the logits
   bool per_sample = false;  ///< logits indexed per sample by task id ([B, M, I], noise per sample)
+  bool member_tau = false;  ///< τ is the `tau` option: in a population, each member's own
 };
 
 /// The result of routing: module inputs and the indices they came from.
@@ -103,6 +105,16 @@ inline TaskLogits fold_samples_into_tasks(const torch::Tensor& logits, std::int6
   return {logits.flatten(0, 1), task.defined() ? task + sample * T : sample * T};
 }
 
+/// `z` [N, …] over the temperature `tau`; with `member_tau`, inside a population whose members
+/// differ in the `tau` option, over each member's own (its rows of N: its tasks or its samples).
+inline torch::Tensor tempered(const torch::Tensor& z, double tau, bool member_tau) {
+  if (member_tau) {
+    const auto own = modlab::member_option("tau", tau, z, 0);
+    if (own.dim() > 0) return z / own;
+  }
+  return tau == 1.0 ? z : z / tau;
+}
+
 /// Routes `x` [B, I] through logits [T, M, I]. The selection scores are s = σ((R + G)/τ) (G only
 /// with `mode.noise`); the top-k indices are taken on (R + G) itself, which orders inputs exactly like s
 /// but without σ's float saturation making large logits tie. With gradients enabled and logits that
@@ -119,7 +131,7 @@ inline Routed route(const torch::Tensor& x, const torch::Tensor& logits, const t
   const bool per_task = !mode.per_sample && T > 1;
   const auto idx = per_task ? r.indices.index_select(0, task) : r.indices;  // [1 or B, M, k]
   if (torch::GradMode::is_enabled() && logits.requires_grad()) {
-    const auto s = torch::sigmoid(mode.tau == 1.0 ? z : z / mode.tau);  // [N, M, I]
+    const auto s = torch::sigmoid(tempered(z, mode.tau, mode.member_tau));  // [N, M, I]
     r.inputs = detail::StraightThroughSelect::apply(x, s, idx, per_task ? c10::optional<torch::Tensor>(task) : c10::nullopt);
   } else if (idx.size(0) == 1) {
     r.inputs = x.index_select(1, idx.reshape({M * k}));
@@ -131,16 +143,16 @@ inline Routed route(const torch::Tensor& x, const torch::Tensor& logits, const t
 
 /// One-hot choice of a shared module per slot from location logits [T, slots, S]: a hard
 /// Gumbel-softmax (straight-through, top-1) when the logits are learned, the plain argmax otherwise.
-/// Returns [N, slots, S] with N = B (per sample) or T.
+/// Returns [N, slots, S] with N = B (per sample) or T. `member_tau` as in `tempered`.
 inline torch::Tensor locations(const torch::Tensor& logits, const torch::Tensor& task, std::int64_t batch, double tau,
-                               bool noise, bool per_sample) {
+                               bool noise, bool per_sample, bool member_tau = false) {
   const std::int64_t T = logits.size(0);
   torch::Tensor z = per_sample ? (T == 1 ? logits.expand({batch, logits.size(1), logits.size(2)})
                                          : logits.index_select(0, task))
                                : logits;
-  if (torch::GradMode::is_enabled() && logits.requires_grad())
-    return modlab::nn::gumbel_softmax(z, tau, /*hard=*/true, -1, noise);
   if (noise) z = z + modlab::nn::sample_gumbel(z.sizes(), z.options());
+  if (torch::GradMode::is_enabled() && logits.requires_grad())
+    return modlab::nn::gumbel_softmax(tempered(z, tau, member_tau), 1.0, /*hard=*/true, -1, /*noise=*/false);
   return torch::zeros_like(z).scatter_(-1, z.argmax(-1, /*keepdim=*/true), 1.0);
 }
 
