@@ -482,6 +482,52 @@ def experts_section(rows):
     return out + findings(finds)
 
 
+def sample_similarity_label(r):
+    gate = "attentive" if value(r, "model.gating") == "attentive" else "softmax"
+    return f"{gate} gate, β_s {value(r, 'model.beta_same'):g}, β_d {value(r, 'model.beta_diff'):g}"
+
+
+def sample_similarity_findings(groups):
+    """Per gate: the lowest mean test error against the weakest setting (smallest β_s, then β_d);
+    per gate and β_s: the largest β_d against the smallest, on test error and the gate's entropies."""
+    finds = []
+    mean_err = lambda rs: sum(100.0 * (1.0 - r.get("test_accuracy", math.nan)) for r in rs) / len(rs)  # noqa: E731
+    for gate in ("softmax gate", "attentive gate"):
+        cells = {(value(rs[0], "model.beta_same"), value(rs[0], "model.beta_diff")): (n, rs)
+                 for n, rs in groups.items() if n.startswith(gate)}
+        if len(cells) < 2:
+            continue
+        weakest, base = min(cells), cells[min(cells)]
+        best = min(cells.values(), key=lambda c: mean_err(c[1]))
+        if best is not base:
+            finds.append(f"{best[0]} (the lowest mean test error of the {gate}) − {base[0]}, test error (points): "
+                         f"{paired(best[1], base[1], 'test_accuracy', -100.0)}")
+        for bs in sorted({k[0] for k in cells}):
+            row = sorted(k for k in cells if k[0] == bs)
+            if len(row) < 2:
+                continue
+            (hi, hrs), (lo, lrs) = cells[row[-1]], cells[row[0]]
+            for what, key, scale in (("test error (points)", "test_accuracy", -100.0),
+                                     ("H_s training batches (bits)", "fit_gate_sample_entropy", 1.0),
+                                     ("H_u training batches (bits)", "fit_gate_usage_entropy", 1.0),
+                                     ("I(E;Y) test (bits)", "test_gate_mutual_information", 1.0)):
+                finds.append(f"{hi} − {lo}, {what}: {paired(hrs, lrs, key, scale)}")
+    return finds
+
+
+def sample_similarity_section(rows):
+    """The L_s grid: one row per gate, β_s and β_d; the paired differences of sample_similarity_findings."""
+    groups = grouped(rows, sample_similarity_label)
+    seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
+    out = [SAMPLE_SIMILARITY_TITLE, "",
+           "`sweeps/moe/mnist_sample_similarity.toml`: the settings of the AISTATS table above (E = 5, Adam 1e-3, "
+           "batch 512, 20 epochs) with the sample-similarity loss in the reference's form (β_s·same − β_d·diff/B²) "
+           "over β_s ∈ {1e-6, 1e-5} and β_d ∈ {1e-6 … 1e-1}, softmax and attentive gate. Seeds "
+           f"{', '.join(map(str, seeds))}. Columns as above; the runs without L_s are the AISTATS table's.", "",
+           group_table(groups, AISTATS_COLUMNS, lambda n: "yes (5 of its 10 runs)"), ""]
+    return out + findings(sample_similarity_findings(groups))
+
+
 def simple_section(title, intro, rows, label, columns, protocol):
     groups = grouped(rows, label)
     return [title, "", intro, "", group_table(groups, columns, protocol), ""]
@@ -541,6 +587,7 @@ times summed.
 """
 
 AISTATS_TITLE = "## AISTATS MNIST table (moe §1.6)"
+SAMPLE_SIMILARITY_TITLE = "## AISTATS sample-similarity grid (moe §1.6)"
 IMPORTANCE_TITLE = "## AISTATS importance-weight scan (moe §1.6)"
 EXPERTS_TITLE = "## AISTATS MNIST with more experts: E = 10 and 15 (moe §1.6)"
 TOY_EXP2_TITLE = "## Toy: two experts with different learning rates (XAI Exp. 2)"
@@ -551,6 +598,7 @@ XAI_SWEEPS = ("moe_mnist_xai_experts", "moe_mnist_xai_gate", "moe_mnist_xai_reus
               "moe_mnist_xai_scratch_reuse")
 # The page's sections in order: (the sweeps it is computed from, its title, its writer given their rows).
 SECTIONS = ((("moe_mnist",), AISTATS_TITLE, aistats_section),
+            (("moe_mnist_sample_similarity",), SAMPLE_SIMILARITY_TITLE, sample_similarity_section),
             (("moe_mnist_importance",), IMPORTANCE_TITLE, importance_section),
             (("moe_mnist_experts",), EXPERTS_TITLE, experts_section),
             (("moe_toy_exp2",), TOY_EXP2_TITLE, toy_exp2_section),

@@ -129,6 +129,16 @@ seeds = [0, 1]
 "model.w_importance" = [0.2, 1.0]
 """
 
+MOE_SAMPLE_SIMILARITY = MOE.split("[sweep]")[0].replace('name = "moe_mnist"', 'name = "moe_mnist_sample_similarity"').replace(
+    "[model]", "[model]\nnum_experts = 3") + """\
+[sweep]
+seeds = [0, 1]
+[sweep.grid]
+"model.gating" = ["softmax", "attentive"]
+"model.beta_same" = [1e-5]
+"model.beta_diff" = [1e-6, 1e-1]
+"""
+
 
 def modlab_exe():
     return os.environ.get("MODLAB_EXE")
@@ -319,6 +329,20 @@ class Pages(unittest.TestCase):
         self.assertNotIn("`sweeps/moe/mnist_importance.toml`", not_run)
         self.assertIn("`sweeps/moe/fmnist.toml`", not_run)
         self.assertLess(both.index("## AISTATS MNIST table"), both.index("## AISTATS importance-weight scan"))
+        # the L_s grid: its section goes after the AISTATS table, the others kept
+        ls = run_sweep(self.tmp, "moe_mnist_sample_similarity", MOE_SAMPLE_SIMILARITY)
+        grid = write_doc("plot_moe", [ls], ["--keep"])
+        self.assertEqual(table_rows(grid, "attentive gate, w_imp 1"), table_rows(both, "attentive gate, w_imp 1"))
+        errs = [100 * (1 - m["test_accuracy"]) for c, m in final_metrics(ls)
+                if "beta_diff = 0.1" in c and '"softmax"' in c]
+        n, mean, std, half = sweep_summary.mean_ci(errs)
+        self.assertEqual(n, 2)
+        self.assertTrue(table_rows(grid, "softmax gate, β_s 1e-05, β_d 0.1")[0][3].startswith(f"{mean:.2f} ± {std:.2f} ["))
+        self.assertIn("- attentive gate, β_s 1e-05, β_d 0.1 − attentive gate, β_s 1e-05, β_d 1e-06, "
+                      "H_s training batches (bits): ", grid)
+        self.assertLess(grid.index("## AISTATS MNIST table"), grid.index("## AISTATS sample-similarity grid"))
+        self.assertLess(grid.index("## AISTATS sample-similarity grid"), grid.index("## AISTATS importance-weight scan"))
+        self.assertNotIn("`sweeps/moe/mnist_sample_similarity.toml`", grid.split("## Committed, not run here yet")[1])
 
 
 if __name__ == "__main__":
