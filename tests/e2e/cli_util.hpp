@@ -14,7 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
-#include <modlab/runner/remove_tree.hpp>
+
+#include "../temp_dir.hpp"
 
 namespace e2e {
 
@@ -90,17 +91,7 @@ inline void write(const fs::path& p, const std::string& text) {
   std::ofstream(p) << text;
 }
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("modlab_e2e_" + tag + "_" + std::to_string(::getpid()));
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    if (!std::getenv("MODLAB_KEEP_TEST_FILES")) modlab::runner::remove_tree(path);
-  }
-};
+using modlab_test::TempDir;
 
 /// Polls `cond` every 5 ms for up to `seconds`.
 inline bool wait_for(const std::function<bool()>& cond, double seconds) {

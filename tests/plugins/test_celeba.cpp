@@ -8,6 +8,8 @@
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/remove_tree.hpp>
 
+#include "../temp_dir.hpp"
+
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -64,20 +66,7 @@ std::string load_error(Value::Table t) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("modlab_test_celeba_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    modlab::runner::remove_tree(path);
-  }
-  std::string str() const { return path.string(); }
-};
+using modlab_test::TempDir;
 
 void write_text(const fs::path& p, const std::string& s) {
   std::ofstream(p, std::ios::binary).write(s.data(), static_cast<std::streamsize>(s.size()));

@@ -6,7 +6,8 @@
 #include <modlab/errors.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
-#include <modlab/runner/remove_tree.hpp>
+
+#include "../temp_dir.hpp"
 
 #include <zlib.h>
 
@@ -60,18 +61,7 @@ std::string load_error(Value::Table t) {
   return "";
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("modlab_test_rmnist_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    modlab::runner::remove_tree(path);
-  }
-  std::string str() const { return path.string(); }
-};
+using modlab_test::TempDir;
 
 void put_be32(std::string& s, std::uint32_t v) {
   for (int sh = 24; sh >= 0; sh -= 8) s.push_back(static_cast<char>((v >> sh) & 0xff));

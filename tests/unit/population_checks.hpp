@@ -6,7 +6,8 @@
 #include <modlab/runner/h5.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
-#include <modlab/runner/remove_tree.hpp>
+
+#include "../temp_dir.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -27,16 +28,7 @@ namespace fs = std::filesystem;
 using namespace modlab;
 using namespace modlab::runner;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("modlab_population_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { modlab::runner::remove_tree(path); }
-};
+using modlab_test::TempDir;
 
 /// The run of config `text` with `seed` and the `key=value` overrides `sets`, writing under `out`.
 inline RunRequest request(const std::string& text, const fs::path& out, std::int64_t seed,

@@ -3,7 +3,8 @@
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/h5.hpp>
-#include <modlab/runner/remove_tree.hpp>
+
+#include "../temp_dir.hpp"
 
 #include <hdf5.h>
 #include <hdf5_hl.h>
@@ -32,19 +33,7 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-struct TmpDir {
-  fs::path path;
-  TmpDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("modlab_test_h5_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TmpDir() {
-    modlab::runner::remove_tree(path);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using modlab_test::TempDir;
 
 // --- independent readers over the raw C API (the code under test is not used to check itself) ---
 
@@ -222,7 +211,7 @@ std::map<std::string, std::int64_t> sample_ints() { return {{"seed", 7}, {"index
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(run_file_layout_and_values) {
-  TmpDir dir;
+  TempDir dir;
   const std::string final_path = dir / "run.h5";
   Written x;
   {
@@ -327,7 +316,7 @@ BOOST_AUTO_TEST_CASE(run_file_layout_and_values) {
 }
 
 BOOST_AUTO_TEST_CASE(history_mirrors_what_was_written) {
-  TmpDir dir;
+  TempDir dir;
   RunWriter w(dir / "run.h5", sample_attrs(), sample_ints());
   const Written x = write_sample(w);
   const RunHistory& h = w.history();
@@ -344,7 +333,7 @@ BOOST_AUTO_TEST_CASE(history_mirrors_what_was_written) {
 }
 
 BOOST_AUTO_TEST_CASE(finished_files_carry_a_checksum_that_catches_any_changed_byte) {
-  TmpDir dir;
+  TempDir dir;
   const std::string p = dir / "run.h5";
   {
     RunWriter w(p, sample_attrs(), sample_ints());
@@ -380,7 +369,7 @@ BOOST_AUTO_TEST_CASE(finished_files_carry_a_checksum_that_catches_any_changed_by
 }
 
 BOOST_AUTO_TEST_CASE(partial_and_rename_semantics) {
-  TmpDir dir;
+  TempDir dir;
   const std::string p = dir / "a.h5";
   {  // destroyed without finish: .partial stays, status running, rows that were flushed are there
     RunWriter w(p, sample_attrs(), sample_ints());
@@ -469,7 +458,7 @@ std::map<std::string, std::string> content(const std::string& path) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(resume_from_history_rebuilds_identical_content) {
-  TmpDir dir;
+  TempDir dir;
   const std::string a = dir / "a.h5", b = dir / "b.h5";
   RunHistory h;
   {
@@ -509,7 +498,7 @@ BOOST_AUTO_TEST_CASE(resume_from_history_rebuilds_identical_content) {
 }
 
 BOOST_AUTO_TEST_CASE(swmr_reader_sees_flushed_rows) {
-  TmpDir dir;
+  TempDir dir;
   const std::string p = dir / "live.h5";
   RunWriter w(p, sample_attrs(), sample_ints());
   for (int e = 0; e < 3; ++e) {
@@ -547,7 +536,7 @@ BOOST_AUTO_TEST_CASE(swmr_reader_sees_flushed_rows) {
 // A SWMR writer never reuses freed file space, so a rewritten compressed chunk would leave its old
 // copy behind at every flush. Flushing after every row must keep the file near its data size.
 BOOST_AUTO_TEST_CASE(flushing_every_row_leaves_no_dead_space) {
-  TmpDir dir;
+  TempDir dir;
   const std::string p = dir / "long.h5";
   constexpr int kRows = 400, kMetrics = 10;
   RunWriter w(p, sample_attrs(), sample_ints());
@@ -570,7 +559,7 @@ BOOST_AUTO_TEST_CASE(flushing_every_row_leaves_no_dead_space) {
 }
 
 BOOST_AUTO_TEST_CASE(sweep_index_round_trip_and_external_links) {
-  TmpDir dir;
+  TempDir dir;
   fs::create_directories(dir.path / "runs");
   std::vector<RunSummary> runs;
   for (int i = 0; i < 3; ++i) {
@@ -645,7 +634,7 @@ BOOST_AUTO_TEST_CASE(sweep_index_round_trip_and_external_links) {
 }
 
 BOOST_AUTO_TEST_CASE(errors_name_the_path) {
-  TmpDir dir;
+  TempDir dir;
   const std::string missing = dir / "no_such_dir/run.h5";
   check_output_error([&] { RunWriter w(missing, {}, {}); }, missing + ".partial");
   fs::create_directories(dir.path / "is_a_dir.h5");
@@ -672,7 +661,7 @@ BOOST_AUTO_TEST_CASE(python_readers_see_the_documented_layout) {
     BOOST_TEST_MESSAGE("skipping the h5py layout check: /usr/bin/python3 cannot import h5py");
     return;
   }
-  TmpDir dir;
+  TempDir dir;
   fs::create_directories(dir.path / "runs");
   const std::string run_file = "runs/ab12cd34ef56.h5";
   Written x;

@@ -9,7 +9,8 @@
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
-#include <modlab/runner/remove_tree.hpp>
+
+#include "../temp_dir.hpp"
 
 #include <torch/torch.h>
 
@@ -38,19 +39,7 @@ optimizer = "adam"
 lr = 0.01
 )";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("modlab_trainer_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { modlab::runner::remove_tree(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-};
+using modlab_test::TempDir;
 
 RunRequest request(const std::string& extra, const fs::path& out, std::int64_t seed = 1) {
   Value v = parse_toml(std::string(kBase) + extra, "test.toml");
