@@ -120,24 +120,16 @@ seeds = [0, 1, 2]
 "model.beta_diff" = [0.0, 0.0, 1e-5]
 """
 
-MOE_IMPORTANCE = MOE.split("[sweep]")[0].replace('name = "moe_mnist"', 'name = "moe_mnist_importance"').replace(
-    "[model]", "[model]\nnum_experts = 3") + """\
-[sweep]
-seeds = [0, 1]
-[sweep.grid]
-"model.gating" = ["softmax", "attentive"]
-"model.w_importance" = [0.2, 1.0]
-"""
+def moe_scan(name, grid):
+    """The MOE sweep with E = 3, named `name`, over two seeds and the gates × `grid` (TOML lines)."""
+    head = MOE.split("[sweep]")[0].replace('name = "moe_mnist"', f'name = "{name}"')
+    return head.replace("[model]", "[model]\nnum_experts = 3") + \
+        '[sweep]\nseeds = [0, 1]\n[sweep.grid]\n"model.gating" = ["softmax", "attentive"]\n' + grid
 
-MOE_SAMPLE_SIMILARITY = MOE.split("[sweep]")[0].replace('name = "moe_mnist"', 'name = "moe_mnist_sample_similarity"').replace(
-    "[model]", "[model]\nnum_experts = 3") + """\
-[sweep]
-seeds = [0, 1]
-[sweep.grid]
-"model.gating" = ["softmax", "attentive"]
-"model.beta_same" = [1e-5]
-"model.beta_diff" = [1e-6, 1e-1]
-"""
+
+MOE_IMPORTANCE = moe_scan("moe_mnist_importance", '"model.w_importance" = [0.2, 1.0]\n')
+MOE_SAMPLE_SIMILARITY = moe_scan("moe_mnist_sample_similarity",
+                                 '"model.beta_same" = [1e-5]\n"model.beta_diff" = [1e-6, 1e-1]\n')
 
 
 def modlab_exe():
