@@ -489,7 +489,8 @@ def sample_similarity_label(r):
 
 def sample_similarity_findings(groups):
     """Per gate: the lowest mean test error against the weakest setting (smallest β_s, then β_d);
-    per gate and β_s: the largest β_d against the smallest, on test error and the gate's entropies."""
+    per gate and β_s the largest β_d against the smallest, and at the smallest β_d the largest β_s
+    against the smallest, on test error and the gate's entropies."""
     finds = []
     mean_err = lambda rs: sum(100.0 * (1.0 - r.get("test_accuracy", math.nan)) for r in rs) / len(rs)  # noqa: E731
     for gate in ("softmax gate", "attentive gate"):
@@ -502,17 +503,23 @@ def sample_similarity_findings(groups):
         if best is not base:
             finds.append(f"{best[0]} (the lowest mean test error of the {gate}) − {base[0]}, test error (points): "
                          f"{paired(best[1], base[1], 'test_accuracy', -100.0)}")
-        for bs in sorted({k[0] for k in cells}):
-            row = sorted(k for k in cells if k[0] == bs)
-            if len(row) < 2:
-                continue
-            (hi, hrs), (lo, lrs) = cells[row[-1]], cells[row[0]]
-            for what, key, scale in (("test error (points)", "test_accuracy", -100.0),
-                                     ("H_s training batches (bits)", "fit_gate_sample_entropy", 1.0),
-                                     ("H_u training batches (bits)", "fit_gate_usage_entropy", 1.0),
-                                     ("I(E;Y) test (bits)", "test_gate_mutual_information", 1.0)):
-                finds.append(f"{hi} − {lo}, {what}: {paired(hrs, lrs, key, scale)}")
+        pairs = [sorted(k for k in cells if k[0] == bs) for bs in sorted({k[0] for k in cells})]  # β_d scans
+        column = sorted(k for k in cells if k[1] == weakest[1])  # the β_s scan at the smallest β_d
+        for keys in pairs + [column]:
+            if len(keys) > 1:
+                finds += sample_similarity_pair(cells[keys[-1]], cells[keys[0]])
     return finds
+
+
+def sample_similarity_pair(hi, lo):
+    """hi − lo, each (name, runs), on test error and the gate's entropies and information."""
+    out = []
+    for what, key, scale in (("test error (points)", "test_accuracy", -100.0),
+                             ("H_s training batches (bits)", "fit_gate_sample_entropy", 1.0),
+                             ("H_u training batches (bits)", "fit_gate_usage_entropy", 1.0),
+                             ("I(E;Y) test (bits)", "test_gate_mutual_information", 1.0)):
+        out.append(f"{hi[0]} − {lo[0]}, {what}: {paired(hi[1], lo[1], key, scale)}")
+    return out
 
 
 def sample_similarity_section(rows):
