@@ -526,11 +526,13 @@ def sample_similarity_section(rows):
     """The L_s grid: one row per gate, β_s and β_d; the paired differences of sample_similarity_findings."""
     groups = grouped(rows, sample_similarity_label)
     seeds = sorted({int(r["seed"]) for rs in groups.values() for r in rs})
+    betas = lambda key: ", ".join(f"{b:g}" for b in sorted({value(rs[0], key) for rs in groups.values()}))  # noqa: E731
     out = [SAMPLE_SIMILARITY_TITLE, "",
            "`sweeps/moe/mnist_sample_similarity.toml`: the settings of the AISTATS table above (E = 5, Adam 1e-3, "
            "batch 512, 20 epochs) with the sample-similarity loss in the reference's form (β_s·same − β_d·diff/B²) "
-           "over β_s ∈ {1e-6, 1e-5} and β_d ∈ {1e-6 … 1e-1}, softmax and attentive gate. Seeds "
-           f"{', '.join(map(str, seeds))}. Columns as above; the runs without L_s are the AISTATS table's.", "",
+           f"over β_s ∈ {{{betas('model.beta_same')}}} and β_d ∈ {{{betas('model.beta_diff')}}}, softmax and "
+           f"attentive gate. Seeds {', '.join(map(str, seeds))}. Columns as above; the runs without L_s are the "
+           "AISTATS table's.", "",
            group_table(groups, AISTATS_COLUMNS, lambda n: "yes (5 of its 10 runs)"), ""]
     return out + findings(sample_similarity_findings(groups))
 
