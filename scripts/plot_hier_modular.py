@@ -12,7 +12,11 @@ is written so, by `scripts/reproduce hier_modular`).
 
     /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mlp results/hier_modular_modular \\
         results/hier_modular_shared --out hier_modular.png
-    /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mnist results/hier_modular_mnist_mlp
+    /usr/bin/python3 scripts/plot_hier_modular.py results/hier_modular_mnist results/hier_modular_mnist_mlp \\
+        results/hier_modular_mnist_reference results/hier_modular_mnist_mlp_reference
+
+The MNIST variant's runs are grouped by protocol (the reference's 200 epochs and 1000 image pairs
+per train pair, or what differs) and the protocols compared paired by seed.
 """
 import argparse
 import math
@@ -312,20 +316,34 @@ def mnist_label(config):
     return "modular, learned routing" + ("" if m.get("known_image_inputs", False) else " + image selection")
 
 
+# The reference's MNIST protocol (../shared/spec/hier_modular.md §5.2, §5.3): 200 epochs and
+# 100–1000 image pairs per train pair (1000, the top of the range, is what it is checked against).
+MNIST_REFERENCE = {"epochs": 200, "samples_per_pair": 1000}
+
+
+def mnist_protocol(config):
+    """"yes" when an MNIST run used the reference's epochs and sample count, else what differs."""
+    have = {"epochs": int(config.get("train", {}).get("epochs", 0)),
+            "samples_per_pair": int(config["dataset"].get("samples_per_pair", 100))}
+    words = {"epochs": "epochs", "samples_per_pair": "image pairs per train pair"}
+    diff = [f"{have[k]} {words[k]} (reference {MNIST_REFERENCE[k]})" for k in MNIST_REFERENCE
+            if have[k] != MNIST_REFERENCE[k]]
+    return "yes" if not diff else "no: " + ", ".join(diff)
+
+
 def read_mnist_run(run_id, run, config):
     r = {k: last_metric(run, k) for k, _ in MNIST_METRICS}
     r.update({"label": mnist_label(config), "fraction": float(config["dataset"]["train_fraction"]),
-              "zeros": last_metric(run, "test2_zeros_accuracy"), "seed": int(config["run"].get("seed", 0)),
-              **run_times(run)})
+              "protocol": mnist_protocol(config), "zeros": last_metric(run, "test2_zeros_accuracy"),
+              "seed": int(config["run"].get("seed", 0)), **run_times(run)})
     return r
 
 
-def mnist_findings(sweeps):
+def mnist_findings(records):
     """test2 (unseen pairs) against its all-zeros baseline, per model over all fractions."""
     rows = defaultdict(list)
-    for runs in sweeps.values():
-        for r in runs:
-            rows[r["label"]].append(r)
+    for r in records:
+        rows[r["label"]].append(r)
     out = []
     for label, rs in sorted(rows.items()):
         below = sum(r["test2_accuracy"] < r["zeros"] for r in rs)
@@ -335,21 +353,27 @@ def mnist_findings(sweeps):
     return out
 
 
-def mnist_tables(sweeps):
-    """Tables of the MNIST variant (rotated_mnist mode = "digit_pairs", sweeps/hier_modular/mnist*.toml):
-    final train / test1 (train pairs, MNIST test images) / test2 (unseen pairs) accuracy, mean ± std
-    [95 % interval] over seeds with test2's all-zeros baseline, and the share of runs recovering the
-    routing and reading the two images with different image modules."""
+def by_label_fraction(records):
     rows = defaultdict(list)
-    for runs in sweeps.values():
-        for r in runs:
-            rows[(r["label"], r["fraction"])].append(r)
+    for r in records:
+        rows[(r["label"], r["fraction"])].append(r)
+    return rows
+
+
+def mnist_tables(records, proto):
+    """Tables of one protocol of the MNIST variant (rotated_mnist mode = "digit_pairs",
+    sweeps/hier_modular/mnist*.toml): final train / test1 (train pairs, MNIST test images) / test2
+    (unseen pairs) accuracy, mean ± std [95 % interval] over seeds with test2's all-zeros baseline,
+    and the share of runs recovering the routing and reading the two images with different image
+    modules."""
+    rows = by_label_fraction(records)
     labels = sorted({k[0] for k in rows})
     fractions = sorted({k[1] for k in rows})
     out = []
     for key, title in MNIST_METRICS:
-        out += [f"\n#### {title}\n", "| model | " + " | ".join(f"s={x:g}" for x in fractions) + " |",
-                "|---|" + "---|" * len(fractions)]
+        out += [f"\n#### {title}, reference protocol: {proto}\n",
+                "| model | reference protocol? | " + " | ".join(f"s={x:g}" for x in fractions) + " |",
+                "|---|---|" + "---|" * len(fractions)]
         for label in labels:
             cells = []
             for x in fractions:
@@ -360,12 +384,42 @@ def mnist_tables(sweeps):
                     cells.append(cell_text({"n": n, "mean": mean, "std": std, "half": half}))
                 else:
                     cells.append(f"{mean:.2f}")
-            out.append(f"| {label} | " + " | ".join(cells) + " |")
+            out.append(f"| {label} | {proto} | " + " | ".join(cells) + " |")
         if key == "test2_accuracy":
             # the pair split depends on the seed: the baseline is averaged over the runs
             zeros = [np.nanmean([r["zeros"] for k, rs in rows.items() if k[1] == x for r in rs]) for x in fractions]
-            out.append("| all-zeros baseline of test2 (mean over the runs' pair splits) | " +
+            out.append("| all-zeros baseline of test2 (mean over the runs' pair splits) | – | " +
                        " | ".join("–" if math.isnan(z) else f"{z:.3f}" for z in zeros) + " |")
+    return "\n".join(out)
+
+
+def paired_cell(a, b):
+    """mean of a − b over the seeds in both runs lists, with its 95 % interval; `~` where it contains 0."""
+    x, y = {r["seed"]: r for r in a}, {r["seed"]: r for r in b}
+    return lambda key: paired_mean([x[s][key] - y[s][key] for s in x if s in y])
+
+
+def paired_mean(d):
+    n, mean, _, half = mean_ci(d)
+    if n < 2:
+        return "–"
+    return f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]" + (" ~" if abs(mean) <= half else "")
+
+
+def mnist_difference(first, other, p_first, p_other):
+    """Per model and fraction, protocol `p_first` minus `p_other` on train / test1 / test2
+    accuracy, paired by seed (a seed gives the same pair split under both protocols)."""
+    a, b = by_label_fraction(first), by_label_fraction(other)
+    keys = sorted(k for k in a if k in b)
+    out = [f"\n### MNIST: {protocol_name(p_first)} − {protocol_name(p_other)}\n",
+           "Difference of final accuracy paired by seed (a seed draws the same digit-pair split under both; the "
+           "images drawn differ), mean [95 % interval]; `~` where the interval contains 0.\n",
+           "| model | s | runs paired | train accuracy | test1 accuracy | test2 accuracy |", "|---|---|---|---|---|---|"]
+    for label, s in keys:
+        cell = paired_cell(a[(label, s)], b[(label, s)])
+        n = len({r["seed"] for r in a[(label, s)]} & {r["seed"] for r in b[(label, s)]})
+        out.append(f"| {label} | {s:g} | {n} | {cell('train_accuracy')} | {cell('test1_accuracy')} | "
+                   f"{cell('test2_accuracy')} |")
     return "\n".join(out)
 
 
@@ -414,31 +468,78 @@ may have been running other sweeps or builds at the same time; training time: th
 times summed.
 """
 
-MNIST_HEADER = """## MNIST variant (§5.2) at small sample counts
+MNIST_HEADER = """## MNIST variant (§5.2)
 
 Two MNIST images of digits 0..7 (3 bits each) labelled by the [6,3,2,2] function of the 6 bits
-(rotated_mnist `mode = "digit_pairs"`). A fraction s of the 64 digit pairs trains (100 image pairs
-per pair from the MNIST train file); the held-out pairs give val and test2 (unseen pairs, 100 image
-pairs each from the MNIST test file); test1 = the train pairs on MNIST test images. Pair split and
-image draws use the run's seed. Models: MLP 1568-256-128-36-36-36-36-2; modular with image modules
-784-128-64-3 (learned Gumbel-softmax image selection and learned routing, τ = 2, routing lr 0.1),
-and the same with known image selection and known routing (only the modules train). Adam lr 0.001,
-batch 64. **Differs from the reference**: 30 epochs (reference 200) and 100 image pairs per train
-pair (reference 100–1000), no input noise or weight decay. The reference's epochs and sample
-count are committed as `sweeps/hier_modular/mnist_reference.toml` and `mnist_mlp_reference.toml`,
-not run here.
+(rotated_mnist `mode = "digit_pairs"`). A fraction s of the 64 digit pairs trains; the held-out
+pairs give val and test2 (unseen pairs, 100 image pairs each from the MNIST test file); test1 = the
+train pairs on MNIST test images. Pair split and image draws use the run's seed. Models: MLP
+1568-256-128-36-36-36-36-2; modular with image modules 784-128-64-3 (learned Gumbel-softmax image
+selection and learned routing, τ = 2, routing lr 0.1), and the same with known image selection and
+known routing (only the modules train). Adam lr 0.001, batch 64, no input noise or weight decay,
+5 seeds, s ∈ {0.3, 0.5, 0.8}.
+
+Two protocols: the **reference's**, 200 epochs and 1000 image pairs per train pair (the top of its
+100–1000 range; `sweeps/hier_modular/mnist_reference.toml`, `mnist_mlp_reference.toml`), and a
+**small** one, 30 epochs and 100 image pairs per train pair (`mnist.toml`, `mnist_mlp.toml`), with
+1/67 of the compute. Deliberately different from the reference in both: evaluation every 10 epochs
+(the final values are those of the last epoch either way), 5 seeds.
 """
 
-# The reference protocol's compute against these runs': 200 / 30 epochs × 1000 / 100 train pairs.
+# The reference protocol's compute against the small one's: 200 / 30 epochs × 1000 / 100 train pairs.
 MNIST_REFERENCE_FACTOR = 200 / 30 * 1000 / 100
 
 
-def mnist_cost(mnist):
-    """How long the reference-protocol MNIST sweeps would take with --jobs 2, scaled from these runs."""
-    train = sum(r["time_s"] for runs in mnist.values() for r in runs)
-    return (f"Scaled from these runs (training time {duration(train)} in all), the reference's protocol would need "
-            f"{MNIST_REFERENCE_FACTOR:.0f}× their compute, about {duration(train * MNIST_REFERENCE_FACTOR / 2)} "
-            f"with --jobs 2 on 2 cores.\n")
+def protocol_name(p):
+    return "reference protocol" if p == "yes" else p[4:]
+
+
+def mnist_cost(by_proto):
+    """The runs' training time per protocol; without reference-protocol runs, how long they would
+    take with --jobs 2, scaled from the others."""
+    train = {p: sum(r["time_s"] for r in rs) for p, rs in by_proto.items()}
+    if "yes" in train:
+        return ("Training time summed over the runs: " +
+                "; ".join(f"{protocol_name(p)}: {duration(t)}" for p, t in train.items()) + ".\n")
+    t = sum(train.values())
+    return (f"The reference protocol's sweeps have not been run here. Scaled from these runs (training time "
+            f"{duration(t)} in all), they need {MNIST_REFERENCE_FACTOR:.0f}× their compute, about "
+            f"{duration(t * MNIST_REFERENCE_FACTOR / 2)} with --jobs 2 on 2 cores.\n")
+
+
+def boolean_gap(stats, records):
+    """Known routing on MNIST (reference protocol) against known routing on the Boolean task
+    (reference protocol, [6,3,2,2]) at the same s: how much the image modules cost."""
+    out = []
+    known = by_label_fraction(r for r in records if r["label"] == "modular, known routing + known images")
+    for (_, s), rs in sorted(known.items()):
+        st = stats.get(("yes", "6,3,2,2", "modular, known routing", s))
+        if st:
+            n, mean, _, half = mean_ci(r["test2_accuracy"] for r in rs)
+            out.append(f"s = {s:g}: known routing reaches {st['mean']:.3f} test accuracy on the Boolean task and "
+                       f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] test2 accuracy on MNIST with known "
+                       f"images (test2's all-zeros baseline {np.nanmean([r['zeros'] for r in rs]):.3f}).")
+    return out
+
+
+def mnist_section(mnist, stats=None):
+    """The MNIST part of the page: per protocol the findings and tables, then the differences
+    between the first protocol (the reference's, where run) and each other."""
+    by_proto = defaultdict(list)
+    for runs in mnist.values():
+        for r in runs:
+            by_proto[r["protocol"]].append(r)
+    protos = sorted(by_proto, key=lambda p: (p != "yes", p))
+    parts = [MNIST_HEADER, mnist_cost(by_proto)]
+    for p in protos:
+        parts += [f"### MNIST, reference protocol: {p}\n", "Findings (computed from the runs):\n"]
+        parts += [f"- {f}" for f in mnist_findings(by_proto[p])]
+        if p == "yes" and stats:
+            parts += [f"- {f}" for f in boolean_gap(stats, by_proto[p])]
+        parts += [mnist_tables(by_proto[p], p), ""]
+    for p in protos[1:]:
+        parts += [mnist_difference(by_proto[protos[0]], by_proto[p], protos[0], p), ""]
+    return parts
 
 
 def is_mnist(config):
@@ -470,9 +571,8 @@ def page(boolean, mnist, commands, figure, pytorch=None):
             parts.append(f"![test accuracy and routing recovery, reference protocol]({figure})\n")
         if pytorch:
             parts += [PYTORCH_TEXT, f"`{pytorch[1]}`\n", pytorch_table(pytorch[0]), ""]
-    if mnist:
-        parts += [MNIST_HEADER, mnist_cost(mnist), "Findings (computed from the runs):\n"] + [f"- {f}" for f in mnist_findings(mnist)]
-        parts += [mnist_tables(mnist), ""]
+    if any(mnist.values()):
+        parts += mnist_section(mnist, aggregate(records) if records else None)
     parts.append("\nThroughput of these sweeps against the reference's PyTorch code: bench/README.md, "
                  "`bench_hier_modular`.\n")
     return "\n".join(parts)
@@ -510,7 +610,7 @@ def main():
         print(f"{len(records)} completed runs")
         print(tables(aggregate(records)))
     if any(mnist.values()):
-        print(mnist_tables(mnist))
+        print("\n".join(mnist_section(mnist)))
     if figure:
         print(f"\nfigure: {figure}")
 

@@ -12,6 +12,7 @@ Without MODLAB_EXE the tests that run sweeps are skipped.
 """
 import math
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -58,6 +59,41 @@ seeds = 2
 "dataset.train_noise" = [0.1, 0.0]
 "train.weight_decay" = [1e-3, 0.0]
 """
+
+# The MNIST variant of hier_modular, tiny: an MLP on 8 image pairs per digit pair; {epochs} and the
+# MNIST folder are filled in.
+HIER_MNIST = """\
+[run]
+name = "hm_mnist_{epochs}"
+[dataset]
+plugin = "rotated_mnist"
+root = "{root}"
+mode = "digit_pairs"
+structure = [6, 3, 2, 2]
+train_fraction = 0.5
+samples_per_pair = 8
+test_samples_per_pair = 4
+flatten = true
+[model]
+plugin = "mlp"
+arch = [1568, 16, 2]
+[train]
+epochs = {epochs}
+batch_size = 64
+optimizer = "adam"
+lr = 0.001
+eval_splits = ["train", "val", "test1", "test2"]
+[sweep]
+seeds = 3
+"""
+
+
+def mnist_root():
+    """The MNIST folder of the shared data, or None."""
+    data = os.environ.get("MODLAB_DATA_DIR") or os.path.join(ROOT, "..", "shared", "data")
+    root = os.path.abspath(os.path.join(data, "mnist"))
+    return root if os.path.exists(os.path.join(root, "train-images-idx3-ubyte.gz")) else None
+
 
 MODE = """\
 [run]
@@ -272,6 +308,31 @@ class Pages(unittest.TestCase):
         self.assertTrue(row[2].startswith(f"{mean:.3f} ± {std:.3f} ["), row[2])
         self.assertIn("reference protocol − ablation", page)
         self.assertTrue(os.path.getsize(os.path.join(self.tmp, "hm.png")) > 10000)
+
+    def test_hier_modular_mnist_protocols(self):
+        """The MNIST variant's tables per protocol and their difference paired by seed."""
+        import plot_hier_modular
+        self.assertEqual(plot_hier_modular.mnist_protocol({"train": {"epochs": 200},
+                                                           "dataset": {"samples_per_pair": 1000}}), "yes")
+        root = mnist_root()
+        if not root:
+            self.skipTest("no MNIST files (train-images-idx3-ubyte.gz) in $MODLAB_DATA_DIR/mnist or ../shared/data/mnist")
+        folders = [run_sweep(self.tmp, f"hm_mnist_{e}", HIER_MNIST.format(epochs=e, root=root)) for e in (2, 1)]
+        page = write_doc("plot_hier_modular", folders, ["--no-plot"])
+        two = "no: 2 epochs (reference 200), 8 image pairs per train pair (reference 1000)"
+        one = "no: 1 epochs (reference 200), 8 image pairs per train pair (reference 1000)"
+        self.assertIn(f"### MNIST, reference protocol: {two}", page)
+        self.assertIn(f"### MNIST, reference protocol: {one}", page)
+        self.assertIn("not been run here", page)
+        # the difference table: the first protocol in order (the reference's where run; here the one of
+        # 1 epoch) minus the others, on test2, paired by seed
+        self.assertIn(f"### MNIST: {one[4:]} − {two[4:]}", page)
+        seeds = [{int(re.search(r"^seed = (\d+)", c, re.M).group(1)): m for c, m in final_metrics(f)} for f in folders]
+        d = [seeds[1][s]["test2_accuracy"] - seeds[0][s]["test2_accuracy"] for s in seeds[0]]
+        n, mean, _, half = sweep_summary.mean_ci(d)
+        row = next(r for r in table_rows(page, "MLP") if len(r) == 6)
+        self.assertEqual(row[1:3], ["0.5", "3"])
+        self.assertTrue(row[5].startswith(f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"), row)
 
     def test_mode_page(self):
         folder = run_sweep(self.tmp, "mode_mnist", MODE)
