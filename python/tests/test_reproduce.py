@@ -396,6 +396,15 @@ class Pages(unittest.TestCase):
         self.assertLess(grid.index("## AISTATS MNIST table"), grid.index("## AISTATS sample-similarity grid"))
         self.assertLess(grid.index("## AISTATS sample-similarity grid"), grid.index("## AISTATS importance-weight scan"))
         self.assertNotIn("`sweeps/moe/mnist_sample_similarity.toml`", grid.split("## Committed, not run here yet")[1])
+        # the Fashion-MNIST table: the AISTATS table's rows and findings under its own title, after the grid
+        fm = run_sweep(self.tmp, "moe_fmnist", MOE.replace('name = "moe_mnist"', 'name = "moe_fmnist"'))
+        fashion = write_doc("plot_moe", [fm], ["--keep"])
+        section = fashion.split("## AISTATS Fashion-MNIST table (moe §1.6)")[1].split("\n## ")[0]
+        self.assertEqual(table_rows(section, "E = 3, softmax gate"), table_rows(page, "E = 3, softmax gate"))
+        self.assertIn("`sweeps/moe/fmnist.toml`: the configurations of the MNIST table above on Fashion-MNIST", section)
+        self.assertIn("- single CNN (E = 1) − E = 3, softmax gate, test error (points): ", section)
+        self.assertLess(fashion.index("## AISTATS sample-similarity grid"), fashion.index("## AISTATS Fashion-MNIST"))
+        self.assertNotIn("`sweeps/moe/fmnist.toml`", fashion.split("## Committed, not run here yet")[1])
 
 
 if __name__ == "__main__":
