@@ -212,8 +212,10 @@ void set_dotted(Value& table, const std::string& dotted, Value value) {
   set_parts(table, split_dotted(dotted), std::move(value));
 }
 
+namespace {
+
 /// `[run] population = "auto"` is stored as 0, the value RunSettings reads as "pick P" (trainer.hpp).
-static void normalize_population(Value& base) {
+void normalize_population(Value& base) {
   const Value* p = find_path(base, {"run", "population"});
   if (!p || p->type() != ValueType::String) return;
   if (p->as_string() != "auto")
@@ -222,59 +224,78 @@ static void normalize_population(Value& base) {
   set_parts(base, {"run", "population"}, Value::integer(0, p->where()));
 }
 
-Sweep expand_sweep(const Value& root, const std::string& file, const std::string& text,
-                   const std::vector<std::pair<std::string, Value>>& overrides) {
-  namespace fs = std::filesystem;
-  Value base = expect_table(root, "sweep file");
-  Value sweep = Value::table({}, SourceLocation{file, 0, 0});
-  if (auto it = base.as_table().find("sweep"); it != base.as_table().end()) {
-    sweep = expect_table(it->second, "sweep");
-    base = without(base, "sweep");
+using Overrides = std::vector<std::pair<std::string, Value>>;
+using Dims = std::vector<std::vector<Axis>>;  // dims[d] = axes varied together (a grid axis, a zip group)
+
+/// The sweep file and its overrides: the base run (every table but [sweep]) and the [sweep] table.
+struct SweepParts {
+  Value base, sweep;
+  std::vector<std::string> grid_order;  // grid axes as written; axes an override adds follow, in order given
+  std::vector<std::pair<std::string, const Value*>> base_overrides;  // --set keys outside [sweep]
+};
+
+void note_grid_order(SweepParts& s) {
+  const Value* g = find_path(s.sweep, {"grid"});
+  if (!g || g->type() != ValueType::Table) return;
+  for (const auto& a : axes_in_order(*g))
+    if (std::find(s.grid_order.begin(), s.grid_order.end(), a.key) == s.grid_order.end()) s.grid_order.push_back(a.key);
+}
+
+SweepParts sweep_parts(const Value& root, const std::string& file, const Overrides& overrides) {
+  SweepParts s{expect_table(root, "sweep file"), Value::table({}, SourceLocation{file, 0, 0}), {}, {}};
+  if (auto it = s.base.as_table().find("sweep"); it != s.base.as_table().end()) {
+    s.sweep = expect_table(it->second, "sweep");
+    s.base = without(s.base, "sweep");
   }
-
-  // Grid axes keep the place they had in the file; axes an override adds follow, in order given.
-  std::vector<std::string> grid_order;
-  auto note_grid_order = [&] {
-    const Value* g = find_path(sweep, {"grid"});
-    if (!g || g->type() != ValueType::Table) return;
-    for (const auto& a : axes_in_order(*g))
-      if (std::find(grid_order.begin(), grid_order.end(), a.key) == grid_order.end()) grid_order.push_back(a.key);
-  };
-  note_grid_order();
-
-  std::vector<std::pair<std::string, const Value*>> base_overrides;
+  note_grid_order(s);
   for (const auto& [key, value] : overrides) {
     auto parts = split_dotted(key);
     if (parts.front() != "sweep") {
-      set_parts(base, parts, value);
-      base_overrides.emplace_back(join(parts, parts.size()), &value);
+      set_parts(s.base, parts, value);
+      s.base_overrides.emplace_back(join(parts, parts.size()), &value);
       continue;
     }
     if (parts.size() == 1)
-      sweep = expect_table(value, "--set sweep");
+      s.sweep = expect_table(value, "--set sweep");
     else
-      set_parts(sweep, std::vector<std::string>(parts.begin() + 1, parts.end()), value);
-    note_grid_order();
+      set_parts(s.sweep, std::vector<std::string>(parts.begin() + 1, parts.end()), value);
+    note_grid_order(s);
   }
+  return s;
+}
 
-  for (const auto& [k, v] : base.as_table())
+/// Keys outside a table and unknown sweep.* keys are errors naming where they are.
+void check_tables(const SweepParts& s) {
+  for (const auto& [k, v] : s.base.as_table())
     if (v.type() != ValueType::Table)
       throw ConfigError(v.where().str() + ": top-level key '" + k +
                         "' is not inside a table; put it under [run], [dataset], [model] or [train]");
-
-  normalize_population(base);
-
   std::vector<std::string> valid(std::begin(kSweepKeys), std::end(kSweepKeys));
-  for (const auto& [k, v] : sweep.as_table()) {
+  for (const auto& [k, v] : s.sweep.as_table()) {
     if (std::find(valid.begin(), valid.end(), k) != valid.end()) continue;
     std::string near = closest_match(k, valid);
     throw ConfigError(v.where().str() + ": unknown key 'sweep." + k + "'" +
                       (near.empty() ? "; valid keys: grid, zip, seeds" : " (did you mean 'sweep." + near + "'?)"));
   }
+}
 
-  // dims[d] = axes varied together; grid axes are one dim each, a zip group is one dim
-  std::vector<std::vector<Axis>> dims;
-  std::set<std::string> seen;
+/// Checks one zip group's axes: valid axes whose lists are equally long.
+void check_zip_group(const std::vector<Axis>& axes, const Value& group, const std::string& owner) {
+  if (axes.empty()) throw ConfigError(group.where().str() + ": " + owner + " is empty");
+  for (const auto& a : axes) {
+    check_axis(a, owner);
+    std::size_t n0 = axes[0].list->as_array().size(), n = a.list->as_array().size();
+    if (n != n0)
+      throw ConfigError(a.list->where().str() + ": " + owner + ": \"" + axes[0].key + "\" has " +
+                        std::to_string(n0) + " values but \"" + a.key + "\" has " + std::to_string(n) +
+                        "; lists in one zip group vary together and need equal lengths");
+  }
+}
+
+/// The varied dimensions: each grid axis (in `grid_order`) one, then each zip group one. The axes
+/// point into `s.sweep` and `groups`, which must outlive them; `seen` gets every axis key.
+Dims sweep_dims(const SweepParts& s, Value::Array& groups, std::set<std::string>& seen) {
+  Dims dims;
   auto add_dim = [&](std::vector<Axis> axes, const std::string& owner) {
     for (const auto& a : axes) {
       check_axis(a, owner);
@@ -283,16 +304,13 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
     }
     dims.push_back(std::move(axes));
   };
-  if (const Value* g = find_path(sweep, {"grid"})) {
+  if (const Value* g = find_path(s.sweep, {"grid"})) {
     auto axes = axes_in_order(expect_table(*g, "sweep.grid"));
-    auto rank = [&](const Axis& a) {
-      return std::find(grid_order.begin(), grid_order.end(), a.key) - grid_order.begin();
-    };
+    auto rank = [&](const Axis& a) { return std::find(s.grid_order.begin(), s.grid_order.end(), a.key) - s.grid_order.begin(); };
     std::stable_sort(axes.begin(), axes.end(), [&](const Axis& a, const Axis& b) { return rank(a) < rank(b); });
     for (const auto& a : axes) add_dim({a}, "sweep.grid");
   }
-  Value::Array groups;  // outlives `dims`, whose axes point into it
-  if (const Value* z = find_path(sweep, {"zip"})) {
+  if (const Value* z = find_path(s.sweep, {"zip"})) {
     if (z->type() == ValueType::Table) groups = {*z};
     if (z->type() == ValueType::Array) groups = z->as_array();
     if (groups.empty())
@@ -300,33 +318,72 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
     for (std::size_t g = 0; g < groups.size(); ++g) {
       std::string owner = "sweep.zip group " + std::to_string(g + 1);
       auto axes = axes_in_order(expect_table(groups[g], owner));
-      if (axes.empty()) throw ConfigError(groups[g].where().str() + ": " + owner + " is empty");
-      for (const auto& a : axes) {
-        check_axis(a, owner);
-        std::size_t n0 = axes[0].list->as_array().size(), n = a.list->as_array().size();
-        if (n != n0)
-          throw ConfigError(a.list->where().str() + ": " + owner + ": \"" + axes[0].key + "\" has " +
-                            std::to_string(n0) + " values but \"" + a.key + "\" has " + std::to_string(n) +
-                            "; lists in one zip group vary together and need equal lengths");
-      }
+      check_zip_group(axes, groups[g], owner);
       add_dim(std::move(axes), owner);
     }
   }
-  const Value* seeds_value = find_path(sweep, {"seeds"});
-  std::vector<Value> seeds = seed_values(seeds_value, base);
+  return dims;
+}
 
-  // the axis value (or sweep.seeds) would silently win over such an override
-  for (const auto& [key, value] : base_overrides) {
-    if (key == "run.seed" && seeds_value)
+/// A --set that an axis value or sweep.seeds would silently overrule is an error.
+void check_overrides_apply(const SweepParts& s, bool seeds_given, const std::set<std::string>& varied) {
+  for (const auto& [key, value] : s.base_overrides) {
+    if (key == "run.seed" && seeds_given)
       throw ConfigError(
           "--set run.seed: sweep.seeds decides run.seed, so this override would have no effect; "
           "use e.g. --set 'sweep.seeds=[1]'");
-    if (seen.count(key))
+    if (varied.count(key))
       throw ConfigError("--set " + key + ": the sweep varies '" + key +
                         "', so this override would have no effect; change [sweep] instead, e.g. --set 'sweep.grid.\"" +
                         key + "\"=[...]'");
   }
+}
 
+/// How many runs the dims and seeds expand to (at most kMaxRuns).
+std::size_t run_count(const Dims& dims, std::size_t seeds, const std::string& file) {
+  std::size_t total = seeds;
+  for (const auto& d : dims) {
+    std::size_t n = d[0].list->as_array().size();
+    if (total > kMaxRuns / n)
+      throw ConfigError(file + ": the sweep expands to more than " + std::to_string(kMaxRuns) + " runs");
+    total *= n;
+  }
+  return total;
+}
+
+/// Run `index` of the expansion: mixed radix, last digit fastest: seeds, then zip groups, then
+/// grid axes from the last.
+RunSpec run_at(std::size_t index, const Value& base, const Dims& dims, const std::vector<Value>& seeds) {
+  std::size_t rest = index;
+  const Value& seed = seeds[rest % seeds.size()];
+  rest /= seeds.size();
+  std::vector<std::size_t> pick(dims.size());
+  for (std::size_t d = dims.size(); d-- > 0;) {
+    std::size_t n = dims[d][0].list->as_array().size();
+    pick[d] = rest % n;
+    rest /= n;
+  }
+  RunSpec run;
+  run.index = static_cast<std::int64_t>(index);
+  run.seed = seed.as_int();
+  Value config = base;
+  for (std::size_t d = 0; d < dims.size(); ++d)
+    for (const auto& a : dims[d]) {
+      const Value& v = a.list->as_array()[pick[d]];
+      set_dotted(config, a.key, v);
+      run.varied.emplace_back(a.key, v);
+    }
+  set_parts(config, {"run", "seed"}, seed);
+  if (seeds.size() > 1) run.varied.emplace_back("run.seed", seed);
+  run.run_id = run_id_of(config);
+  run.config = std::make_shared<const Value>(std::move(config));
+  return run;
+}
+
+/// The sweep's identity: file, folder, text, name and the keys its runs vary in.
+Sweep sweep_header(const std::string& file, const std::string& text, const Value& base, const Dims& dims,
+                   std::size_t seeds) {
+  namespace fs = std::filesystem;
   Sweep out;
   fs::path abs = fs::absolute(fs::path(file)).lexically_normal();
   out.file = abs.string();
@@ -336,46 +393,32 @@ Sweep expand_sweep(const Value& root, const std::string& file, const std::string
   out.name = name && name->type() == ValueType::String ? name->as_string() : abs.stem().string();
   for (const auto& d : dims)
     for (const auto& a : d) out.varied_keys.push_back(a.key);
-  if (seeds.size() > 1) out.varied_keys.push_back("run.seed");
+  if (seeds > 1) out.varied_keys.push_back("run.seed");
+  return out;
+}
 
-  std::size_t total = seeds.size();
-  for (const auto& d : dims) {
-    std::size_t n = d[0].list->as_array().size();
-    if (total > kMaxRuns / n)
-      throw ConfigError(file + ": the sweep expands to more than " + std::to_string(kMaxRuns) + " runs");
-    total *= n;
-  }
+}  // namespace
 
+Sweep expand_sweep(const Value& root, const std::string& file, const std::string& text, const Overrides& overrides) {
+  SweepParts s = sweep_parts(root, file, overrides);
+  check_tables(s);
+  normalize_population(s.base);
+  Value::Array groups;  // outlives `dims`, whose zip axes point into it
+  std::set<std::string> varied;
+  const Dims dims = sweep_dims(s, groups, varied);
+  const Value* seeds_value = find_path(s.sweep, {"seeds"});
+  const std::vector<Value> seeds = seed_values(seeds_value, s.base);
+  check_overrides_apply(s, seeds_value != nullptr, varied);
+
+  Sweep out = sweep_header(file, text, s.base, dims, seeds.size());
+  const std::size_t total = run_count(dims, seeds.size(), file);
   std::map<std::string, std::size_t> ids;
   for (std::size_t index = 0; index < total; ++index) {
-    // mixed radix, last digit fastest: seeds, then zip groups, then grid axes from the last
-    std::size_t rest = index;
-    const Value& seed = seeds[rest % seeds.size()];
-    rest /= seeds.size();
-    std::vector<std::size_t> pick(dims.size());
-    for (std::size_t d = dims.size(); d-- > 0;) {
-      std::size_t n = dims[d][0].list->as_array().size();
-      pick[d] = rest % n;
-      rest /= n;
-    }
-    RunSpec run;
-    run.index = static_cast<std::int64_t>(index);
-    run.seed = seed.as_int();
-    Value config = base;
-    for (std::size_t d = 0; d < dims.size(); ++d)
-      for (const auto& a : dims[d]) {
-        const Value& v = a.list->as_array()[pick[d]];
-        set_dotted(config, a.key, v);
-        run.varied.emplace_back(a.key, v);
-      }
-    set_parts(config, {"run", "seed"}, seed);
-    if (seeds.size() > 1) run.varied.emplace_back("run.seed", seed);
-    run.run_id = run_id_of(config);
+    RunSpec run = run_at(index, s.base, dims, seeds);
     auto [it, fresh] = ids.emplace(run.run_id, index);
     if (!fresh)
       throw ConfigError(file + ": runs #" + std::to_string(it->second) + " and #" + std::to_string(index) +
                         " resolve to the same config (run id " + run.run_id + "); check the sweep for repeated values");
-    run.config = std::make_shared<const Value>(std::move(config));
     out.runs.push_back(std::move(run));
   }
   return out;
