@@ -5,6 +5,7 @@
 // source changes, padded sequence batches, and the errors of bad options.
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
 #include "build.hpp"
 #include "corpus.hpp"
 #include "release.hpp"
@@ -13,11 +14,9 @@
 #include "model_builders.hpp"
 
 #include <modlab/errors.hpp>
-#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -39,12 +38,8 @@ fs::path data_dir() {
 }
 
 struct Temp {
-  fs::path path = fs::temp_directory_path() / ("modlab_dm_math_" + std::to_string(::getpid()));
-  Temp() {
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~Temp() { modlab::runner::remove_tree(path); }
+  modlab_test::TempDir dir{"dm_math"};
+  fs::path path = dir.path;
   void write(const std::string& rel, const std::string& text) const {
     fs::create_directories((path / rel).parent_path());
     std::ofstream(path / rel, std::ios::binary) << text;

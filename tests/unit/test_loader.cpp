@@ -1,6 +1,8 @@
 #define BOOST_TEST_MODULE loader
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
+
 #include <modlab/errors.hpp>
 #include <modlab/plugin.hpp>
 #include <modlab/runner/registry.hpp>
@@ -62,12 +64,12 @@ BOOST_AUTO_TEST_CASE(missing_entry_symbol) {
 }
 
 BOOST_AUTO_TEST_CASE(not_a_shared_object) {
-  fs::path p = fs::temp_directory_path() / "modlab_not_a_plugin.so";
+  const modlab_test::TempDir temp("loader");
+  const fs::path p = temp.path / "modlab_not_a_plugin.so";
   { std::ofstream(p.string()) << "garbage"; }
   Registry r;
   auto m = load_error([&] { r.load_file(p.string()); });
   BOOST_TEST(m.find(p.string() + ": not a shared library") != std::string::npos, m);
-  fs::remove(p);
 }
 
 BOOST_AUTO_TEST_CASE(duplicate_names_name_both_files) {

@@ -4,14 +4,12 @@
 // a maker that ends without publishing hands the job to the next run.
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
 #include "fixture_registry.hpp"
 
 #include <modlab/errors.hpp>
 #include <modlab/runner/run_host.hpp>
 #include <modlab/runner/sweep.hpp>
-#include <modlab/runner/remove_tree.hpp>
-
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,12 +24,8 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Folder {
-  fs::path path = fs::temp_directory_path() / ("modlab_shared_" + std::to_string(::getpid()));
-  Folder() {
-    modlab::runner::remove_tree(path);
-    fs::create_directories(path);
-  }
-  ~Folder() { modlab::runner::remove_tree(path); }
+  modlab_test::TempDir dir{"shared"};
+  fs::path path = dir.path;
 };
 
 std::unique_ptr<RunHost> host_for(const fs::path& out, std::uint64_t seed, const std::string& dataset) {

@@ -4,9 +4,10 @@
 #define BOOST_TEST_MODULE slurm
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
+
 #include <modlab/errors.hpp>
 #include <modlab/runner/slurm.hpp>
-#include <modlab/runner/remove_tree.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -35,8 +36,8 @@ SlurmJob job() {
 /// What the script's last line passes to modlab, one [argument] per line: the script runs with
 /// SLURM_ARRAY_TASK_ID=task (and `env`), a stand-in executable printing its arguments as modlab.
 std::string arguments_passed(SlurmJob j, int task, const std::string& env = "") {
-  const fs::path dir = fs::temp_directory_path() / "modlab_test_slurm";
-  fs::create_directories(dir);
+  const modlab_test::TempDir temp("slurm");
+  const fs::path& dir = temp.path;
   j.exe = (dir / "print-args").string();
   std::ofstream(j.exe) << "#!/bin/sh\nprintf '[%s]\\n' \"$@\"\n";
   fs::permissions(j.exe, fs::perms::owner_all);
@@ -46,7 +47,6 @@ std::string arguments_passed(SlurmJob j, int task, const std::string& env = "") 
   char buf[512];
   for (std::size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
   pclose(p);
-  modlab::runner::remove_tree(dir);
   return out;
 }
 

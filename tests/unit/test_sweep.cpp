@@ -1,13 +1,13 @@
 #define BOOST_TEST_MODULE sweep
 #include <boost/test/unit_test.hpp>
+
+#include "../temp_dir.hpp"
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <modlab/errors.hpp>
 #include <modlab/runner/sweep.hpp>
-#include <modlab/runner/remove_tree.hpp>
-#include <random>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -405,8 +405,8 @@ BOOST_AUTO_TEST_CASE(sweep_name_file_and_text) {
 }
 
 BOOST_AUTO_TEST_CASE(load_sweep_reads_files) {
-  fs::path dir = fs::temp_directory_path() / ("modlab_sweep_test_" + std::to_string(std::random_device{}()));
-  fs::create_directories(dir);
+  const modlab_test::TempDir temp("sweep_test");
+  const fs::path& dir = temp.path;
   std::ofstream(dir / "s.toml") << "[model]\nk = 1\n[sweep]\nseeds = 2\n";
   Sweep s = load_sweep((dir / "s.toml").string(), {"model.k=5"});
   BOOST_TEST(s.runs.size() == 2u);
@@ -416,7 +416,6 @@ BOOST_AUTO_TEST_CASE(load_sweep_reads_files) {
   std::string msg = error_of([&] { load_sweep((dir / "missing.toml").string()); });
   BOOST_TEST(contains(msg, "cannot read sweep file"));
   BOOST_TEST(contains(msg, "missing.toml"));
-  modlab::runner::remove_tree(dir);
 }
 
 BOOST_AUTO_TEST_CASE(format_expansion_layout) {

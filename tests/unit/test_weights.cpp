@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE weights
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
 #include "fixture_registry.hpp"
 
 #include <modlab/errors.hpp>
@@ -11,7 +12,6 @@
 #include <modlab/runner/sweep.hpp>
 #include <modlab/runner/trainer.hpp>
 #include <modlab/runner/weights.hpp>
-#include <modlab/runner/remove_tree.hpp>
 
 #include <torch/torch.h>
 
@@ -41,11 +41,10 @@ batch_size = 16
 
 // One completed fixture run (body: Linear 4 → 8, head: Linear 8 → 3) in a temporary results folder.
 struct TrainedRun {
-  fs::path out;
+  modlab_test::TempDir temp{"weights"};
+  fs::path out = temp.path / "results";
   std::string run_id;
   TrainedRun() {
-    out = fs::temp_directory_path() / ("modlab_weights_" + std::to_string(::getpid()));
-    modlab::runner::remove_tree(out);
     Value v = parse_toml(kRun, "trained.toml");
     RunRequest r;
     r.config = std::make_shared<const Value>(v);
@@ -58,7 +57,6 @@ struct TrainedRun {
     if (outcome.status != RunStatus::Completed) throw std::runtime_error("fixture run failed: " + outcome.error);
     run_id = r.run_id;
   }
-  ~TrainedRun() { modlab::runner::remove_tree(out); }
   std::map<std::string, torch::Tensor> saved() const {
     return read_weights_file(RunPaths::of(out.string(), run_id).weights);
   }

@@ -3,13 +3,13 @@
 #define BOOST_TEST_MODULE worker_protocol
 #include <boost/test/unit_test.hpp>
 
+#include "../temp_dir.hpp"
+
 #include <modlab/runner/exit_codes.hpp>
 #include <modlab/runner/scheduler.hpp>
 #include <modlab/runner/worker_protocol.hpp>
-#include <modlab/runner/remove_tree.hpp>
 
 #include <sched.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -91,8 +91,8 @@ BOOST_AUTO_TEST_CASE(default_threads_follow_the_affinity_mask_and_the_cgroup_quo
   sched_setaffinity(0, sizeof saved, &saved);
   BOOST_TEST(n == 1);
 
-  const auto dir = std::filesystem::temp_directory_path() / ("modlab_cpu_max_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const modlab_test::TempDir temp("cpu_max");
+  const auto& dir = temp.path;
   auto limit = [&](const std::string& text) {
     std::ofstream((dir / "cpu.max").string()) << text;
     return modlab::runner::cgroup_cpu_limit((dir / "cpu.max").string());
@@ -103,5 +103,4 @@ BOOST_AUTO_TEST_CASE(default_threads_follow_the_affinity_mask_and_the_cgroup_quo
   BOOST_TEST(limit("50000 100000\n") == 1);
   BOOST_TEST(limit("garbage") == 0);
   BOOST_TEST(modlab::runner::cgroup_cpu_limit((dir / "absent").string()) == 0);
-  modlab::runner::remove_tree(dir);
 }
