@@ -8,6 +8,7 @@
 #include "model_builders.hpp"
 
 #include <modlab/errors.hpp>
+#include <modlab/population.hpp>
 #include <modlab/runner/registry.hpp>
 #include <modlab/runner/run_host.hpp>
 
@@ -481,6 +482,44 @@ BOOST_AUTO_TEST_CASE(sample_similarity_by_hand) {
   BOOST_TEST(std::abs(moe::sample_similarity_loss(x, g, bs, bd, "reference").item<double>() -
                       (bs * same - bd * diff / 9)) < 1e-12);
   BOOST_CHECK_THROW(moe::sample_similarity_loss(x, g, bs, bd, "x"), modlab::ArgumentError);
+}
+
+// In a population of P members (the batch holds P·B rows, member m rows m·B …) every batch-level
+// term is each member's own over its own rows: [P], equal to the term of that member's batch.
+BOOST_AUTO_TEST_CASE(regularizers_in_a_population_are_each_members_own) {
+  torch::manual_seed(5);
+  const std::int64_t p = 3, b = 4;
+  const auto g = torch::softmax(torch::randn({p * b, 3}, torch::kDouble), -1);
+  const auto f = torch::softmax(torch::randn({p * b, 3, 5}, torch::kDouble), -1);
+  const auto x = torch::randn({p * b, 1, 2, 3}, torch::kDouble);
+  const auto y = torch::randint(5, {p * b}, torch::kLong);
+  using Term = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                                           const torch::Tensor&)>;
+  const std::map<std::string, Term> terms = {
+      {"importance", [](auto& g, auto&, auto&, auto&) { return moe::importance_loss(g); }},
+      {"ortho master", [](auto& g, auto& f, auto&, auto&) { return moe::ortho_loss(g, f, "master"); }},
+      {"ortho xai", [](auto& g, auto& f, auto&, auto&) { return moe::ortho_loss(g, f, "xai"); }},
+      {"ideal gate", [](auto& g, auto& f, auto&, auto& y) { return moe::ideal_gate_loss(g, f, y); }},
+      {"similarity normalized",
+       [](auto& g, auto&, auto& x, auto&) { return moe::sample_similarity_loss(x, g, 0.5, 2.0, "normalized"); }},
+      {"similarity reference",
+       [](auto& g, auto&, auto& x, auto&) { return moe::sample_similarity_loss(x, g, 0.5, 2.0, "reference"); }},
+  };
+  for (const auto& [name, term] : terms) {
+    torch::Tensor folded;
+    {
+      modlab::PopulationScope scope(p);
+      folded = term(g, f, x, y);
+    }
+    BOOST_TEST_REQUIRE(folded.sizes() == torch::IntArrayRef({p}), name);
+    for (std::int64_t m = 0; m < p; ++m) {
+      const auto rows = torch::arange(m * b, (m + 1) * b);
+      const double own = term(g.index({rows}), f.index({rows}), x.index({rows}), y.index({rows})).item<double>();
+      BOOST_TEST(folded[m].item<double>() == own, boost::test_tools::tolerance(1e-12));
+    }
+  }
+  modlab::PopulationScope odd(5);  // 12 rows do not split among 5 members
+  BOOST_CHECK_THROW(moe::importance_loss(g), modlab::ArgumentError);
 }
 
 BOOST_AUTO_TEST_CASE(regularizer_gradients_match_finite_differences) {

@@ -95,6 +95,10 @@ const std::vector<Case>& cases() {
   static const std::vector<Case> all{
       {"moe toy (quick start)", kMoeToy, {}, "", 1e-4, ""},
       {"moe MNIST CNNs", kMoeMnist, {}, "", 1e-3, "mnist"},
+      {"moe toy, importance, ortho and ideal-gate terms", kMoeToy,
+       {"model.w_importance=0.1", "model.w_ortho=0.5", "model.w_ideal_gate=0.2"}, "", 1e-4, ""},
+      {"moe toy, sample similarity (reference form)", kMoeToy,
+       {"model.beta_same=0.1", "model.beta_diff=0.1", "model.sample_similarity_form=\"reference\""}, "", 1e-4, ""},
       {"moe toy, training-time gate metrics", kMoeToy, {"model.fit_gate_metrics=true"},
        "its loss term 'task' is computed over the whole folded batch", 0.0, ""},
       {"hier_modular MLP", boolean_run("plugin = \"mlp\"\n"), {}, "", 1e-4, ""},

@@ -3,6 +3,10 @@
 /// The loss terms of the gated-modular reference (moe §1.3) as plain differentiable functions of
 /// gate probabilities g [B, E] and expert probabilities f [B, E, C], so every training method and
 /// other gated models share them and tests can check them against hand-computed values.
+///
+/// Inside a population (modlab/population.hpp: P members, P·B rows, member m rows m·B …) every
+/// batch-level term (importance, ortho, ideal gate, sample similarity) is each member's own over
+/// its own B rows, one value per member ([P]); its solo run computes the same term on its batch.
 
 #include <torch/types.h>
 
