@@ -507,6 +507,25 @@ def mnist_cost(by_proto):
             f"{duration(t * MNIST_REFERENCE_FACTOR / 2)} with --jobs 2 on 2 cores.\n")
 
 
+def missing_reference(by_proto):
+    """The models run under another protocol but not under the reference's, with the time their
+    reference-protocol runs would take with --jobs 2, from the reference runs' mean training time."""
+    done = {r["label"] for r in by_proto.get("yes", [])}
+    missing = defaultdict(set)
+    for p, rs in by_proto.items():
+        for r in rs:
+            if p != "yes" and r["label"] not in done:
+                missing[r["label"]].add((r["fraction"], r["seed"]))
+    if not done or not missing:
+        return ""
+    per_run = np.mean([r["time_s"] for r in by_proto["yes"]])
+    n = sum(len(v) for v in missing.values())
+    sweeps = sorted({"mnist_mlp_reference.toml" if label == "MLP" else "mnist_reference.toml" for label in missing})
+    return (f"Not run here under the reference protocol: {', '.join(sorted(missing))} ({n} runs, "
+            f"{', '.join(f'`sweeps/hier_modular/{x}`' for x in sweeps)}); at the measured {duration(per_run)} of "
+            f"training per reference-protocol run, about {duration(n * per_run / 2)} with --jobs 2 on 2 cores.\n")
+
+
 def boolean_gap(stats, records):
     """Known routing on MNIST (reference protocol) against known routing on the Boolean task
     (reference protocol, [6,3,2,2]) at the same s: how much the image modules cost."""
@@ -530,7 +549,7 @@ def mnist_section(mnist, stats=None):
         for r in runs:
             by_proto[r["protocol"]].append(r)
     protos = sorted(by_proto, key=lambda p: (p != "yes", p))
-    parts = [MNIST_HEADER, mnist_cost(by_proto)]
+    parts = [MNIST_HEADER, mnist_cost(by_proto), missing_reference(by_proto)]
     for p in protos:
         parts += [f"### MNIST, reference protocol: {p}\n", "Findings (computed from the runs):\n"]
         parts += [f"- {f}" for f in mnist_findings(by_proto[p])]

@@ -314,6 +314,16 @@ class Pages(unittest.TestCase):
         import plot_hier_modular
         self.assertEqual(plot_hier_modular.mnist_protocol({"train": {"epochs": 200},
                                                            "dataset": {"samples_per_pair": 1000}}), "yes")
+        # models run only under another protocol are named, with the time their reference runs would take
+        run = lambda label, s, seed, t: {"label": label, "fraction": s, "seed": seed, "time_s": t}  # noqa: E731
+        by_proto = {"yes": [run("MLP", 0.3, 0, 100.0), run("MLP", 0.3, 1, 300.0)],
+                    "no: 30 epochs": [run("MLP", 0.3, 0, 5.0)] + [run("modular, known routing", s, k, 5.0)
+                                                                  for s in (0.3, 0.5) for k in (0, 1, 2)]}
+        text = plot_hier_modular.missing_reference(by_proto)
+        self.assertIn("Not run here under the reference protocol: modular, known routing (6 runs, "
+                      "`sweeps/hier_modular/mnist_reference.toml`)", text)
+        self.assertIn("about 10.0 min with --jobs 2", text)  # 6 runs × 200 s / 2
+        self.assertEqual(plot_hier_modular.missing_reference({"no: 30 epochs": by_proto["no: 30 epochs"]}), "")
         root = mnist_root()
         if not root:
             self.skipTest("no MNIST files (train-images-idx3-ubyte.gz) in $MODLAB_DATA_DIR/mnist or ../shared/data/mnist")
