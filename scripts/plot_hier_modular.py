@@ -587,8 +587,8 @@ what modlab's runs show under that protocol is the protocol's doing or modlab's:
 def page(boolean, mnist, commands, figure, pytorch=None):
     parts = [HEADER, "## Runs\n", run_summary({**boolean, **mnist}, commands), ""]
     records = [r for runs in boolean.values() for r in runs]
-    if records:
-        stats = aggregate(records)
+    stats = aggregate(records) if records else None
+    if stats:
         parts += ["## Boolean tasks\n", "Findings (computed from the tables below):\n"]
         parts += [f"- {f}" for f in findings(stats) + protocol_findings(stats)]
         parts += [tables(stats), ""]
@@ -597,7 +597,7 @@ def page(boolean, mnist, commands, figure, pytorch=None):
         if pytorch:
             parts += [PYTORCH_TEXT, f"`{pytorch[1]}`\n", pytorch_table(pytorch[0]), ""]
     if any(mnist.values()):
-        parts += mnist_section(mnist, aggregate(records) if records else None)
+        parts += mnist_section(mnist, stats)
     parts.append("\nThroughput of these sweeps against the reference's PyTorch code: bench/README.md, "
                  "`bench_hier_modular`.\n")
     return "\n".join(parts)
