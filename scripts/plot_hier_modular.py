@@ -16,11 +16,14 @@ is written so, by `scripts/reproduce hier_modular`).
         results/hier_modular_mnist_reference results/hier_modular_mnist_mlp_reference
 
 The MNIST variant's runs are grouped by protocol (the reference's 200 epochs and 1000 image pairs
-per train pair, or what differs) and the protocols compared paired by seed.
+per train pair, or what differs) and the protocols compared paired by seed. With --doc and --keep,
+the page's Boolean or MNIST part is rewritten from the sweeps given of that kind (all of them) and
+the rest of the page kept as it was (`scripts/reproduce hier_modular --only mnist`).
 """
 import argparse
 import math
 import os
+import re
 import sys
 from collections import defaultdict
 
@@ -28,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_summary import (completed_runs, duration, interval_text, last_metric, mean_ci,  # noqa: E402
-                           run_times, sweep_command, wall)
+                           old_page, run_times, sweep_command, wall)
 
 # The reference README's training settings for the Boolean tasks (../shared/spec/hier_modular.md).
 REFERENCE = {"train_noise": 0.1, "weight_decay": 1e-3, "epochs": 1000, "batch_size": 64}
@@ -289,15 +292,18 @@ def pytorch_table(path):
     return "\n".join(lines)
 
 
-def run_summary(sweeps, commands):
-    lines = ["| sweep | completed runs | seeds | wall time | training time summed | command |", "|---|---|---|---|---|---|"]
+def run_summary(sweeps, commands, kept=None):
+    """The runs table: a row per sweep; `kept` ({sweep: row} of a page written earlier) keeps the rows
+    of sweeps not among `sweeps`, in their order."""
+    rows = dict(kept or {})
     for name, runs in sweeps.items():
         _, _, span = wall(runs)
         seeds = sorted({r["seed"] for r in runs})
         seed_text = f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0]) if seeds else "–"
         train = sum(r["time_s"] for r in runs if not math.isnan(r["time_s"]))
-        lines.append(f"| {name} | {len(runs)} | {seed_text} | {span} | {duration(train)} | `{commands.get(name, '')}` |")
-    return "\n".join(lines)
+        rows[name] = f"| {name} | {len(runs)} | {seed_text} | {span} | {duration(train)} | `{commands.get(name, '')}` |"
+    return "\n".join(["| sweep | completed runs | seeds | wall time | training time summed | command |",
+                      "|---|---|---|---|---|---|"] + list(rows.values()))
 
 
 MNIST_METRICS = (("train_accuracy", "train accuracy"),
@@ -540,11 +546,42 @@ def boolean_gap(stats, records):
         st = stats.get(("yes", "6,3,2,2", BOOLEAN_OF_MNIST.get(label, ""), s))
         if st:
             n, mean, _, half = mean_ci(r["test2_accuracy"] for r in rs)
-            out.append(f"{label}, s = {s:g}: test2 accuracy {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] on MNIST "
-                       f"(all-zeros baseline {np.nanmean([r['zeros'] for r in rs]):.3f}) against {st['mean']:.3f} "
-                       f"[{st['mean'] - st['half']:.3f}, {st['mean'] + st['half']:.3f}] test accuracy on the Boolean "
+            out.append(f"{label}, s = {s:g}: test2 accuracy {accuracy_interval(mean, half)} on MNIST "
+                       f"(all-zeros baseline {np.nanmean([r['zeros'] for r in rs]):.3f}) against "
+                       f"{st.get('text') or accuracy_interval(st['mean'], st['half'])} test accuracy on the Boolean "
                        f"task (baseline {st['zeros']:.3f}).")
     return out
+
+
+def accuracy_interval(mean, half):
+    """"mean [lo, hi]" with the interval clipped to [0, 1], as in the tables."""
+    return f"{mean:.3f} [{max(0.0, mean - half):.3f}, {min(1.0, mean + half):.3f}]"
+
+
+def kept_boolean_stats(lines):
+    """The reference-protocol cells of the Boolean section of a page written earlier, read back
+    ({"text": "mean [lo, hi]", "zeros": baseline} under aggregate()'s keys): the MNIST comparison's
+    Boolean side when --keep keeps that section."""
+    stats, structure, fractions = {}, None, []
+    for line in lines:
+        if line.startswith("### "):
+            m = re.match(r"### \[([\d,]+)\], reference protocol: yes$", line)
+            structure = m.group(1) if m else None
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if structure is None or not line.startswith("| ") or len(cells) < 3:
+            continue
+        if cells[:2] == ["model", "reference protocol?"]:
+            fractions = [float(c[2:]) for c in cells[2:]]
+        elif cells[0].startswith("all-zeros baseline"):
+            for s, z in zip(fractions, cells[2:]):
+                for key in [k for k in stats if k[1] == structure and k[3] == s]:
+                    stats[key]["zeros"] = float(z)
+        elif cells[1] == "yes":
+            for s, cell in zip(fractions, cells[2:]):
+                m = re.match(r"([\d.]+) ± [\d.]+ (\[[\d.]+, [\d.]+\])", cell)
+                if m:
+                    stats[("yes", structure, cells[0], s)] = {"text": f"{m.group(1)} {m.group(2)}", "zeros": math.nan}
+    return stats
 
 
 def mnist_section(mnist, stats=None):
@@ -584,12 +621,24 @@ what modlab's runs show under that protocol is the protocol's doing or modlab's:
 """
 
 
-def page(boolean, mnist, commands, figure, pytorch=None):
-    parts = [HEADER, "## Runs\n", run_summary({**boolean, **mnist}, commands), ""]
+BOOLEAN_TITLE = "## Boolean tasks"
+MNIST_TITLE = MNIST_HEADER.splitlines()[0]
+THROUGHPUT = ("Throughput of these sweeps against the reference's PyTorch code: bench/README.md, "
+              "`bench_hier_modular`.")
+
+
+def page(boolean, mnist, commands, figure, pytorch=None, old=None):
+    """The page from the runs; `old` (old_page() of the page as it was: --keep) keeps the runs-table
+    rows of the sweeps not given and the Boolean or MNIST part when no sweep of that kind is given."""
+    kept_rows, kept = old or ({}, {})
+    parts = [HEADER, "## Runs\n", run_summary({**boolean, **mnist}, commands, kept_rows), ""]
     records = [r for runs in boolean.values() for r in runs]
     stats = aggregate(records) if records else None
-    if stats:
-        parts += ["## Boolean tasks\n", "Findings (computed from the tables below):\n"]
+    if not stats and BOOLEAN_TITLE in kept:
+        parts += kept[BOOLEAN_TITLE]
+        stats = kept_boolean_stats(kept[BOOLEAN_TITLE])
+    elif stats:
+        parts += [BOOLEAN_TITLE + "\n", "Findings (computed from the tables below):\n"]
         parts += [f"- {f}" for f in findings(stats) + protocol_findings(stats)]
         parts += [tables(stats), ""]
         if figure:
@@ -598,9 +647,24 @@ def page(boolean, mnist, commands, figure, pytorch=None):
             parts += [PYTORCH_TEXT, f"`{pytorch[1]}`\n", pytorch_table(pytorch[0]), ""]
     if any(mnist.values()):
         parts += mnist_section(mnist, stats)
-    parts.append("\nThroughput of these sweeps against the reference's PyTorch code: bench/README.md, "
-                 "`bench_hier_modular`.\n")
+    elif MNIST_TITLE in kept:
+        lines = [line for line in kept[MNIST_TITLE] if line != THROUGHPUT]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        parts += lines + [""]
+    parts.append("\n" + THROUGHPUT + "\n")
     return "\n".join(parts)
+
+
+def check_keep(kept_rows, boolean, mnist):
+    """--keep rewrites the Boolean or the MNIST part from the sweeps given of that kind (their tables
+    combine sweeps), so a part rewritten needs every sweep of it that the page lists."""
+    for given, kind, of_kind in ((boolean, "Boolean", lambda n: "mnist" not in n),
+                                 (mnist, "MNIST", lambda n: "mnist" in n)):
+        missing = [n for n in kept_rows if of_kind(n) and n not in given]
+        if any(given.values()) and missing:
+            sys.exit(f"plot_hier_modular: --keep rewrites the page's {kind} part from the {kind} sweeps given, "
+                     f"and the page lists more: give their folders too ({', '.join(missing)})")
 
 
 def main():
@@ -612,13 +676,23 @@ def main():
     ap.add_argument("--doc", help="write the whole results page here (the figure goes to --out)")
     ap.add_argument("--pytorch", help="JSON lines of bench/python/hier_modular_ref.py runs, for the cross-check table")
     ap.add_argument("--pytorch-command", default="", help="the command that wrote --pytorch, quoted in the page")
+    ap.add_argument("--keep", action="store_true",
+                    help="with --doc: keep the page's rows of sweeps whose folders are not given (or hold no sweep "
+                         "yet), and its Boolean or MNIST part when no sweep of that kind is given")
     args = ap.parse_args()
+    if args.keep and not args.doc:
+        ap.error("--keep needs --doc")
+    if args.keep:
+        args.folders = [f for f in args.folders if os.path.exists(os.path.join(f, "sweep.h5"))]
+    old = old_page(args.doc) if args.keep and os.path.exists(args.doc) else None
     boolean, mnist, commands = {}, {}, {}
     for folder in args.folders:
         name, runs = completed_runs(folder, read_any)
         commands[name] = sweep_command(folder)
         (mnist if runs and "label" in runs[0] else boolean)[name] = runs
-    if not any(boolean.values()) and not any(mnist.values()):
+    if old:
+        check_keep(old[0], boolean, mnist)
+    elif not any(boolean.values()) and not any(mnist.values()):
         sys.exit("no completed runs in " + ", ".join(args.folders))
     records = [r for runs in boolean.values() for r in runs]
     figure = None
@@ -628,7 +702,7 @@ def main():
         rel = os.path.relpath(os.path.abspath(figure), os.path.dirname(os.path.abspath(args.doc))) if figure else None
         with open(args.doc, "w") as f:
             f.write(page(boolean, mnist, commands, rel,
-                         (args.pytorch, args.pytorch_command) if args.pytorch else None))
+                         (args.pytorch, args.pytorch_command) if args.pytorch else None, old))
         print(f"wrote {args.doc}" + (f" and {figure}" if figure else ""))
         return
     if records:

@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_summary import (ci_text, completed_runs, config_name, duration, load as load_summary,  # noqa: E402
-                           count_runs, paired_text, run_times, sweep_command, text, wall)
+                           count_runs, old_page, paired_text, run_times, sweep_command, text, wall)
 
 def mean_std(values):
     v = [x for x in values if not math.isnan(x)]
@@ -669,33 +669,13 @@ def run_table(folder, name, runs):
             f"`{sweep_command(folder, '--jobs 2 --threads 1')}` |")
 
 
-def old_page(doc):
-    """What a page written earlier holds: {sweep name: its row of the runs table} and {section
-    title: the section's lines}."""
-    rows, sections, title = {}, {}, None
-    with open(doc) as f:
-        for line in f.read().splitlines():
-            if line.startswith("## "):
-                title = line
-                sections[title] = []
-            if title is None:
-                continue
-            sections[title].append(line)
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if title == "## Runs" and line.startswith("| ") and cells[0] in SWEEP_ORDER:
-                rows[cells[0]] = line
-    for lines in sections.values():
-        while lines and not lines[-1].strip():
-            lines.pop()
-    return rows, {t: lines + [""] for t, lines in sections.items()}
-
-
 def write_page(folders, doc, keep=False):
     """The page from the sweep folders. With `keep`, the row and section of every sweep not among
     the folders (or whose folder holds no sweep yet) are those of the page as it was."""
     if keep:
         folders = [f for f in folders if os.path.exists(os.path.join(f, "sweep.h5"))]
     old_rows, old_sections = old_page(doc) if keep and os.path.exists(doc) else ({}, {})
+    old_rows = {name: row for name, row in old_rows.items() if name in SWEEP_ORDER}
     timed = {}
     for folder in folders:
         name, runs = timed_runs(folder)

@@ -117,6 +117,27 @@ def duration(seconds):
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
+def old_page(doc, runs_title="## Runs"):
+    """What a results page written earlier holds: ({first cell: line} of the rows of its runs table
+    (the section `runs_title`), {section title ("## ..."): the section's lines}), for the pages'
+    --keep options."""
+    rows, sections, title = {}, {}, None
+    with open(doc) as f:
+        for line in f.read().splitlines():
+            if line.startswith("## "):
+                title = line
+                sections[title] = []
+            if title is None:
+                continue
+            sections[title].append(line)
+            if title == runs_title and line.startswith("| ") and not line.startswith("| sweep |"):
+                rows[line.strip("|").split("|")[0].strip()] = line
+    for lines in sections.values():
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return rows, {t: lines + [""] for t, lines in sections.items()}
+
+
 def results_page(description, header, load_sweep, section):
     """The command line of the scripts that write a docs/results page: sweep folders, --figures,
     --doc, --with-header (start with `header`), --command (quoted in the page). `load_sweep(folder)`

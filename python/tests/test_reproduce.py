@@ -268,6 +268,14 @@ class DryRun(unittest.TestCase):
                 for s in scripts:
                     self.assertTrue(os.path.exists(os.path.join(ROOT, s)), s)
                 self.assertIn(f"docs/results/{name}.md", proc.stdout)
+        # hier_modular --only mnist: the MNIST sweeps only, the rest of the page kept
+        proc = subprocess.run([os.path.join(ROOT, "scripts", "reproduce"), "hier_modular", "--dry-run", "--only", "mnist"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+        lines = [shlex.split(l) for l in proc.stdout.splitlines() if l.strip()]
+        self.assertEqual([l[2] for l in lines if l[:2] == ["build/bin/modlab", "run"]],
+                         [f"sweeps/hier_modular/{s}.toml" for s in ("mnist", "mnist_mlp", "mnist_reference",
+                                                                     "mnist_mlp_reference")])
+        self.assertIn("--keep", lines[-1])
         bad = subprocess.run([os.path.join(ROOT, "scripts", "reproduce"), "no_such_page"], capture_output=True,
                              text=True, cwd=ROOT)
         self.assertEqual(bad.returncode, 2)
@@ -308,6 +316,38 @@ class Pages(unittest.TestCase):
         self.assertTrue(row[2].startswith(f"{mean:.3f} ± {std:.3f} ["), row[2])
         self.assertIn("reference protocol − ablation", page)
         self.assertTrue(os.path.getsize(os.path.join(self.tmp, "hm.png")) > 10000)
+
+    def test_hier_modular_keep(self):
+        """--keep rewrites the Boolean or the MNIST part from the sweeps given and keeps the rest."""
+        import plot_hier_modular as phm
+        # the MNIST part's comparison with the Boolean task reads the Boolean side back from the kept
+        # tables exactly as it computes it from the runs (an interval clipped at 1 included)
+        bits = [{"protocol": "yes", "structure": "6,3,2,2", "variant": "MLP", "fraction": s, "test_accuracy": a,
+                 "zeros": 0.8, "routing_correct": math.nan, "train_accuracy": 1.0}
+                for s, accs in ((0.3, [0.7, 0.75, 0.81]), (0.5, [1.0, 0.98, 1.0])) for a in accs]
+        images = [{"label": "MLP", "fraction": s, "test2_accuracy": a, "zeros": 0.78}
+                  for s in (0.3, 0.5) for a in (0.6, 0.65, 0.71)]
+        stats = phm.aggregate(bits)
+        kept = phm.kept_boolean_stats(phm.tables(stats).splitlines())
+        self.assertEqual(len(phm.boolean_gap(stats, images)), 2)
+        self.assertEqual(phm.boolean_gap(kept, images), phm.boolean_gap(stats, images))
+        self.assertIn("against 0.993 [0.965, 1.000] test accuracy on the Boolean task", phm.boolean_gap(kept, images)[1])
+        root = mnist_root()
+        if not root:
+            self.skipTest("no MNIST files (train-images-idx3-ubyte.gz) in $MODLAB_DATA_DIR/mnist or ../shared/data/mnist")
+        # the Boolean MLP too: the MNIST MLP is compared with it
+        mlp = HIER.replace('name = "hm_tiny"', 'name = "hm_tiny_mlp"').replace(
+            'plugin = "hierarchically_modular"\ntau = 2.0\nlr_module_input = 0.1', 'plugin = "mlp"\narch = [6, 8, 2]')
+        boolean = [run_sweep(self.tmp, "hm_tiny", HIER), run_sweep(self.tmp, "hm_tiny_mlp", mlp)]
+        mnist = [run_sweep(self.tmp, f"hm_mnist_{e}", HIER_MNIST.format(epochs=e, root=root)) for e in (2, 1)]
+        full = write_doc("plot_hier_modular", boolean + mnist, ["--no-plot"])
+        absent = os.path.join(self.tmp, "absent")
+        self.assertEqual(write_doc("plot_hier_modular", [absent], ["--keep"]), full)
+        # the MNIST part anew, the Boolean side of its comparison read back from the kept tables
+        self.assertEqual(write_doc("plot_hier_modular", mnist, ["--keep"]), full)
+        self.assertEqual(write_doc("plot_hier_modular", boolean, ["--keep", "--no-plot"]), full)
+        with self.assertRaisesRegex(RuntimeError, r"--keep rewrites the page's MNIST part .* \(hm_mnist_1\)"):
+            write_doc("plot_hier_modular", mnist[:1], ["--keep"])
 
     def test_hier_modular_mnist_protocols(self):
         """The MNIST variant's tables per protocol and their difference paired by seed."""
